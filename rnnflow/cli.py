@@ -1,0 +1,86 @@
+"""The `rnnflow` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rnnflow.config import ConfigError, load_params
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
+
+# Errors a user can fix: one clear line and exit code 2, the traceback only with --debug.
+EXIT_BAD_INPUT = 2
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from rnnflow.download import ChecksumError, DownloadError
+    from rnnflow.embeddings import EmbeddingError
+    from rnnflow.reviews import DatasetError
+    from rnnflow.tracking import TrackingError
+
+    return (ConfigError, ChecksumError, DownloadError, DatasetError, EmbeddingError,
+            TrackingError, FileNotFoundError)
+
+
+@app.callback()
+def _group() -> None:
+    """Keeps `run` a subcommand while it is the only one."""
+
+
+@app.command()
+def run(
+    params_file: Annotated[Path, typer.Argument(help="A params/*.yaml file.")],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a key: --set train.epochs=3 (repeatable).")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Run one params file: every point of its grid becomes one MLflow run."""
+    try:
+        overrides = dict(_parse(s) for s in set_ or [])
+        load_params(params_file, overrides)  # fail before Prefect or MLflow start
+    except ConfigError as exc:
+        _fail(exc, debug)
+    _quiet_environment()
+    from flows.train_rnn import train_rnn
+
+    try:
+        results = train_rnn(str(params_file), overrides)
+    except _user_errors() as exc:
+        _fail(exc, debug)
+    for row in results:
+        typer.echo(f"run {row['run_id']}: val_accuracy={row['val_accuracy']:.4f} "
+                   f"test_accuracy={row['test_accuracy']:.4f}")
+
+
+def _parse(text: str):
+    from rnnflow.config import parse_override
+
+    return parse_override(text)
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        raise exc
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def main() -> None:
+    app(prog_name="rnnflow")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

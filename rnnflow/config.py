@@ -1,0 +1,209 @@
+"""Parameter sets: params/*.yaml parsed into pydantic models, with CLI overrides and grids."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file, key or value that cannot be used. The message says which and why."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetConfig(_Section):
+    source: Literal["aclimdb"] = "aclimdb"
+    url: str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+    # At most this many reviews from each official split (train, test), drawn with `seed` and
+    # balanced by label, before the validation split is cut. None keeps everything.
+    limit: int | None = Field(None, ge=4)
+
+
+class TokenizeConfig(_Section):
+    tokenizer: Literal["treebank", "casual", "wordpunct"] = "treebank"
+    lowercase: bool = False
+    strip_html: bool = False
+
+
+class EmbeddingConfig(_Section):
+    source: Literal["gensim", "file", "train"] = "gensim"
+    name: str = "word2vec-google-news-300"  # gensim-data model name (source: gensim)
+    url: str | None = None  # word2vec file by URL or path (source: file)
+    binary: bool = True
+    limit: int | None = Field(None, ge=1)  # read only the first `limit` vectors of a file
+    # source: train (gensim Word2Vec on the train split only)
+    vector_size: int = Field(300, ge=1, le=4096)
+    window: int = Field(5, ge=1)
+    min_count: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _file_needs_url(self) -> EmbeddingConfig:
+        if self.source == "file" and not self.url:
+            raise ValueError("embedding.source 'file' needs embedding.url (a path or URL)")
+        return self
+
+
+class PadConfig(_Section):
+    maxlen: int = Field(400, ge=1, le=100_000)
+    padding: Literal["pre", "post"] = "post"
+    truncating: Literal["pre", "post"] = "post"
+
+
+class ModelConfig(_Section):
+    cell: Literal["simple_rnn", "lstm", "gru"] = "simple_rnn"
+    num_neurons: int = Field(50, ge=1, le=4096)
+    return_sequences: bool = True
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    bidirectional: bool = False
+
+
+class TrainConfig(_Section):
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(2, ge=1)
+    optimizer: Literal["rmsprop", "adam", "sgd", "adamw"] = "rmsprop"
+    learning_rate: float | None = Field(None, gt=0.0)
+    seed: int = 1337
+
+
+class Params(_Section):
+    name: str = Field("rnnflow", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    dataset: DatasetConfig = DatasetConfig()
+    tokenize: TokenizeConfig = TokenizeConfig()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    pad: PadConfig = PadConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+
+    def flat(self) -> dict[str, Any]:
+        """Every resolved setting as a dotted key, the form MLflow params and `--set` use."""
+        return {
+            k: v for k, v in _flatten(self.model_dump(exclude={"grid"})).items()
+        }
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _valid_keys() -> list[str]:
+    return list(_flatten(Params().model_dump(exclude={"grid"})).keys())
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _check_key(dotted: str, where: str) -> None:
+    keys = _valid_keys()
+    if dotted not in keys:
+        close = difflib.get_close_matches(dotted, keys, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{where}: unknown key '{dotted}'.{hint}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the CLI; the value is read as YAML, so 3, 0.5, true and [1, 2] work."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip(), value
+
+
+def _validate(tree: dict[str, Any], where: str) -> Params:
+    try:
+        return Params.model_validate(tree)
+    except ValidationError as exc:
+        reasons = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                close = difflib.get_close_matches(loc, _valid_keys(), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                reasons.append(f"unknown key '{loc}'{hint}")
+            else:
+                reasons.append(f"{loc or 'params'}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"{where}: " + "; ".join(reasons)) from None
+
+
+def load_params(
+    path: str | Path, overrides: dict[str, Any] | list[str] | None = None
+) -> Params:
+    """Read and validate a params file, then apply `dotted.key: value` overrides.
+
+    Everything is checked before any work starts; a ConfigError names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree).__name__}")
+    tree.setdefault("name", path.stem)
+
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(item) for item in overrides)
+    for dotted, value in (overrides or {}).items():
+        if dotted == "name":
+            tree["name"] = value
+            continue
+        _check_key(dotted, f"{path} (override)")
+        _set_dotted(tree, dotted, value)
+
+    params = _validate(tree, str(path))
+    for dotted, values in params.grid.items():
+        _check_key(dotted, f"{path} grid")
+        if not values:
+            raise ConfigError(f"{path} grid: '{dotted}' has an empty list of values")
+    # Validate every grid point now, so a bad value fails before any training.
+    expand_grid(params, where=str(path))
+    return params
+
+
+def expand_grid(params: Params, where: str = "params") -> list[Params]:
+    """The cartesian product of `grid`, each point a full, validated Params (grid removed)."""
+    if not params.grid:
+        return [params]
+    keys = list(params.grid)
+    base = params.model_dump(exclude={"grid"})
+    points = []
+    for combo in itertools.product(*(params.grid[k] for k in keys)):
+        tree = yaml.safe_load(yaml.safe_dump(base))  # deep copy of plain data
+        for dotted, value in zip(keys, combo, strict=True):
+            _set_dotted(tree, dotted, value)
+        label = ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
+        points.append(_validate(tree, f"{where} grid point ({label})"))
+    return points

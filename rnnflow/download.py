@@ -1,0 +1,68 @@
+"""download_dataset: fetch a file by http(s) URL, file:// URL or path, checksummed and cached."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pooch
+
+from rnnflow.storage import data_dir, sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched (network, HTTP status); worth retrying."""
+
+
+class ChecksumError(ValueError):
+    """The file's sha256 is not the expected one; retrying would not help."""
+
+
+def _local_path(url: str) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("", "c", "d") or len(parsed.scheme) == 1:  # plain path (or a drive)
+        return Path(url).expanduser()
+    return None
+
+
+def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
+    """Return a local copy of `url` and its sha256.
+
+    http(s) files go to data/raw/ through pooch (atomic, with a progress bar) and are fetched
+    once; local files are read where they are. A given sha256 is checked either way, and a
+    downloaded file that fails it is deleted so the next try fetches it again.
+    """
+    local = _local_path(url)
+    if local is not None:
+        if not local.is_file():
+            raise FileNotFoundError(f"dataset file not found: {local}")
+        path = local.resolve()
+    else:
+        raw = data_dir() / "raw"
+        fname = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + Path(
+            urlparse(url).path
+        ).name
+        try:
+            path = Path(
+                pooch.retrieve(url, known_hash=None, fname=fname, path=raw, progressbar=True)
+            )
+        except Exception as exc:  # requests/HTTP errors: let the task's retries have a go
+            raise DownloadError(f"could not download {url}: {exc}") from exc
+
+    digest = sha256_file(path)
+    if sha256 and digest.lower() != sha256.lower():
+        if local is None:
+            path.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{url}: sha256 is {digest}, expected {sha256}. "
+            + ("The bad download was removed; run again to refetch, " if local is None else "")
+            + "or correct dataset.sha256."
+        )
+    log.info("dataset %s (sha256 %s…)", path, digest[:12])
+    return path, digest

@@ -1,0 +1,135 @@
+"""build_embeddings: a word-vector table restricted to the corpus, as table.parquet.
+
+Row 0 is reserved for padding (the zero vector), so table rows are numbered 1..V.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rnnflow.config import EmbeddingConfig
+from rnnflow.download import download_dataset
+from rnnflow.storage import Stage, stage, write_parquet, writing
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+
+class EmbeddingError(ValueError):
+    """The word vectors cannot be loaded or do not fit the corpus."""
+
+
+class _TrainSentences:
+    """Re-iterable train-split token lists, streamed from Parquet (Word2Vec makes several passes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __iter__(self) -> Iterator[list[str]]:
+        source = pq.ParquetFile(self.path)
+        for batch in source.iter_batches(batch_size=2_000, columns=["split", "tokens"]):
+            keep = pc.equal(batch["split"], "train")
+            yield from batch["tokens"].filter(keep).to_pylist()
+
+
+def _corpus_vocab(tokens_path: Path) -> pa.Array:
+    """Every distinct token of the corpus, most frequent first."""
+    column = pq.read_table(tokens_path, columns=["tokens"])["tokens"]
+    counts = pc.value_counts(pc.list_flatten(column).combine_chunks())
+    order = pc.sort_indices(counts, sort_keys=[("counts", "descending"), ("values", "ascending")])
+    return counts.field("values").take(order)
+
+
+def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
+    from gensim.models import Word2Vec
+
+    sentences = _TrainSentences(tokens_path)
+    model = Word2Vec(
+        vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
+        workers=max(1, os.cpu_count() or 1), seed=seed,
+    )
+    model.build_vocab(sentences)
+    if not model.wv.index_to_key:
+        raise EmbeddingError(
+            f"word2vec found no token with at least embedding.min_count={cfg.min_count} "
+            "occurrences in the train split; lower min_count or use more data"
+        )
+    log.info("training word2vec on the train split: %d words, %d epochs",
+             len(model.wv.index_to_key), cfg.epochs)
+    model.train(sentences, total_examples=model.corpus_count, epochs=cfg.epochs)
+    return model.wv
+
+
+def _load_vectors(cfg: EmbeddingConfig):
+    from gensim.models import KeyedVectors
+
+    if cfg.source == "gensim":
+        import gensim.downloader
+
+        try:
+            return gensim.downloader.load(cfg.name)
+        except Exception as exc:
+            raise EmbeddingError(
+                f"embedding.name '{cfg.name}': gensim-data could not provide it ({exc}). "
+                "Without network access, use embedding.source: train or a local file."
+            ) from exc
+    path, _ = download_dataset(cfg.url or "")
+    try:
+        return KeyedVectors.load_word2vec_format(str(path), binary=cfg.binary, limit=cfg.limit)
+    except Exception as exc:
+        raise EmbeddingError(
+            f"embedding.url {cfg.url}: not a readable word2vec "
+            f"{'binary' if cfg.binary else 'text'} file ({exc}); check embedding.binary"
+        ) from exc
+
+
+def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
+    """Write data/embeddings/<key>/table.parquet: row (1..V), token, vector (float32[dim])."""
+    section = cfg.model_dump()
+    if cfg.source == "train":
+        section["seed"] = seed
+    out = stage("embeddings", section, tokens.key, VERSION)
+    if out.done():
+        log.info("embeddings: reusing %s", out.path)
+        return out
+
+    tokens_path = tokens.file("tokens.parquet")
+    corpus = _corpus_vocab(tokens_path)
+    if cfg.source == "train":
+        wv = _train_word2vec(tokens_path, cfg, seed)
+    else:
+        wv = _load_vectors(cfg)
+    keep = [t for t in corpus.to_pylist() if t in wv.key_to_index]
+    if not keep:
+        raise EmbeddingError("no corpus token is in the embedding vocabulary")
+    log.info("embeddings: %d of %d distinct corpus tokens have a vector (%.1f%%)",
+             len(keep), len(corpus), 100 * len(keep) / max(1, len(corpus)))
+    vectors = np.asarray(wv[keep], dtype=np.float32)
+    dim = vectors.shape[1]
+    table = pa.table({
+        "row": pa.array(np.arange(1, len(keep) + 1, dtype=np.int32)),
+        "token": pa.array(keep, type=pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+    })
+    with writing(out) as tmp:
+        write_parquet(table, tmp / "table.parquet")
+    return out
+
+
+def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray]:
+    """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector."""
+    table = pq.read_table(embeddings.file("table.parquet"))
+    vec = table["vector"].combine_chunks()
+    dim = vec.type.list_size
+    weights = np.zeros((table.num_rows + 1, dim), dtype=np.float32)
+    weights[1:] = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return table["token"].to_pylist(), weights

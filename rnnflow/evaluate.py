@@ -1,0 +1,35 @@
+"""evaluate_model: loss, accuracy, precision, recall, F1, ROC AUC and confusion matrix per split."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from rnnflow.pad import load_split
+from rnnflow.storage import Stage
+
+
+def score(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    pred = (prob >= threshold).astype(int)
+    both = len(np.unique(y_true)) == 2
+    return {
+        "loss": float(skm.log_loss(y_true, prob, labels=[0, 1])),
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "precision": float(skm.precision_score(y_true, pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, pred, zero_division=0)),
+        "f1": float(skm.f1_score(y_true, pred, zero_division=0)),
+        "auc": float(skm.roc_auc_score(y_true, prob)) if both else float("nan"),
+    }
+
+
+def evaluate_model(model, padded: Stage, batch_size: int = 256) -> tuple[dict, dict]:
+    """Returns metrics as {'val_accuracy': ..., 'test_auc': ...} and, per split, the confusion
+    matrix (rows: true neg/pos, columns: predicted neg/pos)."""
+    results: dict[str, float] = {}
+    confusion: dict[str, np.ndarray] = {}
+    for split in ("val", "test"):
+        x, y = load_split(padded.file(f"{split}.parquet"))
+        prob = model.predict(x, batch_size=batch_size, verbose=0).ravel()
+        results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
+        confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
+    return results, confusion

@@ -1,0 +1,41 @@
+"""Figures logged with each run: learning curves and confusion matrices."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # batch runs have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_learning_curves(history: dict[str, list[float]]):
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for key, style in ((metric, "o-"), (f"val_{metric}", "s--")):
+            if key in history:
+                epochs = np.arange(1, len(history[key]) + 1)
+                ax.plot(epochs, history[key], style, label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrices: dict[str, np.ndarray]):
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4 * len(matrices), 3.6))
+    for ax, (split, cm) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        ax.imshow(cm, cmap="Blues")
+        for (i, j), n in np.ndenumerate(cm):
+            ax.text(j, i, str(n), ha="center", va="center",
+                    color="white" if n > cm.max() / 2 else "black")
+        ax.set_xticks([0, 1], ["neg", "pos"])
+        ax.set_yticks([0, 1], ["neg", "pos"])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{split} (n={int(cm.sum())})")
+    fig.tight_layout()
+    return fig

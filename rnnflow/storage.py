@@ -1,0 +1,91 @@
+"""Where stage outputs live, how they are keyed, and how they are written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def data_dir() -> Path:
+    """Root of every stage output: $RNNFLOW_DATA_DIR, else ./data."""
+    return Path(os.environ.get("RNNFLOW_DATA_DIR", "data")).resolve()
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage output: data/<stage>/<key>/, where key hashes everything that produced it."""
+
+    name: str
+    key: str
+    root: Path
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.name / self.key
+
+    def file(self, filename: str) -> Path:
+        return self.path / filename
+
+    def done(self) -> bool:
+        # _SUCCESS is written last, after every file of the stage was renamed into place.
+        return (self.path / "_SUCCESS").is_file()
+
+
+def content_key(section: Any, upstream: str | None, version: int) -> str:
+    """Hash of a step's own config section, the upstream key and the step's code version."""
+    payload = json.dumps(
+        {"section": section, "upstream": upstream, "version": version},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def stage(name: str, section: Any, upstream: str | None, version: int) -> Stage:
+    return Stage(name, content_key(section, upstream, version), data_dir())
+
+
+@contextlib.contextmanager
+def writing(out: Stage) -> Iterator[Path]:
+    """Build a stage in a temporary folder beside its final place, then rename it into place.
+
+    A crash leaves only a `.tmp-*` folder that no later run trusts; two writers of the same key
+    both succeed and the first rename wins (same key, same content).
+    """
+    out.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.key}-", dir=out.path.parent))
+    try:
+        yield tmp
+        (tmp / "_SUCCESS").write_text("")
+        try:
+            os.rename(tmp, out.path)
+        except OSError:
+            if not out.done():  # not a lost race with an identical writer: a real failure
+                shutil.rmtree(out.path, ignore_errors=True)
+                os.rename(tmp, out.path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_parquet(table: pa.Table, path: Path) -> Path:
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

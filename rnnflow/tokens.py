@@ -1,0 +1,110 @@
+"""tokenize_reviews: NLTK tokens for every review, on every core, written as tokens.parquet."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rnnflow.config import TokenizeConfig
+from rnnflow.storage import Stage, stage, writing
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+_TAG = re.compile(r"<[^>]+>")
+_BATCH = 2_000
+# Below this many documents a process pool costs more to start than it saves.
+_PARALLEL_MIN_DOCS = 4_000
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("label", pa.int8()),
+        ("tokens", pa.list_(pa.string())),
+    ]
+)
+
+
+def make_tokenizer(cfg: TokenizeConfig) -> Callable[[str], list[str]]:
+    """The configured NLTK tokenizer, with the lowercase and strip_html options applied first."""
+    from nltk.tokenize import TreebankWordTokenizer, TweetTokenizer, WordPunctTokenizer
+
+    split = {
+        "treebank": TreebankWordTokenizer().tokenize,
+        "casual": TweetTokenizer().tokenize,
+        "wordpunct": WordPunctTokenizer().tokenize,
+    }[cfg.tokenizer]
+
+    def tokenize(text: str) -> list[str]:
+        if cfg.strip_html:
+            text = _TAG.sub(" ", text)
+        if cfg.lowercase:
+            text = text.lower()
+        return split(text)
+
+    return tokenize
+
+
+def _tokenize_batch(texts: list[str], cfg: TokenizeConfig) -> pa.Array:
+    tokenize = make_tokenizer(cfg)
+    return pa.array([tokenize(t) for t in texts], type=pa.list_(pa.string()))
+
+
+def _workers(n_docs: int) -> int:
+    return 1 if n_docs < _PARALLEL_MIN_DOCS else max(1, os.cpu_count() or 1)
+
+
+def _batches(reviews: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
+    yield from reviews.iter_batches(batch_size=_BATCH, columns=["id", "split", "label", "text"])
+
+
+def tokenize_reviews(reviews: Stage, cfg: TokenizeConfig) -> Stage:
+    """Write data/tokens/<key>/tokens.parquet: id, split, label, tokens (list<string>)."""
+    out = stage("tokens", cfg.model_dump(), reviews.key, VERSION)
+    if out.done():
+        log.info("tokens: reusing %s", out.path)
+        return out
+    source = pq.ParquetFile(reviews.file("reviews.parquet"))
+    n_docs = source.metadata.num_rows
+    workers = _workers(n_docs)
+    log.info("tokenizing %d reviews with %s on %d process(es)", n_docs, cfg.tokenizer, workers)
+
+    with writing(out) as tmp, pq.ParquetWriter(tmp / "tokens.parquet", SCHEMA,
+                                               compression="zstd") as writer:
+        def write(batch: pa.RecordBatch, tokens: pa.Array, done: int) -> None:
+            writer.write_table(pa.table({
+                "id": batch["id"], "split": batch["split"],
+                "label": batch["label"].cast(pa.int8()), "tokens": tokens,
+            }, schema=SCHEMA))
+            log.info("tokenized %d/%d reviews", done, n_docs)
+
+        done = 0
+        if workers == 1:
+            for batch in _batches(source):
+                done += batch.num_rows
+                write(batch, _tokenize_batch(batch["text"].to_pylist(), cfg), done)
+        else:
+            # spawn, not fork: the parent may already hold TensorFlow's threads.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                pending: list[tuple[pa.RecordBatch, object]] = []
+                for batch in _batches(source):
+                    pending.append((batch, pool.submit(_tokenize_batch,
+                                                       batch["text"].to_pylist(), cfg)))
+                    # Keep a bounded number of batches in flight, written back in order.
+                    while len(pending) > 2 * workers:
+                        b, fut = pending.pop(0)
+                        done += b.num_rows
+                        write(b, fut.result(), done)  # type: ignore[attr-defined]
+                for b, fut in pending:
+                    done += b.num_rows
+                    write(b, fut.result(), done)  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,124 @@
+"""Everything rnnflow tells MLflow. The only module of the library that imports mlflow."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import pyarrow.parquet as pq
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+
+class TrackingError(RuntimeError):
+    """The MLflow tracking store cannot be reached."""
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else the SQLite file a bare `mlflow ui` opens in this folder."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def use_experiment(name: str) -> str:
+    """Point MLflow at the tracking store, check it answers, and return the experiment's id."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    try:
+        experiment = client.get_experiment_by_name(name)
+    except Exception as exc:
+        raise TrackingError(
+            f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: {exc}). "
+            "Start the server or fix MLFLOW_TRACKING_URI."
+        ) from exc
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
+        location = (Path.cwd() / "mlruns").as_uri()  # artifacts beside mlflow.db
+    return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextlib.contextmanager
+def start_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
+    """An MLflow run that ends FINISHED, or FAILED with the error as a tag and error.txt."""
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+                           tags={k: v for k, v in tags.items() if v})
+    try:
+        yield run.info.run_id
+    except BaseException as exc:
+        mlflow.set_tag("error", f"{exc.__class__.__name__}: {exc}"[:5000])
+        mlflow.log_text("".join(traceback.format_exception(exc)), "error.txt")
+        mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def log_params(flat: dict[str, Any], config_yaml: str) -> None:
+    mlflow.log_params({k: "None" if v is None else v for k, v in flat.items()})
+    mlflow.log_text(config_yaml, "config.yaml")
+
+
+def log_epoch(epoch: int, logs: dict[str, float]) -> None:
+    mlflow.log_metrics(logs, step=epoch)
+
+
+def log_stage_keys(keys: dict[str, str]) -> None:
+    mlflow.set_tags({f"stage.{name}": key for name, key in keys.items()})
+
+
+def log_datasets(reviews_parquet: Path, name: str) -> None:
+    """Record the reviews each split used (ids, labels, ratings) with their Parquet source."""
+    frame = pq.read_table(reviews_parquet, columns=["id", "split", "label", "rating"]).to_pandas()
+    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+        part = frame[frame.split == split].reset_index(drop=True)
+        dataset = mlflow.data.from_pandas(part, source=str(reviews_parquet),
+                                          name=f"{name}-{split}", targets="label")
+        mlflow.log_input(dataset, context=context)
+
+
+def log_results(metrics: dict[str, float], extra: dict[str, float], figures: dict) -> None:
+    mlflow.log_metrics({**metrics, **extra})
+    for filename, fig in figures.items():
+        mlflow.log_figure(fig, f"plots/{filename}")
+
+
+def log_keras_model(model, name: str = "model") -> str:
+    """Log the Keras model; pip requirements are pinned from this environment instead of
+    inferred, which would load the model again in a subprocess."""
+    import keras
+    import tensorflow as tf
+
+    reqs = [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
+    info = mlflow.keras.log_model(model, name=name, pip_requirements=reqs)
+    return info.model_uri
+
+
+def log_frame(frame: pd.DataFrame, artifact: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact).name
+        if artifact.endswith(".parquet"):
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
