@@ -48,7 +48,7 @@ def _run_point(point: Params, experiment_id: str, tags: dict) -> dict[str, Any]:
         tracking.log_results(metrics, extra, {
             "learning_curves.png": plots.plot_learning_curves(history),
             "confusion_matrix.png": plots.plot_confusion(confusion),
-        })
+        }, history_keys=set(history))
         tracking.log_keras_model(model)
     log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
              run_id, metrics["val_accuracy"], metrics["test_accuracy"])

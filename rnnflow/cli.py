@@ -20,9 +20,14 @@ EXIT_BAD_INPUT = 2
 
 
 def _quiet_environment() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rnnflow").setLevel(logging.INFO)
+    for noisy in ("httpx", "gensim", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -29,7 +29,7 @@ class EmbeddingError(ValueError):
 
 
 class _TrainSentences:
-    """Re-iterable train-split token lists, streamed from Parquet (Word2Vec makes several passes)."""
+    """Train-split token lists streamed from Parquet, re-iterable: Word2Vec makes several passes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ import pyarrow.parquet as pq
 from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
+
+# A local Parquet path matches two of MLflow's dataset-source kinds, which resolve the same.
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+# The datasets' integer columns (label, rating) never hold missing values.
+warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
 
 
 class TrackingError(RuntimeError):
@@ -50,9 +56,11 @@ def use_experiment(name: str) -> str:
 
 
 def git_commit() -> str | None:
+    """The commit of the rnnflow checkout that runs (not of the working folder)."""
+    here = Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True)
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -97,8 +105,13 @@ def log_datasets(reviews_parquet: Path, name: str) -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def log_results(metrics: dict[str, float], extra: dict[str, float], figures: dict) -> None:
-    mlflow.log_metrics({**metrics, **extra})
+def log_results(metrics: dict[str, float], extra: dict[str, float], figures: dict,
+                history_keys: set[str] = frozenset()) -> None:
+    """Final metrics, figures. A final metric that is also a per-epoch series (val_loss,
+    val_accuracy) is left out: the series' last epoch already holds it, and a step-0 value would
+    break the learning curve in `mlflow ui`."""
+    final = {k: v for k, v in metrics.items() if k not in history_keys}
+    mlflow.log_metrics({**final, **extra})
     for filename, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{filename}")
 
@@ -107,10 +120,17 @@ def log_keras_model(model, name: str = "model") -> str:
     """Log the Keras model; pip requirements are pinned from this environment instead of
     inferred, which would load the model again in a subprocess."""
     import keras
+    import numpy as np
     import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
 
     reqs = [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
-    info = mlflow.keras.log_model(model, name=name, pip_requirements=reqs)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("int32"), (-1, model.input_shape[1]), "token_ids")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "probability")]),
+    )
+    info = mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
     return info.model_uri
 
 

@@ -1,0 +1,30 @@
+# `make run` and `make test` work on a fresh machine: each creates .venv and installs first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PARAMS ?= params/lesson16.yaml
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rnnflow run $(PARAMS) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf data mlruns/*-* mlruns/[0-9]* mlflow.db .pytest_cache

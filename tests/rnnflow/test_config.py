@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from rnnflow.config import ConfigError, expand_grid, load_params, parse_override
+
+PARAMS = Path(__file__).resolve().parents[2] / "params"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_lesson16_is_the_lessons_protocol():
+    p = load_params(PARAMS / "lesson16.yaml")
+    assert p.name == "lesson16"
+    assert p.dataset.url.endswith("aclImdb_v1.tar.gz") and p.dataset.validation_split == 0.2
+    assert (p.tokenize.tokenizer, p.tokenize.lowercase, p.tokenize.strip_html) == (
+        "treebank", False, False)
+    assert (p.embedding.source, p.embedding.name) == ("gensim", "word2vec-google-news-300")
+    assert (p.pad.maxlen, p.pad.padding, p.pad.truncating) == (400, "post", "post")
+    assert (p.model.cell, p.model.num_neurons, p.model.return_sequences, p.model.dropout) == (
+        "simple_rnn", 50, True, 0.2)
+    assert (p.train.batch_size, p.train.epochs, p.train.optimizer) == (32, 2, "rmsprop")
+
+
+@pytest.mark.parametrize("path", sorted(PARAMS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_params_file_validates(path):
+    assert load_params(path).name
+
+
+def test_overrides_apply_and_parse_yaml_values(tmp_path):
+    path = _write(tmp_path, "name: t\n")
+    p = load_params(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"])
+    assert (p.train.epochs, p.model.cell, p.dataset.limit) == (3, "lstm", 100)
+    assert parse_override("grid.x=[1, 2]") == ("grid.x", [1, 2])
+
+
+def test_flat_uses_dotted_keys(tmp_path):
+    flat = load_params(_write(tmp_path, "pad: {maxlen: 7}\n")).flat()
+    assert flat["pad.maxlen"] == 7 and "model.num_neurons" in flat and "grid" not in flat
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "needle"),
+    [
+        ("model: {num_neuron: 5}\n", None, "model.num_neurons"),  # unknown key, suggestion
+        ("pad: {maxlen: 0}\n", None, "pad.maxlen"),
+        ("model: {dropout: 1.5}\n", None, "model.dropout"),
+        ("train: {epochs: 0}\n", None, "train.epochs"),
+        ("train: {batch_size: 0}\n", None, "train.batch_size"),
+        ("dataset: {validation_split: 1}\n", None, "dataset.validation_split"),
+        ("train: {epochs: many}\n", None, "train.epochs"),
+        ("name: t\n", ["train.epoch=3"], "train.epochs"),
+        ("grid: {model.num_neuron: [1, 2]}\n", None, "model.num_neurons"),
+        ("grid: {model.num_neurons: []}\n", None, "empty"),
+        ("grid: {pad.maxlen: [10, -1]}\n", None, "pad.maxlen"),
+        ("model: [1\n", None, "YAML"),
+    ],
+)
+def test_bad_input_names_file_and_key(tmp_path, text, overrides, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_params(path, overrides)
+    assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_grid_is_a_cartesian_product(tmp_path):
+    path = _write(tmp_path, "grid: {model.num_neurons: [50, 100], pad.maxlen: [200, 400]}\n")
+    points = expand_grid(load_params(path))
+    assert sorted((p.model.num_neurons, p.pad.maxlen) for p in points) == [
+        (50, 200), (50, 400), (100, 200), (100, 400)]
+    assert all(not p.grid for p in points)

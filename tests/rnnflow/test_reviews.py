@@ -1,0 +1,100 @@
+import io
+import tarfile
+
+import pandas as pd
+import pytest
+
+from rnnflow.config import DatasetConfig
+from rnnflow.reviews import DatasetError, read_reviews
+from tests.conftest import synthetic_reviews, write_tar
+
+
+def _read(path, **cfg):
+    out = read_reviews(path, "digest", DatasetConfig(**cfg))
+    return pd.read_parquet(out.file("reviews.parquet"))
+
+
+def test_archive_becomes_split_reviews(project, tiny_archive):
+    frame = _read(tiny_archive)
+    assert list(frame.columns) == ["id", "split", "label", "rating", "text"]
+    counts = frame.split.value_counts().to_dict()
+    assert counts == {"test": 40, "train": 32, "val": 8}  # last 20% of shuffled train is val
+    assert frame.id.is_unique and set(frame.label) == {0, 1}
+    pos = frame[frame.id.str.contains("/pos/")]
+    assert (pos.label == 1).all() and (pos.rating >= 7).all()
+    assert frame.text.str.contains("<br />").any()  # kept verbatim
+
+
+def test_split_depends_on_the_seed_only(project, tiny_archive):
+    a = _read(tiny_archive, seed=1)
+    b = _read(tiny_archive, seed=1)
+    c = _read(tiny_archive, seed=2)
+    val = lambda f: set(f[f.split == "val"].id)  # noqa: E731
+    assert val(a) == val(b) and val(a) != val(c)
+
+
+def test_folder_reads_like_the_archive(project, tiny_archive, tmp_path):
+    with tarfile.open(tiny_archive) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    a, b = _read(tiny_archive), _read(tmp_path / "x")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_limit_keeps_both_classes(project, tiny_archive):
+    frame = _read(tiny_archive, limit=10)
+    assert (frame.split != "test").sum() == 10 and (frame.split == "test").sum() == 10
+    assert frame[frame.split == "test"].label.value_counts().to_dict() == {0: 5, 1: 5}
+
+
+def _tar_with(tmp_path, member: tarfile.TarInfo, data: bytes = b"x"):
+    path = write_tar(tmp_path / "evil.tar.gz", synthetic_reviews(3))
+    raw = io.BytesIO()
+    with tarfile.open(path) as src, tarfile.open(fileobj=raw, mode="w:gz") as dst:
+        dst.addfile(member, io.BytesIO(data) if member.isfile() else None)
+        for m in src:
+            dst.addfile(m, src.extractfile(m))
+    path.write_bytes(raw.getvalue())
+    return path
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_unsafe_members_are_refused(project, tmp_path, kind):
+    if kind == "symlink":
+        member = tarfile.TarInfo("aclImdb/train/pos/99_9.txt")
+        member.type, member.linkname = tarfile.SYMTYPE, "../../../../etc/passwd"
+    else:
+        name = "../../evil.txt" if kind == "dotdot" else "/tmp/evil.txt"
+        member = tarfile.TarInfo(name)
+        member.size = 1
+    with pytest.raises(DatasetError, match="unsafe"):
+        _read(_tar_with(tmp_path, member))
+    assert not list((project / "data").rglob("*.parquet"))
+
+
+def test_wrong_layout_says_what_was_expected(project, tmp_path):
+    path = write_tar(tmp_path / "other.tar.gz", {"reviews/1.txt": "hello"})
+    with pytest.raises(DatasetError, match=r"aclImdb/\{train,test\}"):
+        _read(path)
+
+
+def test_corrupt_archive(project, tmp_path):
+    path = tmp_path / "bad.tar.gz"
+    path.write_bytes(b"\x1f\x8b\x08 definitely not gzip")
+    with pytest.raises(DatasetError, match="not a readable"):
+        _read(path)
+
+
+def test_invalid_utf8_is_replaced(project, tmp_path):
+    files = dict(synthetic_reviews(10))
+    files["aclImdb/train/pos/77_8.txt"] = b"caf\xe9 was great"
+    frame = _read(write_tar(tmp_path / "latin.tar.gz", files))
+    assert frame[frame.id == "train/pos/77_8"].text.item() == "caf\ufffd was great"
+
+
+def test_reuses_a_finished_stage(project, tiny_archive):
+    cfg = DatasetConfig()
+    first = read_reviews(tiny_archive, "d", cfg)
+    mtime = first.file("reviews.parquet").stat().st_mtime_ns
+    again = read_reviews(tiny_archive, "d", cfg)
+    assert again == first and again.file("reviews.parquet").stat().st_mtime_ns == mtime
+    assert read_reviews(tiny_archive, "d", DatasetConfig(seed=7)).key != first.key

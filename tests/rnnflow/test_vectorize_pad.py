@@ -1,0 +1,29 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from rnnflow.config import PadConfig
+from rnnflow.pad import pad_ids
+from rnnflow.vectorize import ids_for
+
+
+def test_ids_drop_oov_tokens_and_count_them():
+    tokens = pa.array([["a", "x", "b"], ["x"], [], ["b", "b"]], type=pa.list_(pa.string()))
+    ids, seen, dropped = ids_for(tokens, pa.array(["a", "b"]))
+    assert ids.to_pylist() == [[1, 2], [], [], [2, 2]]
+    assert (seen, dropped) == (6, 2)
+    assert ids.type.value_type == pa.int32()
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("truncating", ["pre", "post"])
+def test_pad_matches_keras(padding, truncating):
+    from keras.utils import pad_sequences as keras_pad
+
+    rng = np.random.default_rng(0)
+    lists = [list(rng.integers(1, 99, size=n)) for n in (0, 1, 5, 7, 8, 20)]
+    ours = pad_ids(pa.array(lists, type=pa.list_(pa.int32())),
+                   PadConfig(maxlen=7, padding=padding, truncating=truncating))
+    expected = keras_pad(lists, maxlen=7, padding=padding, truncating=truncating, dtype="int32")
+    np.testing.assert_array_equal(ours, expected)
+    assert ours.dtype == np.int32
