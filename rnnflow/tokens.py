@@ -79,12 +79,15 @@ def tokenize_reviews(reviews: Stage, cfg: TokenizeConfig) -> Stage:
 
     with writing(out) as tmp, pq.ParquetWriter(tmp / "tokens.parquet", SCHEMA,
                                                compression="zstd") as writer:
+        report_every = max(_BATCH, n_docs // 10)
+
         def write(batch: pa.RecordBatch, tokens: pa.Array, done: int) -> None:
             writer.write_table(pa.table({
                 "id": batch["id"], "split": batch["split"],
                 "label": batch["label"].cast(pa.int8()), "tokens": tokens,
             }, schema=SCHEMA))
-            log.info("tokenized %d/%d reviews", done, n_docs)
+            if done == n_docs or done // report_every != (done - batch.num_rows) // report_every:
+                log.info("tokenized %d/%d reviews", done, n_docs)
 
         done = 0
         if workers == 1:

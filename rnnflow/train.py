@@ -9,7 +9,7 @@ from rnnflow.config import ModelConfig, TrainConfig
 from rnnflow.embeddings import load_table
 from rnnflow.model import build_model
 from rnnflow.pad import load_split
-from rnnflow.storage import Stage
+from rnnflow.storage import Stage, release_memory
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ def train_model(
     """
     import keras
 
+    release_memory()  # whatever preprocessing left behind, before TensorFlow allocates
     keras.utils.set_random_seed(train_cfg.seed)
     _, weights = load_table(embeddings)
     x_train, y_train = load_split(padded.file("train.parquet"))

@@ -8,6 +8,7 @@ import io
 import os
 import random
 import tarfile
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Prefect keeps its SQLite state away from the user's ~/.prefect, and its INFO lines (one is
+# logged at interpreter exit, after pytest has closed the streams) out of the test output.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="rnnflow-test-prefect-"))
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
