@@ -1,26 +1,41 @@
 """The `train-rnn` flow: download -> read -> tokenize -> embed -> vectorize -> pad -> train ->
-evaluate, every grid point one MLflow run."""
+evaluate. A params file with a grid becomes one MLflow parent run with a child run per point."""
 
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
 
 import tasks
-from rnnflow import plots, tracking
+from rnnflow import faults, plots, tracking
 from rnnflow.config import Params, expand_grid, load_params
+from rnnflow.storage import content_key
 
 log = logging.getLogger("rnnflow.flow")
 
 
-def _run_point(point: Params, experiment_id: str, tags: dict) -> dict[str, Any]:
-    # Every point runs every step; a step whose content key already has files returns at once,
-    # so points that share a prefix of the pipeline share its outputs.
+def _train_key(point: Params, upstream: str) -> str:
+    """Everything that shapes training except the number of epochs: runs that share it can
+    continue one another."""
+    settings = {k: v for k, v in point.flat().items() if k != "train.epochs"}
+    return content_key(settings, upstream, 1)
+
+
+def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: bool,
+               nested: bool) -> dict[str, Any]:
+    started = time.perf_counter()
+    # Every point runs every step; a step whose output is already under data/ is Cached, so
+    # points that share a prefix of the pipeline share its files.
     raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
     reviews = tasks.read_reviews(raw_path, digest, point.dataset)
     tokens = tasks.tokenize_reviews(reviews, point.tokenize)
@@ -29,20 +44,44 @@ def _run_point(point: Params, experiment_id: str, tags: dict) -> dict[str, Any]:
     padded = tasks.pad_sequences(vectors, point.pad)
     keys = {"reviews": reviews.key, "tokens": tokens.key, "embeddings": emb.key,
             "vectors": vectors.key, "padded": padded.key}
+    preprocess_seconds = time.perf_counter() - started
 
+    train_key = _train_key(point, f"{emb.key}+{padded.key}")
+    resume = None if fresh else tracking.find_checkpoint(experiment_id, train_key,
+                                                         point.train.epochs)
+    run_tags = {**tags, tracking.TRAIN_KEY_TAG: train_key,
+                "continued_from": resume[0] if resume else ""}
     run_name = f"{point.name}-{point.model.cell}{point.model.num_neurons}-len{point.pad.maxlen}"
-    with tracking.start_run(experiment_id, run_name, tags) as run_id:
-        tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(exclude={"grid"}),
-                                                         sort_keys=False))
+    with tracking.start_run(experiment_id, run_name, run_tags, nested=nested) as run_id, \
+            tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
+        tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(exclude={
+            "grid", "variants"}), sort_keys=False))
         tracking.log_stage_keys(keys)
         tracking.log_datasets(reviews.file("reviews.parquet"), point.name)
-        started = time.perf_counter()
+
+        resume_path, initial_epoch = None, 0
+        if resume:
+            resume_path = tracking.fetch_checkpoint(resume[0], Path(scratch) / "from")
+            initial_epoch = resume[1]
+            log.info("continuing run %s from its epoch %d", resume[0], initial_epoch)
+
+        def on_epoch_end(epoch: int, logs: dict[str, float], checkpoint: Path) -> None:
+            tracking.log_epoch(epoch, logs)
+            tracking.log_checkpoint(checkpoint, epoch)
+            faults.maybe_fail(f"after_epoch:{epoch}")
+
+        train_started = time.perf_counter()
         model, history = tasks.train_model(padded, emb, point.model, point.train,
-                                           on_epoch_end=tracking.log_epoch)
-        train_seconds = time.perf_counter() - started
+                                           Path(scratch) / "ckpt", on_epoch_end,
+                                           resume_path, initial_epoch)
+        train_seconds = time.perf_counter() - train_started
         metrics, confusion = tasks.evaluate_model(model, padded)
-        extra = {"train_seconds": train_seconds, "oov_rate": vec_stats["oov_tokens"]
-                 / max(1.0, vec_stats["tokens"]), "empty_docs": vec_stats["empty_docs"],
+        if resume:  # the curve of a continued run starts at epoch 1, from the run it continued
+            before = tracking.metric_history(resume[0], list(history), initial_epoch)
+            history = {k: before[k] + v for k, v in history.items()}
+        extra = {"train_seconds": train_seconds, "preprocess_seconds": preprocess_seconds,
+                 "oov_rate": vec_stats["oov_tokens"] / max(1.0, vec_stats["tokens"]),
+                 "empty_docs": vec_stats["empty_docs"],
                  "trainable_params": float(sum(int(w.numpy().size)
                                                for w in model.trainable_weights))}
         tracking.log_results(metrics, extra, {
@@ -52,15 +91,61 @@ def _run_point(point: Params, experiment_id: str, tags: dict) -> dict[str, Any]:
         tracking.log_keras_model(model)
     log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
              run_id, metrics["val_accuracy"], metrics["test_accuracy"])
-    return {"run_id": run_id, **metrics, "train_seconds": train_seconds}
+    return {"run_id": run_id, **metrics, "train_seconds": train_seconds,
+            "preprocess_seconds": preprocess_seconds,
+            "duration_seconds": time.perf_counter() - started}
+
+
+def _results_table(params: Params, points: list[Params], rows: list[dict]) -> pd.DataFrame:
+    varied = params.varied_keys()
+    records = []
+    for point, row in zip(points, rows, strict=True):
+        flat = point.flat()
+        records.append({**{k: flat[k] for k in varied},
+                        "val_accuracy": row["val_accuracy"], "test_accuracy": row["test_accuracy"],
+                        "duration_seconds": round(row["duration_seconds"], 1),
+                        "run_id": row["run_id"]})
+    return pd.DataFrame.from_records(records)
+
+
+def _publish(name: str, table: pd.DataFrame, parent_id: str | None) -> None:
+    """Prefect artifacts: the results table and a summary of the best point."""
+    key = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "rnnflow"
+    best = table.loc[table.val_accuracy.idxmax()]
+    create_table_artifact(key=f"{key}-results", table=table.to_dict(orient="records"),
+                          description=f"train-rnn results for {name}, one row per point")
+    lines = [f"# {name}: best of {len(table)} point(s) by val_accuracy", ""]
+    lines += [f"- **{k}**: {best[k]}" for k in table.columns if k != "run_id"]
+    lines += [f"- **MLflow run**: `{best.run_id}`"]
+    if parent_id:
+        lines += [f"- **MLflow parent run**: `{parent_id}`"]
+    create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(lines),
+                             description=f"best train-rnn point for {name}")
 
 
 @flow(name="train-rnn")
-def train_rnn(params_file: str, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Run every point of a params file; returns one result row per point."""
+def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
+              fresh: bool = False) -> list[dict[str, Any]]:
+    """Run every point of a params file; returns one result row per point.
+
+    `overrides` maps dotted keys to values (`{"train.epochs": 3}`); `fresh` starts training
+    from scratch even where an earlier run could be continued.
+    """
     params = load_params(params_file, overrides)
+    points = expand_grid(params, where=params_file)  # every point valid before any work
     experiment_id = tracking.use_experiment(params.name)  # fails fast if MLflow is unreachable
     tags = {"prefect.flow_run_id": str(flow_run.id or ""), "git_commit": tracking.git_commit()
             or "", "params_file": str(params_file)}
-    return [_run_point(point, experiment_id, tags)
-            for point in expand_grid(params, where=params_file)]
+
+    parent_id = None
+    if params.grid or params.variants:
+        with tracking.start_run(experiment_id, f"{params.name}-grid", tags) as parent_id:
+            rows = [_run_point(p, experiment_id, tags, fresh, nested=True) for p in points]
+            table = _results_table(params, points, rows)
+            tracking.log_grid(table, table.run_id[table.val_accuracy.idxmax()],
+                              yaml.safe_dump(params.model_dump(), sort_keys=False))
+    else:
+        rows = [_run_point(points[0], experiment_id, tags, fresh, nested=False)]
+        table = _results_table(params, points, rows)
+    _publish(params.name, table, parent_id)
+    return rows

@@ -23,6 +23,8 @@ def _quiet_environment() -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
+    # The temporary Prefect server would otherwise phone home (and log failures offline).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rnnflow").setLevel(logging.INFO)
@@ -50,6 +52,8 @@ def run(
     params_file: Annotated[Path, typer.Argument(help="A params/*.yaml file.")],
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a key: --set train.epochs=3 (repeatable).")] = None,
+    fresh: Annotated[bool, typer.Option(
+        help="Train from scratch even where an earlier run could be continued.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run one params file: every point of its grid becomes one MLflow run."""
@@ -62,7 +66,7 @@ def run(
     from flows.train_rnn import train_rnn
 
     try:
-        results = train_rnn(str(params_file), overrides)
+        results = train_rnn(str(params_file), overrides, fresh=fresh)
     except _user_errors() as exc:
         _fail(exc, debug)
     for row in results:

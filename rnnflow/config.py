@@ -86,12 +86,21 @@ class Params(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
 
     def flat(self) -> dict[str, Any]:
         """Every resolved setting as a dotted key, the form MLflow params and `--set` use."""
-        return {
-            k: v for k, v in _flatten(self.model_dump(exclude={"grid"})).items()
-        }
+        return _flatten(self.model_dump(exclude=_PLAN))
+
+    def varied_keys(self) -> list[str]:
+        """The dotted keys that differ between the points of this grid."""
+        keys = list(self.grid)
+        for variant in self.variants:
+            keys += [k for k in variant if k not in keys]
+        return keys
+
+
+_PLAN = {"grid", "variants"}
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -106,7 +115,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _valid_keys() -> list[str]:
-    return list(_flatten(Params().model_dump(exclude={"grid"})).keys())
+    return list(_flatten(Params().model_dump(exclude=_PLAN)).keys())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -177,8 +186,8 @@ def load_params(
     if isinstance(overrides, list):
         overrides = dict(parse_override(item) for item in overrides)
     for dotted, value in (overrides or {}).items():
-        if dotted == "name":
-            tree["name"] = value
+        if dotted in ("name", *_PLAN):  # whole top-level values: `--set grid={}` drops a grid
+            tree[dotted] = value
             continue
         _check_key(dotted, f"{path} (override)")
         _set_dotted(tree, dotted, value)
@@ -188,22 +197,31 @@ def load_params(
         _check_key(dotted, f"{path} grid")
         if not values:
             raise ConfigError(f"{path} grid: '{dotted}' has an empty list of values")
+    for i, variant in enumerate(params.variants):
+        for dotted in variant:
+            _check_key(dotted, f"{path} variants[{i}]")
     # Validate every grid point now, so a bad value fails before any training.
     expand_grid(params, where=str(path))
     return params
 
 
 def expand_grid(params: Params, where: str = "params") -> list[Params]:
-    """The cartesian product of `grid`, each point a full, validated Params (grid removed)."""
-    if not params.grid:
+    """Every point of the params file, each a full, validated Params without grid/variants.
+
+    Points are the cartesian product of `grid`, each combined with every entry of `variants`
+    (override mappings for points that are not a product); no grid and no variants is one point.
+    """
+    if not params.grid and not params.variants:
         return [params]
     keys = list(params.grid)
-    base = params.model_dump(exclude={"grid"})
+    base = params.model_dump(exclude=_PLAN)
     points = []
     for combo in itertools.product(*(params.grid[k] for k in keys)):
-        tree = yaml.safe_load(yaml.safe_dump(base))  # deep copy of plain data
-        for dotted, value in zip(keys, combo, strict=True):
-            _set_dotted(tree, dotted, value)
-        label = ", ".join(f"{k}={v}" for k, v in zip(keys, combo, strict=True))
-        points.append(_validate(tree, f"{where} grid point ({label})"))
+        for variant in params.variants or [{}]:
+            overrides = {**dict(zip(keys, combo, strict=True)), **variant}
+            tree = yaml.safe_load(yaml.safe_dump(base))  # deep copy of plain data
+            for dotted, value in overrides.items():
+                _set_dotted(tree, dotted, value)
+            label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            points.append(_validate(tree, f"{where} grid point ({label})"))
     return points

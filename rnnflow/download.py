@@ -31,6 +31,18 @@ def _local_path(url: str) -> Path | None:
     return None
 
 
+def _raw_path(url: str) -> Path:
+    name = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + Path(urlparse(url).path).name
+    return data_dir() / "raw" / name
+
+
+def present_file(url: str) -> Path | None:
+    """The local file `url` refers to, if it is already here (no download, no hashing)."""
+    local = _local_path(url)
+    path = local if local is not None else _raw_path(url)
+    return path if path.is_file() else None
+
+
 def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
     """Return a local copy of `url` and its sha256.
 
@@ -44,14 +56,10 @@ def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
             raise FileNotFoundError(f"dataset file not found: {local}")
         path = local.resolve()
     else:
-        raw = data_dir() / "raw"
-        fname = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + Path(
-            urlparse(url).path
-        ).name
+        target = _raw_path(url)
         try:
-            path = Path(
-                pooch.retrieve(url, known_hash=None, fname=fname, path=raw, progressbar=True)
-            )
+            path = Path(pooch.retrieve(url, known_hash=None, fname=target.name,
+                                       path=target.parent, progressbar=True))
         except Exception as exc:  # requests/HTTP errors: let the task's retries have a go
             raise DownloadError(f"could not download {url}: {exc}") from exc
 

@@ -92,12 +92,16 @@ def _load_vectors(cfg: EmbeddingConfig):
         ) from exc
 
 
-def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
-    """Write data/embeddings/<key>/table.parquet: row (1..V), token, vector (float32[dim])."""
+def embeddings_stage(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
     section = cfg.model_dump()
     if cfg.source == "train":
         section["seed"] = seed
-    out = stage("embeddings", section, tokens.key, VERSION)
+    return stage("embeddings", section, tokens.key, VERSION)
+
+
+def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
+    """Write data/embeddings/<key>/table.parquet: row (1..V), token, vector (float32[dim])."""
+    out = embeddings_stage(tokens, cfg, seed)
     if out.done():
         log.info("embeddings: reusing %s", out.path)
         return out

@@ -36,9 +36,13 @@ def pad_ids(ids: pa.ListArray, cfg: PadConfig) -> np.ndarray:
     return out
 
 
+def padded_stage(vectors: Stage, cfg: PadConfig) -> Stage:
+    return stage("padded", cfg.model_dump(), vectors.key, VERSION)
+
+
 def pad_sequences(vectors: Stage, cfg: PadConfig) -> Stage:
     """Write data/padded/<key>/{train,val,test}.parquet: id, label, x (int32[maxlen])."""
-    out = stage("padded", cfg.model_dump(), vectors.key, VERSION)
+    out = padded_stage(vectors, cfg)
     if out.done():
         log.info("padded: reusing %s", out.path)
         return out

@@ -66,9 +66,13 @@ def _batches(reviews: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
     yield from reviews.iter_batches(batch_size=_BATCH, columns=["id", "split", "label", "text"])
 
 
+def tokens_stage(reviews: Stage, cfg: TokenizeConfig) -> Stage:
+    return stage("tokens", cfg.model_dump(), reviews.key, VERSION)
+
+
 def tokenize_reviews(reviews: Stage, cfg: TokenizeConfig) -> Stage:
     """Write data/tokens/<key>/tokens.parquet: id, split, label, tokens (list<string>)."""
-    out = stage("tokens", cfg.model_dump(), reviews.key, VERSION)
+    out = tokens_stage(reviews, cfg)
     if out.done():
         log.info("tokens: reusing %s", out.path)
         return out

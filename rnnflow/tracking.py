@@ -67,9 +67,13 @@ def git_commit() -> str | None:
 
 
 @contextlib.contextmanager
-def start_run(experiment_id: str, run_name: str, tags: dict[str, str]) -> Iterator[str]:
-    """An MLflow run that ends FINISHED, or FAILED with the error as a tag and error.txt."""
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name,
+def start_run(experiment_id: str, run_name: str, tags: dict[str, str],
+              nested: bool = False) -> Iterator[str]:
+    """An MLflow run that ends FINISHED, or FAILED with the error as a tag and error.txt.
+
+    `nested` makes it a child of the run that is active (a grid's parent run).
+    """
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested,
                            tags={k: v for k, v in tags.items() if v})
     try:
         yield run.info.run_id
@@ -135,6 +139,7 @@ def log_keras_model(model, name: str = "model") -> str:
 
 
 def log_frame(frame: pd.DataFrame, artifact: str) -> None:
+    """Log a table as a CSV or Parquet artifact (by the name's suffix)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(artifact).name
         if artifact.endswith(".parquet"):
@@ -142,3 +147,59 @@ def log_frame(frame: pd.DataFrame, artifact: str) -> None:
         else:
             frame.to_csv(path, index=False)
         mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
+
+
+# --- continued training -------------------------------------------------------------------------
+TRAIN_KEY_TAG = "rnnflow_train_key"
+EPOCHS_DONE_TAG = "rnnflow_epochs_done"
+
+
+def log_checkpoint(path: Path, epoch: int) -> None:
+    """Replace the run's checkpoint with this epoch's, then record that the epoch is done."""
+    mlflow.log_artifact(str(path), "checkpoint")
+    mlflow.set_tag(EPOCHS_DONE_TAG, str(epoch))
+
+
+def find_checkpoint(experiment_id: str, train_key: str, epochs: int) -> tuple[str, int] | None:
+    """The run with the same training key that got furthest while short of `epochs`.
+
+    Any status counts: a FINISHED run that was asked for fewer epochs, or one that was killed
+    (left RUNNING) or failed after some epochs.
+    """
+    runs = MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.{TRAIN_KEY_TAG} = '{train_key}'", max_results=500)
+    best: tuple[str, int] | None = None
+    for run in runs:
+        done = int(run.data.tags.get(EPOCHS_DONE_TAG, "0"))
+        if 0 < done < epochs and (best is None or done > best[1]):
+            best = (run.info.run_id, done)
+    return best
+
+
+def fetch_checkpoint(run_id: str, dst: Path) -> Path:
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    if run.info.status == "RUNNING":  # its process is gone: it was killed mid-training
+        client.set_terminated(run_id, "KILLED")
+    return Path(mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="checkpoint/last.keras", dst_path=str(dst)))
+
+
+def metric_history(run_id: str, keys: list[str], upto: int) -> dict[str, list[float]]:
+    """Per-epoch values of `keys` for epochs 1..upto, for plotting a continued run's curve."""
+    client = MlflowClient()
+    out = {}
+    for key in keys:
+        points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+        out[key] = [v for step, v in points if 1 <= step <= upto]
+    return out
+
+
+# --- grids --------------------------------------------------------------------------------------
+def log_grid(table: pd.DataFrame, best_run_id: str, spec_yaml: str) -> None:
+    """On the parent run: the plan, the results table (CSV and Parquet) and the best point."""
+    mlflow.log_text(spec_yaml, "config.yaml")
+    log_frame(table, "results.csv")
+    log_frame(table, "results.parquet")
+    mlflow.set_tag("best_run_id", best_run_id)
+    MlflowClient().set_tag(best_run_id, "best", "true")

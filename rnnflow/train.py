@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from rnnflow.config import ModelConfig, TrainConfig
 from rnnflow.embeddings import load_table
@@ -13,7 +14,9 @@ from rnnflow.storage import Stage, release_memory
 
 log = logging.getLogger(__name__)
 
-EpochHook = Callable[[int, dict[str, float]], None]
+# on_epoch_end(epoch counted from 1, Keras logs, path of the checkpoint saved for that epoch)
+EpochHook = Callable[[int, dict[str, float], Path], None]
+CHECKPOINT = "last.keras"
 
 
 def _optimizer(cfg: TrainConfig):
@@ -29,32 +32,44 @@ def train_model(
     embeddings: Stage,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    checkpoint_dir: Path,
     on_epoch_end: EpochHook | None = None,
+    resume_from: Path | None = None,
+    initial_epoch: int = 0,
 ):
-    """Build, compile and fit the model. Returns (model, history as {metric: [per epoch]}).
+    """Build (or load from `resume_from`), compile and fit the model up to `train_cfg.epochs`.
 
-    `on_epoch_end(epoch, logs)` is called after every epoch (epochs count from 1), so the flow
-    can record progress while training runs.
+    After every epoch the model, with its optimizer state, is saved to
+    `checkpoint_dir/last.keras` and `on_epoch_end` is called, so the flow can record progress
+    and a killed run can go on from its last finished epoch.
+    Returns (model, history as {metric: [value per epoch trained here]}).
     """
     import keras
 
     release_memory()  # whatever preprocessing left behind, before TensorFlow allocates
-    keras.utils.set_random_seed(train_cfg.seed)
-    _, weights = load_table(embeddings)
+    keras.utils.set_random_seed(train_cfg.seed + initial_epoch)
     x_train, y_train = load_split(padded.file("train.parquet"))
     x_val, y_val = load_split(padded.file("val.parquet"))
-    model = build_model(model_cfg, weights, x_train.shape[1])
-    model.compile(optimizer=_optimizer(train_cfg), loss="binary_crossentropy",
-                  metrics=["accuracy"])
-    callbacks = []
+    if resume_from is not None:
+        model = keras.models.load_model(resume_from, safe_mode=True)
+        log.info("continuing %s from epoch %d", model.name, initial_epoch)
+    else:
+        _, weights = load_table(embeddings)
+        model = build_model(model_cfg, weights, x_train.shape[1])
+        model.compile(optimizer=_optimizer(train_cfg), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = checkpoint_dir / CHECKPOINT
+    callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch_end(
-                epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
+                epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, checkpoint)
         ))
     log.info("training %s on %d reviews, validating on %d", model.name, len(y_train), len(y_val))
     history = model.fit(
         x_train, y_train, validation_data=(x_val, y_val), batch_size=train_cfg.batch_size,
-        epochs=train_cfg.epochs, shuffle=True, callbacks=callbacks, verbose=2,
+        epochs=train_cfg.epochs, initial_epoch=initial_epoch, shuffle=True,
+        callbacks=callbacks, verbose=2,
     )
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}

@@ -40,9 +40,13 @@ def ids_for(tokens: pa.ListArray, vocab: pa.Array) -> tuple[pa.ListArray, int, i
     return out, len(flat), len(flat) - len(ids)
 
 
+def vectors_stage(tokens: Stage, embeddings: Stage) -> Stage:
+    return stage("vectors", None, f"{tokens.key}+{embeddings.key}", VERSION)
+
+
 def vectorize_tokens(tokens: Stage, embeddings: Stage) -> tuple[Stage, dict[str, float]]:
     """Write data/vectors/<key>/ids.parquet: id, split, label, token_ids (list<int32>)."""
-    out = stage("vectors", None, f"{tokens.key}+{embeddings.key}", VERSION)
+    out = vectors_stage(tokens, embeddings)
     stats_names = ("tokens", "oov_tokens", "empty_docs")
     if out.done():
         log.info("vectors: reusing %s", out.path)
