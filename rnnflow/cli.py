@@ -42,11 +42,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             TrackingError, FileNotFoundError)
 
 
-@app.callback()
-def _group() -> None:
-    """Keeps `run` a subcommand while it is the only one."""
-
-
 @app.command()
 def run(
     params_file: Annotated[Path, typer.Argument(help="A params/*.yaml file.")],
@@ -72,6 +67,22 @@ def run(
     for row in results:
         typer.echo(f"run {row['run_id']}: val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
+
+
+@app.command()
+def serve(
+    params_dir: Annotated[Path, typer.Argument(help="Folder of params files.")] = Path("params"),
+    port: Annotated[int, typer.Option(
+        help="Port of the local Prefect server started when PREFECT_API_URL is unset.")] = 4200,
+) -> None:
+    """Serve one `train-rnn` deployment per params file (trigger with `prefect deployment run
+    train-rnn/<file stem>`)."""
+    if not params_dir.is_dir():
+        _fail(ConfigError(f"{params_dir}: no such folder of params files"), False)
+    _quiet_environment()
+    from flows.serve import serve_params
+
+    serve_params(params_dir, port)
 
 
 def _parse(text: str):

@@ -1,0 +1,101 @@
+"""Real processes: a run killed mid-training resumes, and a served deployment is triggered
+with `prefect deployment run` from another process."""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+GRID = str(REPO / "params" / "tiny-grid.yaml")
+pytestmark = pytest.mark.slow
+
+
+def _env(project: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "PREFECT_HOME": str(project / ".prefect"), **extra}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def _run(project: Path, archive: Path, *sets: str, **env: str) -> subprocess.CompletedProcess:
+    """`rnnflow run` in its own session. Output goes to a file, not a pipe: a killed run's
+    Prefect server child would hold a pipe open; the session is cleaned up afterwards."""
+    args = ["--set", f"dataset.url={archive}", "--set", "grid={}"]
+    for s in sets:
+        args += ["--set", s]
+    out = project / f"run-{time.monotonic_ns()}.log"
+    with out.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", "run", GRID, *args],
+                                cwd=project, env=_env(project, **env), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, code, "", out.read_text())
+
+
+def test_killed_training_resumes_from_its_last_epoch(project, tiny_archive):
+    killed = _run(project, tiny_archive, "train.epochs=3", RNNFLOW_FAULT="after_epoch:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny-grid")
+    (dead,) = client.search_runs([exp.experiment_id])
+    assert dead.info.status == "RUNNING" and dead.data.tags["rnnflow_epochs_done"] == "1"
+
+    again = _run(project, tiny_archive, "train.epochs=3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
+    (new,) = [r for r in runs.values() if r.info.run_id != dead.info.run_id]
+    assert new.data.tags["continued_from"] == dead.info.run_id
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "loss")] == [2, 3]
+    assert runs[dead.info.run_id].info.status == "KILLED"
+    assert not list((project / "data").rglob(".tmp-*"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_deployment_runs_when_triggered(project, tiny_archive):
+    port = _free_port()
+    log = (project / "serve.log").open("w")
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "rnnflow.cli", "serve", str(REPO / "params"), "--port", str(port)],
+        cwd=project, env=_env(project), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while "serving train-rnn/" not in (project / "serve.log").read_text():
+            assert serve.poll() is None, (project / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "serve did not come up"
+            time.sleep(1)
+        overrides = json.dumps({"dataset.url": str(tiny_archive), "grid": {}})
+        trigger = subprocess.run(
+            [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
+             "train-rnn/tiny-grid", "--watch", "--watch-timeout", "400",
+             "-p", f"overrides={overrides}"],
+            env={**_env(project), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
+            capture_output=True, text=True, timeout=500)
+        assert trigger.returncode == 0, trigger.stdout[-3000:] + trigger.stderr[-2000:]
+        assert "Completed" in trigger.stdout
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["dataset.url"] == str(tiny_archive)
