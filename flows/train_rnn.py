@@ -32,7 +32,7 @@ def _train_key(point: Params, upstream: str) -> str:
 
 
 def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: bool,
-               nested: bool) -> dict[str, Any]:
+               run_name: str, nested: bool) -> dict[str, Any]:
     started = time.perf_counter()
     # Every point runs every step; a step whose output is already under data/ is Cached, so
     # points that share a prefix of the pipeline share its files.
@@ -51,7 +51,6 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
                                                          point.train.epochs)
     run_tags = {**tags, tracking.TRAIN_KEY_TAG: train_key,
                 "continued_from": resume[0] if resume else ""}
-    run_name = f"{point.name}-{point.model.cell}{point.model.num_neurons}-len{point.pad.maxlen}"
     with tracking.start_run(experiment_id, run_name, run_tags, nested=nested) as run_id, \
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(exclude={
@@ -94,6 +93,12 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
     return {"run_id": run_id, **metrics, "train_seconds": train_seconds,
             "preprocess_seconds": preprocess_seconds,
             "duration_seconds": time.perf_counter() - started}
+
+
+def _point_name(point: Params, varied: list[str]) -> str:
+    """A child run's name: what sets it apart, e.g. `num_neurons=100 maxlen=200`."""
+    flat = point.flat()
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={flat[k]}" for k in varied) or point.name
 
 
 def _results_table(params: Params, points: list[Params], rows: list[dict]) -> pd.DataFrame:
@@ -140,12 +145,14 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     parent_id = None
     if params.grid or params.variants:
         with tracking.start_run(experiment_id, f"{params.name}-grid", tags) as parent_id:
-            rows = [_run_point(p, experiment_id, tags, fresh, nested=True) for p in points]
+            varied = params.varied_keys()
+            rows = [_run_point(p, experiment_id, tags, fresh, _point_name(p, varied), nested=True)
+                    for p in points]
             table = _results_table(params, points, rows)
             tracking.log_grid(table, table.run_id[table.val_accuracy.idxmax()],
                               yaml.safe_dump(params.model_dump(), sort_keys=False))
     else:
-        rows = [_run_point(points[0], experiment_id, tags, fresh, nested=False)]
+        rows = [_run_point(points[0], experiment_id, tags, fresh, params.name, nested=False)]
         table = _results_table(params, points, rows)
     _publish(params.name, table, parent_id)
     return rows

@@ -52,7 +52,9 @@ def use_experiment(name: str) -> str:
     location = None
     if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
         location = (Path.cwd() / "mlruns").as_uri()  # artifacts beside mlflow.db
-    return client.create_experiment(name, artifact_location=location)
+    # Without this tag `mlflow ui` opens the experiment on its GenAI traces page, not the runs.
+    return client.create_experiment(name, artifact_location=location,
+                                    tags={"mlflow.experimentKind": "custom_model_development"})
 
 
 def git_commit() -> str | None:
