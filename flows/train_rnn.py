@@ -34,29 +34,30 @@ def _train_key(point: Params, upstream: str) -> str:
 def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: bool,
                run_name: str, nested: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    # Every point runs every step; a step whose output is already under data/ is Cached, so
-    # points that share a prefix of the pipeline share its files.
-    raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
-    reviews = tasks.read_reviews(raw_path, digest, point.dataset)
-    tokens = tasks.tokenize_reviews(reviews, point.tokenize)
-    emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
-    vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
-    padded = tasks.pad_sequences(vectors, point.pad)
-    keys = {"reviews": reviews.key, "tokens": tokens.key, "embeddings": emb.key,
-            "vectors": vectors.key, "padded": padded.key}
-    preprocess_seconds = time.perf_counter() - started
-
-    train_key = _train_key(point, f"{emb.key}+{padded.key}")
-    resume = None if fresh else tracking.find_checkpoint(experiment_id, train_key,
-                                                         point.train.epochs)
-    run_tags = {**tags, tracking.TRAIN_KEY_TAG: train_key,
-                "continued_from": resume[0] if resume else ""}
-    with tracking.start_run(experiment_id, run_name, run_tags, nested=nested) as run_id, \
+    # The MLflow run starts first, so a step that fails leaves a FAILED run with its error.
+    with tracking.start_run(experiment_id, run_name, tags, nested=nested) as run_id, \
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(exclude={
             "grid", "variants"}), sort_keys=False))
-        tracking.log_stage_keys(keys)
+        # Every point runs every step; a step whose output is already under data/ is Cached,
+        # so points that share a prefix of the pipeline share its files.
+        raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
+        reviews = tasks.read_reviews(raw_path, digest, point.dataset)
+        tokens = tasks.tokenize_reviews(reviews, point.tokenize)
+        emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
+        vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
+        padded = tasks.pad_sequences(vectors, point.pad)
+        preprocess_seconds = time.perf_counter() - started
+        tracking.log_stage_keys({"reviews": reviews.key, "tokens": tokens.key,
+                                 "embeddings": emb.key, "vectors": vectors.key,
+                                 "padded": padded.key})
         tracking.log_datasets(reviews.file("reviews.parquet"), point.name)
+
+        train_key = _train_key(point, f"{emb.key}+{padded.key}")
+        resume = None if fresh else tracking.find_checkpoint(experiment_id, train_key,
+                                                             point.train.epochs)
+        tracking.set_tags({tracking.TRAIN_KEY_TAG: train_key,
+                           "continued_from": resume[0] if resume else ""})
 
         resume_path, initial_epoch = None, 0
         if resume:

@@ -20,7 +20,7 @@ class _Section(BaseModel):
 
 
 class DatasetConfig(_Section):
-    source: Literal["aclimdb"] = "aclimdb"
+    source: Literal["aclimdb", "csv", "parquet"] = "aclimdb"
     url: str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     validation_split: float = Field(0.2, gt=0.0, lt=1.0)
@@ -28,6 +28,13 @@ class DatasetConfig(_Section):
     # At most this many reviews from each official split (train, test), drawn with `seed` and
     # balanced by label, before the validation split is cut. None keeps everything.
     limit: int | None = Field(None, ge=4)
+    # csv/parquet tables: which columns hold the text and the label (0/1, bool, pos/neg,
+    # positive/negative). A `split` column (train|test) is used if present; otherwise the
+    # last `test_split` of the seed-shuffled rows is the test split.
+    text_column: str = "text"
+    label_column: str = "label"
+    test_split: float = Field(0.2, gt=0.0, lt=1.0)
+    read_options: dict[str, Any] = Field(default_factory=dict)  # pandas.read_csv/read_parquet
 
 
 class TokenizeConfig(_Section):

@@ -82,14 +82,23 @@ def _load_vectors(cfg: EmbeddingConfig):
                 f"embedding.name '{cfg.name}': gensim-data could not provide it ({exc}). "
                 "Without network access, use embedding.source: train or a local file."
             ) from exc
-    path, _ = download_dataset(cfg.url or "")
     try:
-        return KeyedVectors.load_word2vec_format(str(path), binary=cfg.binary, limit=cfg.limit)
+        path, _ = download_dataset(cfg.url or "")
+    except FileNotFoundError as exc:
+        raise EmbeddingError(f"embedding.url {cfg.url}: file not found") from exc
+    if path.stat().st_size == 0:
+        raise EmbeddingError(f"embedding.url {cfg.url}: the file is empty")
+    try:
+        wv = KeyedVectors.load_word2vec_format(str(path), binary=cfg.binary, limit=cfg.limit)
     except Exception as exc:
         raise EmbeddingError(
             f"embedding.url {cfg.url}: not a readable word2vec "
             f"{'binary' if cfg.binary else 'text'} file ({exc}); check embedding.binary"
         ) from exc
+    if cfg.limit and len(wv) < cfg.limit:
+        log.warning("embedding.limit is %d but %s holds only %d vectors; all were read",
+                    cfg.limit, cfg.url, len(wv))
+    return wv
 
 
 def embeddings_stage(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:

@@ -71,6 +71,48 @@ def _load(path: Path) -> tuple[pd.DataFrame, list[str]]:
     return frame, bad
 
 
+_LABELS = {"0": 0, "1": 1, "false": 0, "true": 1, "neg": 0, "pos": 1, "negative": 0,
+           "positive": 1}
+
+
+def _load_table(path: Path, cfg: DatasetConfig) -> pd.DataFrame:
+    """A csv/parquet table of text and label (any column names) as the reviews frame."""
+    try:
+        if cfg.source == "csv":
+            table = pd.read_csv(path, **cfg.read_options)
+        else:
+            table = pd.read_parquet(path, **cfg.read_options)
+    except Exception as exc:  # pandas/pyarrow raise many kinds for an unreadable file
+        raise DatasetError(f"{path}: not a readable {cfg.source} file ({exc})") from exc
+    for key in ("text_column", "label_column"):
+        column = getattr(cfg, key)
+        if column not in table.columns:
+            raise DatasetError(f"{path}: no column '{column}' (dataset.{key}); the table has "
+                               f"{', '.join(map(str, table.columns))}")
+    raw = table[cfg.label_column]
+    labels = raw.astype(str).str.strip().str.lower().map(_LABELS)
+    if labels.isna().any():
+        found = sorted(map(str, raw[labels.isna()].unique()))[:10]
+        raise DatasetError(
+            f"{path}: column '{cfg.label_column}' must be binary (0/1, true/false, pos/neg or "
+            f"positive/negative); found {', '.join(found)}"
+        )
+    if "split" in table.columns:
+        split = table["split"].astype(str).str.lower()
+        if not split.isin(["train", "test"]).all():
+            raise DatasetError(f"{path}: column 'split' may hold only train and test")
+    else:
+        order = np.random.default_rng(cfg.seed).permutation(len(table))
+        split = pd.Series("train", index=table.index)
+        split.iloc[order[len(table) - int(round(len(table) * cfg.test_split)):]] = "test"
+    ids = table["id"].astype(str) if "id" in table.columns else pd.Series(
+        [f"row-{i}" for i in range(len(table))], index=table.index)
+    rating = table["rating"] if "rating" in table.columns else -1
+    frame = pd.DataFrame({"id": ids, "split": split, "label": labels.astype(int),
+                          "rating": rating, "text": table[cfg.text_column].fillna("").astype(str)})
+    return frame.reset_index(drop=True)
+
+
 def _sample(frame: pd.DataFrame, limit: int, rng: np.random.Generator) -> pd.DataFrame:
     # Balanced by label so a small limit still holds both classes.
     parts = []
@@ -97,7 +139,8 @@ def _check(frame: pd.DataFrame, source: Path) -> None:
     if frame.empty:
         raise DatasetError(
             f"{source}: no reviews found. Expected the aclImdb layout: "
-            "aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt"
+            "aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt (or set dataset.source to csv "
+            "or parquet for a table)"
         )
     for split in ("train", "val", "test"):
         for label, cls in ((0, "neg"), (1, "pos")):
@@ -119,12 +162,19 @@ def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
     if out.done():
         log.info("reviews: reusing %s", out.path)
         return out
-    frame, bad = _load(archive)
+    if cfg.source == "aclimdb":
+        frame, bad = _load(archive)
+    else:
+        frame, bad = _load_table(archive, cfg), []
     if bad:
         log.warning("%d reviews were not valid UTF-8 and were decoded with replacement "
                     "characters, e.g. %s", len(bad), bad[0])
     frame = split_reviews(frame, cfg)
     _check(frame, archive)
+    empty = frame.text.str.strip() == ""
+    if empty.any():
+        log.warning("%d reviews are empty (e.g. %s); they are kept and become all padding",
+                    int(empty.sum()), frame.id[empty].iloc[0])
     with writing(out) as tmp:
         write_parquet(pa.Table.from_pandas(frame, preserve_index=False), tmp / "reviews.parquet")
     counts = frame.groupby(["split", "label"]).size().to_dict()

@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rnnflow.faults import maybe_fail
+
 
 def data_dir() -> Path:
     """Root of every stage output: $RNNFLOW_DATA_DIR, else ./data."""
@@ -69,6 +71,7 @@ def writing(out: Stage) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.key}-", dir=out.path.parent))
     try:
         yield tmp
+        maybe_fail(out.name)  # tests: a kill after the work, before the stage is published
         (tmp / "_SUCCESS").write_text("")
         try:
             os.rename(tmp, out.path)

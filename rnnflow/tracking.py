@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 import traceback
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,8 @@ def tracking_uri() -> str:
 def use_experiment(name: str) -> str:
     """Point MLflow at the tracking store, check it answers, and return the experiment's id."""
     uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     try:
@@ -49,12 +52,25 @@ def use_experiment(name: str) -> str:
         ) from exc
     if experiment is not None:
         return experiment.experiment_id
-    location = None
-    if uri.startswith("sqlite:") and "MLFLOW_TRACKING_URI" not in os.environ:
-        location = (Path.cwd() / "mlruns").as_uri()  # artifacts beside mlflow.db
+    # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside mlflow.db.
     # Without this tag `mlflow ui` opens the experiment on its GenAI traces page, not the runs.
-    return client.create_experiment(name, artifact_location=location,
-                                    tags={"mlflow.experimentKind": "custom_model_development"})
+    return client.create_experiment(
+        name, tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+def _check_server(uri: str) -> None:
+    # MLflow's own client retries for minutes before giving up; ask once, briefly.
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+            if response.status == 200:
+                return
+            reason = f"HTTP {response.status}"
+    except (OSError, ValueError) as exc:
+        reason = str(getattr(exc, "reason", exc))
+    raise TrackingError(
+        f"MLflow tracking server {uri} is not reachable ({reason}). Start it (mlflow server) "
+        "or unset MLFLOW_TRACKING_URI to track into ./mlflow.db."
+    )
 
 
 def git_commit() -> str | None:
@@ -95,6 +111,11 @@ def log_params(flat: dict[str, Any], config_yaml: str) -> None:
 
 def log_epoch(epoch: int, logs: dict[str, float]) -> None:
     mlflow.log_metrics(logs, step=epoch)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    """Set the non-empty tags on the active run."""
+    mlflow.set_tags({k: v for k, v in tags.items() if v})
 
 
 def log_stage_keys(keys: dict[str, str]) -> None:

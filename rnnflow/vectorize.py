@@ -72,7 +72,13 @@ def vectorize_tokens(tokens: Stage, embeddings: Stage) -> tuple[Stage, dict[str,
     )
     with writing(out) as tmp:
         pq.write_table(table, tmp / "ids.parquet", compression="zstd")
-    log.info("vectorized %d tokens: %d (%.1f%%) not in the embedding vocabulary were dropped; "
-             "%d reviews kept no token and are all padding",
-             n_tokens, n_oov, 100 * n_oov / max(1, n_tokens), n_empty)
+    log.info("vectorized %d tokens: %d (%.1f%%) not in the embedding vocabulary were dropped",
+             n_tokens, n_oov, 100 * n_oov / max(1, n_tokens))
+    if n_empty:
+        log.warning("%d reviews have no token in the embedding vocabulary; they are kept as "
+                    "all padding", n_empty)
+    if n_tokens and n_oov / n_tokens > 0.5:
+        log.warning("the embedding vocabulary covers only %.1f%% of the corpus tokens; check "
+                    "the tokenizer's lowercase setting against the vectors, or embedding.limit",
+                    100 * (1 - n_oov / n_tokens))
     return out, {k: float(v) for k, v in stats.items()}

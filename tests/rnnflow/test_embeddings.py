@@ -66,3 +66,19 @@ def test_trained_vectors_see_only_the_train_split(project, tmp_path):
     assert {"common", "trainonly0", "pos"} <= set(table.token)
     assert not any(t.startswith("testonly") for t in table.token)
     assert len(table.vector.iloc[0]) == 8
+
+
+def test_missing_and_empty_files(tokens, tmp_path):
+    with pytest.raises(EmbeddingError, match="file not found"):
+        build_embeddings(tokens, EmbeddingConfig(source="file", url=str(tmp_path / "no.bin")))
+    (tmp_path / "empty.bin").write_bytes(b"")
+    with pytest.raises(EmbeddingError, match="empty"):
+        build_embeddings(tokens, EmbeddingConfig(source="file", url=str(tmp_path / "empty.bin")))
+
+
+def test_limit_larger_than_the_file_warns(tokens, tmp_path, caplog):
+    path = tmp_path / "v.txt"
+    _kv(["wonderful", "awful", "the"]).save_word2vec_format(str(path), binary=False)
+    build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path), binary=False,
+                                             limit=1000))
+    assert "holds only 3 vectors" in caplog.text

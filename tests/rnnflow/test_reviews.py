@@ -98,3 +98,68 @@ def test_reuses_a_finished_stage(project, tiny_archive):
     again = read_reviews(tiny_archive, "d", cfg)
     assert again == first and again.file("reviews.parquet").stat().st_mtime_ns == mtime
     assert read_reviews(tiny_archive, "d", DatasetConfig(seed=7)).key != first.key
+
+
+def test_truncated_archive(project, tiny_archive, tmp_path):
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(tiny_archive.read_bytes()[: tiny_archive.stat().st_size // 2])
+    with pytest.raises(DatasetError, match="not a readable"):
+        _read(path)
+
+
+def test_single_class_dataset_is_refused(project, tmp_path):
+    files = {k: v for k, v in synthetic_reviews(10).items() if "/pos/" in k}
+    with pytest.raises(DatasetError, match="no 'neg' reviews"):
+        _read(write_tar(tmp_path / "pos.tar.gz", files))
+
+
+def test_missing_test_split_is_refused(project, tmp_path):
+    files = {k: v for k, v in synthetic_reviews(10).items() if "/train/" in k}
+    with pytest.raises(DatasetError, match="'test' split"):
+        _read(write_tar(tmp_path / "train.tar.gz", files))
+
+
+def test_empty_review_is_kept_and_logged(project, tmp_path, caplog):
+    files = dict(synthetic_reviews(10))
+    files["aclImdb/test/neg/55_1.txt"] = "   "
+    frame = _read(write_tar(tmp_path / "e.tar.gz", files))
+    assert frame[frame.id == "test/neg/55_1"].text.item().strip() == ""
+    assert "1 reviews are empty" in caplog.text
+
+
+def _table(tmp_path, kind, labels, **columns):
+    n = len(labels)
+    frame = pd.DataFrame({"review": [f"text number {i} good" if i % 2 else f"bad {i}"
+                                     for i in range(n)], "sentiment": labels, **columns})
+    path = tmp_path / f"t.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+@pytest.mark.parametrize("labels", [["pos", "neg"], ["positive", "negative"], [1, 0],
+                                    ["Positive", "NEG"]])
+def test_tables_with_string_or_int_labels(project, tmp_path, kind, labels):
+    path = _table(tmp_path, kind, labels * 20)
+    frame = _read(path, source=kind, text_column="review", label_column="sentiment")
+    assert set(frame.split) == {"train", "val", "test"} and len(frame) == 40
+    first = frame[frame.id == "row-0"]
+    assert first.label.item() == (1 if str(labels[0]).lower() in ("pos", "positive", "1") else 0)
+
+
+def test_table_split_column_is_used(project, tmp_path):
+    path = _table(tmp_path, "csv", [1, 0] * 20, split=["train"] * 30 + ["test"] * 10)
+    frame = _read(path, source="csv", text_column="review", label_column="sentiment")
+    assert (frame.split == "test").sum() == 10
+
+
+def test_table_missing_column_names_what_exists(project, tmp_path):
+    path = _table(tmp_path, "csv", [1, 0] * 5)
+    with pytest.raises(DatasetError, match="no column 'text'.*review, sentiment"):
+        _read(path, source="csv", label_column="sentiment")
+
+
+def test_table_labels_must_be_binary(project, tmp_path):
+    path = _table(tmp_path, "csv", [1, 0, 3, "meh"] * 5)
+    with pytest.raises(DatasetError, match="found 3, meh"):
+        _read(path, source="csv", text_column="review", label_column="sentiment")

@@ -27,3 +27,25 @@ def test_pad_matches_keras(padding, truncating):
     expected = keras_pad(lists, maxlen=7, padding=padding, truncating=truncating, dtype="int32")
     np.testing.assert_array_equal(ours, expected)
     assert ours.dtype == np.int32
+
+
+def test_low_coverage_and_all_padding_reviews_are_reported(project, tiny_archive, tmp_path,
+                                                           caplog):
+    from gensim.models import KeyedVectors
+
+    from rnnflow.config import DatasetConfig, EmbeddingConfig, TokenizeConfig
+    from rnnflow.embeddings import build_embeddings
+    from rnnflow.reviews import read_reviews
+    from rnnflow.tokens import tokenize_reviews
+    from rnnflow.vectorize import vectorize_tokens
+
+    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
+    kv = KeyedVectors(vector_size=2)
+    kv.add_vectors(["wonderful"], np.ones((1, 2), dtype=np.float32))
+    path = tmp_path / "v.txt"
+    kv.save_word2vec_format(str(path), binary=False)
+    emb = build_embeddings(toks, EmbeddingConfig(source="file", url=str(path), binary=False))
+    _, stats = vectorize_tokens(toks, emb)
+    assert stats["empty_docs"] > 0 and stats["oov_tokens"] / stats["tokens"] > 0.5
+    assert "have no token in the embedding vocabulary" in caplog.text
+    assert "covers only" in caplog.text
