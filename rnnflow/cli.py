@@ -19,7 +19,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 EXIT_BAD_INPUT = 2
 
 
-def _quiet_environment() -> None:
+class _NoTraceback(logging.Filter):
+    """Prefect logs a failed task's traceback; without --debug the user gets one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_environment(debug: bool = False) -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
@@ -30,6 +38,9 @@ def _quiet_environment() -> None:
     logging.getLogger("rnnflow").setLevel(logging.INFO)
     for noisy in ("httpx", "gensim", "mlflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debug:
+        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
+            logging.getLogger(name).addFilter(_NoTraceback())
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -57,7 +68,7 @@ def run(
         load_params(params_file, overrides)  # fail before Prefect or MLflow start
     except ConfigError as exc:
         _fail(exc, debug)
-    _quiet_environment()
+    _quiet_environment(debug)
     from flows.train_rnn import train_rnn
 
     try:

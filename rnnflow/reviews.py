@@ -135,13 +135,16 @@ def split_reviews(frame: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
     return pd.concat([train, test], ignore_index=True)
 
 
-def _check(frame: pd.DataFrame, source: Path) -> None:
+def _check_found(frame: pd.DataFrame, source: Path) -> None:
     if frame.empty:
         raise DatasetError(
             f"{source}: no reviews found. Expected the aclImdb layout: "
             "aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt (or set dataset.source to csv "
             "or parquet for a table)"
         )
+
+
+def _check(frame: pd.DataFrame, source: Path) -> None:
     for split in ("train", "val", "test"):
         for label, cls in ((0, "neg"), (1, "pos")):
             if not ((frame.split == split) & (frame.label == label)).any():
@@ -169,6 +172,7 @@ def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
     if bad:
         log.warning("%d reviews were not valid UTF-8 and were decoded with replacement "
                     "characters, e.g. %s", len(bad), bad[0])
+    _check_found(frame, archive)
     frame = split_reviews(frame, cfg)
     _check(frame, archive)
     empty = frame.text.str.strip() == ""

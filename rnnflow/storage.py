@@ -68,7 +68,8 @@ def writing(out: Stage) -> Iterator[Path]:
     both succeed and the first rename wins (same key, same content).
     """
     out.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.key}-", dir=out.path.parent))
+    _sweep_abandoned(out.path.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.key}-{os.getpid()}-", dir=out.path.parent))
     try:
         yield tmp
         maybe_fail(out.name)  # tests: a kill after the work, before the stage is published
@@ -82,6 +83,21 @@ def writing(out: Stage) -> Iterator[Path]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         release_memory()
+
+
+def _sweep_abandoned(folder: Path) -> None:
+    """Remove temporary folders whose writing process is gone (killed mid-stage)."""
+    for tmp in folder.glob(".tmp-*-*-*"):
+        try:
+            pid = int(tmp.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def release_memory() -> None:

@@ -1,0 +1,64 @@
+"""What a user sees when input is bad or a process dies, through the real `rnnflow` command."""
+
+import threading
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import write_tar
+from tests.flows.test_processes import _run
+
+pytestmark = pytest.mark.slow
+
+
+def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path):
+    archive = write_tar(tmp_path / "other.tar.gz", {"reviews/1.txt": "hello"})
+    result = _run(project, archive)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error:" in result.stderr and "aclImdb/{train,test}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((project / "data").rglob("*.parquet"))
+    assert not list((project / "data").rglob(".tmp-*"))
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
+    assert run.info.status == "FAILED" and "aclImdb" in run.data.tags["error"]
+    assert "error.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_unreachable_tracking_server_stops_before_any_step(project, tiny_archive):
+    result = _run(project, tiny_archive, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    assert result.returncode == 2 and "not reachable" in result.stderr
+    assert not (project / "data").exists()
+
+
+def test_killed_while_vectorizing_reruns_cleanly(project, tiny_archive):
+    killed = _run(project, tiny_archive, RNNFLOW_FAULT="vectors")
+    assert killed.returncode == -9
+    assert list((project / "data").rglob(".tmp-*"))  # the kill left a half-built stage
+    again = _run(project, tiny_archive, PREFECT_LOGGING_LEVEL="INFO")
+    assert again.returncode == 0, again.stderr[-3000:]
+    # The steps that had finished come from the cache; vectorize and pad run.
+    assert again.stderr.count("Cached(type=COMPLETED)") == 4
+    assert not list((project / "data").rglob(".tmp-*"))
+
+
+def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
+    results = {}
+
+    def go(name):
+        results[name] = _run(project, tiny_archive)
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results.values():
+        assert r.returncode == 0, r.stderr[-3000:]
+    for stage in ("reviews", "tokens", "embeddings", "vectors", "padded"):
+        done = [p for p in (project / "data" / stage).iterdir() if not p.name.startswith(".")]
+        assert len(done) == 1 and (done[0] / "_SUCCESS").is_file()
+    assert not list((project / "data").rglob(".tmp-*"))
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
