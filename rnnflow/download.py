@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pooch
 
-from rnnflow.storage import data_dir, sha256_file
+from rnnflow.faults import maybe_fail
+from rnnflow.storage import data_dir, sha256_file, sweep_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,28 @@ def present_file(url: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _fetch(url: str, target: Path) -> Path:
+    """Download into a folder of this process's own, then rename into data/raw: a killed
+    download leaves only that folder, which the next download removes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(target.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-download-{os.getpid()}-", dir=target.parent))
+
+    def downloader(url: str, output_file: str, pup: object) -> None:
+        pooch.HTTPDownloader(progressbar=True)(url, output_file, pup)
+        maybe_fail("download")
+
+    try:
+        path = pooch.retrieve(url, known_hash=None, fname=target.name, path=work,
+                              downloader=downloader)
+        os.replace(path, target)
+    except Exception as exc:  # requests/HTTP errors: let the task's retries have a go
+        raise DownloadError(f"could not download {url}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
 def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
     """Return a local copy of `url` and its sha256.
 
@@ -56,12 +82,9 @@ def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
             raise FileNotFoundError(f"dataset file not found: {local}")
         path = local.resolve()
     else:
-        target = _raw_path(url)
-        try:
-            path = Path(pooch.retrieve(url, known_hash=None, fname=target.name,
-                                       path=target.parent, progressbar=True))
-        except Exception as exc:  # requests/HTTP errors: let the task's retries have a go
-            raise DownloadError(f"could not download {url}: {exc}") from exc
+        path = _raw_path(url)
+        if not path.is_file():  # fetched once, then reused
+            _fetch(url, path)
 
     digest = sha256_file(path)
     if sha256 and digest.lower() != sha256.lower():

@@ -68,7 +68,7 @@ def writing(out: Stage) -> Iterator[Path]:
     both succeed and the first rename wins (same key, same content).
     """
     out.path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_abandoned(out.path.parent)
+    sweep_abandoned(out.path.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.key}-{os.getpid()}-", dir=out.path.parent))
     try:
         yield tmp
@@ -85,7 +85,7 @@ def writing(out: Stage) -> Iterator[Path]:
         release_memory()
 
 
-def _sweep_abandoned(folder: Path) -> None:
+def sweep_abandoned(folder: Path) -> None:
     """Remove temporary folders whose writing process is gone (killed mid-stage)."""
     for tmp in folder.glob(".tmp-*-*-*"):
         try:

@@ -62,3 +62,26 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
+def test_killed_download_restarts_cleanly(project, tiny_archive, http_server):
+    import shutil
+
+    base, root = http_server
+    shutil.copy(tiny_archive, root / "a.tar.gz")
+    killed = _run(project, f"{base}/a.tar.gz", RNNFLOW_FAULT="download")
+    assert killed.returncode == -9
+    assert list((project / "data" / "raw").glob(".tmp-download-*"))
+    again = _run(project, f"{base}/a.tar.gz")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not list((project / "data").rglob(".tmp-*"))
+    (raw,) = (project / "data" / "raw").iterdir()
+    assert raw.read_bytes() == tiny_archive.read_bytes()
+
+
+def test_http_404_is_retried_then_a_clear_error(project, http_server):
+    base, _ = http_server
+    result = _run(project, f"{base}/missing.tar.gz", PREFECT_LOGGING_LEVEL="INFO")
+    assert result.returncode == 2
+    assert "could not download" in result.stderr and "404" in result.stderr
+    assert result.stderr.count("Retry 3/3") == 1  # three retries, then the error

@@ -78,3 +78,10 @@ def test_grid_is_a_cartesian_product(tmp_path):
     assert sorted((p.model.num_neurons, p.pad.maxlen) for p in points) == [
         (50, 200), (50, 400), (100, 200), (100, 400)]
     assert all(not p.grid for p in points)
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = _write(tmp_path, 'name: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)
+    assert not (tmp_path / "pwned").exists()

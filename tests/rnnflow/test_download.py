@@ -40,3 +40,8 @@ def test_http_404_is_a_download_error(project, http_server):
 def test_missing_local_file(project, tmp_path):
     with pytest.raises(FileNotFoundError):
         download_dataset(str(tmp_path / "absent.tar.gz"))
+
+
+def test_unreachable_host_is_a_download_error(project):
+    with pytest.raises(DownloadError, match="could not download"):
+        download_dataset("http://127.0.0.1:9/a.tar.gz")

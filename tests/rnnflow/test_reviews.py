@@ -84,11 +84,12 @@ def test_corrupt_archive(project, tmp_path):
         _read(path)
 
 
-def test_invalid_utf8_is_replaced(project, tmp_path):
+def test_invalid_utf8_is_replaced(project, tmp_path, caplog):
     files = dict(synthetic_reviews(10))
     files["aclImdb/train/pos/77_8.txt"] = b"caf\xe9 was great"
     frame = _read(write_tar(tmp_path / "latin.tar.gz", files))
     assert frame[frame.id == "train/pos/77_8"].text.item() == "caf\ufffd was great"
+    assert "1 reviews were not valid UTF-8" in caplog.text
 
 
 def test_reuses_a_finished_stage(project, tiny_archive):
