@@ -19,6 +19,9 @@ from prefect.runtime import flow_run
 import tasks
 from rnnflow import faults, plots, tracking
 from rnnflow.config import Params, expand_grid, load_params
+from rnnflow.embeddings import load_vocab
+from rnnflow.evaluate import confident_mistakes
+from rnnflow.predict import TextModel
 from rnnflow.storage import content_key
 
 log = logging.getLogger("rnnflow.flow")
@@ -72,10 +75,10 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
 
         train_started = time.perf_counter()
         model, history = tasks.train_model(padded, emb, point.model, point.train,
-                                           Path(scratch) / "ckpt", on_epoch_end,
-                                           resume_path, initial_epoch)
+                                           Path(scratch) / "ckpt", point.embedding.trainable,
+                                           on_epoch_end, resume_path, initial_epoch)
         train_seconds = time.perf_counter() - train_started
-        metrics, confusion = tasks.evaluate_model(model, padded)
+        metrics, confusion, predictions = tasks.evaluate_model(model, padded)
         if resume:  # the curve of a continued run starts at epoch 1, from the run it continued
             before = tracking.metric_history(resume[0], list(history), initial_epoch)
             history = {k: before[k] + v for k, v in history.items()}
@@ -87,8 +90,18 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
         tracking.log_results(metrics, extra, {
             "learning_curves.png": plots.plot_learning_curves(history),
             "confusion_matrix.png": plots.plot_confusion(confusion),
+            "roc_pr_curves.png": plots.plot_roc_pr(predictions),
         }, history_keys=set(history))
+        tracking.log_frame(predictions["test"], "test_predictions.parquet")
+        tracking.log_frame(confident_mistakes(predictions["test"], reviews.file(
+            "reviews.parquet"), point.evaluate.mistakes), "confident_mistakes.csv")
         tracking.log_keras_model(model)
+        vocab = load_vocab(emb)
+        text_model = TextModel(model, vocab, point.tokenize, point.pad)
+        tracking.log_frame(pd.concat([pd.DataFrame({"text": point.evaluate.sentences}),
+                                      text_model.predict(point.evaluate.sentences)], axis=1),
+                           "examples.csv")
+        tracking.log_text_model(model, vocab, point.tokenize.model_dump(), point.pad.model_dump())
     log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
              run_id, metrics["val_accuracy"], metrics["test_accuracy"])
     return {"run_id": run_id, **metrics, "train_seconds": train_seconds,

@@ -81,6 +81,43 @@ def run(
 
 
 @app.command()
+def predict(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to score.")] = None,
+    run: Annotated[str, typer.Option(help="A run id, `latest` or `best` (val_accuracy).")
+                   ] = "latest",
+    experiment: Annotated[str | None, typer.Option(
+        help="Look for latest/best in this experiment only.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read one text per line from this file.")
+                    ] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Print the probability of a positive review and the label for each text."""
+    items = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            _fail(ConfigError(f"--file {file}: not found"), debug)
+        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        _fail(ConfigError("give texts to score, or --file with one text per line"), debug)
+    _quiet_environment(debug)
+    import pandas as pd
+
+    from rnnflow import tracking
+
+    try:
+        run_id = tracking.resolve_run(run, experiment)
+        model = tracking.load_text_model(run_id)
+    except tracking.TrackingError as exc:
+        _fail(exc, debug)
+    result = model.predict(pd.DataFrame({"text": items}))
+    names = {1: "positive", 0: "negative", -1: "unknown"}
+    typer.echo(f"# run {run_id}", err=True)
+    for text, prob, label in zip(items, result.probability, result.label, strict=True):
+        short = text if len(text) <= 70 else text[:67] + "..."
+        typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")
+
+
+@app.command()
 def serve(
     params_dir: Annotated[Path, typer.Argument(help="Folder of params files.")] = Path("params"),
     port: Annotated[int, typer.Option(

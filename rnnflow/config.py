@@ -54,6 +54,7 @@ class EmbeddingConfig(_Section):
     window: int = Field(5, ge=1)
     min_count: int = Field(5, ge=1)
     epochs: int = Field(5, ge=1)
+    trainable: bool = False  # true fine-tunes the vectors with the network
 
     @model_validator(mode="after")
     def _file_needs_url(self) -> EmbeddingConfig:
@@ -74,6 +75,7 @@ class ModelConfig(_Section):
     return_sequences: bool = True
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     bidirectional: bool = False
+    num_layers: int = Field(1, ge=1, le=8)  # stacked recurrent layers
 
 
 class TrainConfig(_Section):
@@ -82,6 +84,19 @@ class TrainConfig(_Section):
     optimizer: Literal["rmsprop", "adam", "sgd", "adamw"] = "rmsprop"
     learning_rate: float | None = Field(None, gt=0.0)
     seed: int = 1337
+    # Stop when val_loss has not improved for this many epochs, keeping the best weights.
+    early_stopping: int | None = Field(None, ge=1)
+
+
+class EvaluateConfig(_Section):
+    # Sentences scored into examples.csv for every run: a quick look at what the model learned.
+    sentences: list[str] = Field(default_factory=lambda: [
+        "This movie was a delight from start to finish, funny, warm and beautifully acted.",
+        "One of the best films I have seen in years; I would gladly watch it again.",
+        "A dull, lifeless mess. The plot makes no sense and the acting is wooden.",
+        "I want those two hours of my life back. Terrible script, worse direction.",
+    ])
+    mistakes: int = Field(20, ge=0)  # how many of the most confident test errors to list
 
 
 class Params(_Section):
@@ -92,6 +107,7 @@ class Params(_Section):
     pad: PadConfig = PadConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
 

@@ -40,6 +40,10 @@ def _raw_path(url: str) -> Path:
     return data_dir() / "raw" / name
 
 
+def is_local(url: str) -> bool:
+    return _local_path(url) is not None
+
+
 def present_file(url: str) -> Path | None:
     """The local file `url` refers to, if it is already here (no download, no hashing)."""
     local = _local_path(url)

@@ -146,3 +146,8 @@ def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray]:
     weights = np.zeros((table.num_rows + 1, dim), dtype=np.float32)
     weights[1:] = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
     return table["token"].to_pylist(), weights
+
+
+def load_vocab(embeddings: Stage) -> list[str]:
+    """The table's tokens in row order (row i + 1 is token i)."""
+    return pq.read_table(embeddings.file("table.parquet"), columns=["token"])["token"].to_pylist()

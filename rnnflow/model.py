@@ -7,7 +7,8 @@ import numpy as np
 from rnnflow.config import ModelConfig
 
 
-def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int):
+def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
+                trainable_embedding: bool = False):
     import keras
     from keras import layers
 
@@ -16,10 +17,15 @@ def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int):
     # Looking ids up in a frozen copy of the word2vec table is the same function as the book's
     # docs x maxlen x 300 float input, without materialising it. No mask: like the book, padding
     # reaches the RNN as zero vectors.
-    embed = layers.Embedding(weights.shape[0], weights.shape[1], trainable=False, name="word2vec")
+    embed = layers.Embedding(weights.shape[0], weights.shape[1], trainable=trainable_embedding,
+                             name="word2vec")
     x = embed(inputs)
-    rnn = cells[cfg.cell](cfg.num_neurons, return_sequences=cfg.return_sequences, name=cfg.cell)
-    x = (layers.Bidirectional(rnn) if cfg.bidirectional else rnn)(x)
+    for i in range(cfg.num_layers):
+        # Stacked layers hand every time step on; only the last one may return its last state.
+        sequences = cfg.return_sequences or i < cfg.num_layers - 1
+        name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
+        rnn = cells[cfg.cell](cfg.num_neurons, return_sequences=sequences, name=name)
+        x = (layers.Bidirectional(rnn, name=f"bi_{name}") if cfg.bidirectional else rnn)(x)
     x = layers.Dropout(cfg.dropout)(x)
     if cfg.return_sequences:
         x = layers.Flatten()(x)

@@ -39,3 +39,26 @@ def plot_confusion(matrices: dict[str, np.ndarray]):
         ax.set_title(f"{split} (n={int(cm.sum())})")
     fig.tight_layout()
     return fig
+
+
+def plot_roc_pr(predictions: dict):
+    """ROC and precision-recall curves of each split's predictions (id, label, probability)."""
+    from sklearn.metrics import precision_recall_curve, roc_auc_score, roc_curve
+
+    fig, (roc, pr) = plt.subplots(1, 2, figsize=(9, 3.8))
+    for split, frame in predictions.items():
+        if frame.label.nunique() < 2:
+            continue
+        fpr, tpr, _ = roc_curve(frame.label, frame.probability)
+        auc = roc_auc_score(frame.label, frame.probability)
+        roc.plot(fpr, tpr, label=f"{split} (AUC {auc:.3f})")
+        precision, recall, _ = precision_recall_curve(frame.label, frame.probability)
+        pr.plot(recall, precision, label=split)
+    roc.plot([0, 1], [0, 1], ":", color="grey")
+    roc.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    pr.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
+    for ax in (roc, pr):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right" if ax is roc else "lower left")
+    fig.tight_layout()
+    return fig

@@ -33,6 +33,7 @@ def train_model(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
     checkpoint_dir: Path,
+    trainable_embedding: bool = False,
     on_epoch_end: EpochHook | None = None,
     resume_from: Path | None = None,
     initial_epoch: int = 0,
@@ -55,12 +56,15 @@ def train_model(
         log.info("continuing %s from epoch %d", model.name, initial_epoch)
     else:
         _, weights = load_table(embeddings)
-        model = build_model(model_cfg, weights, x_train.shape[1])
+        model = build_model(model_cfg, weights, x_train.shape[1], trainable_embedding)
         model.compile(optimizer=_optimizer(train_cfg), loss="binary_crossentropy",
                       metrics=["accuracy"])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
+    if train_cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_cfg.early_stopping, restore_best_weights=True))
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch_end(

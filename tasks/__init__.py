@@ -51,11 +51,14 @@ def _stage(locate: Callable[..., Stage]) -> Locator:
 
 
 def _raw_file(url: str, sha256: str | None = None) -> tuple[str, bool]:
-    """A download is keyed by URL, checksum and the local file's size and mtime."""
+    """A download is keyed by URL and checksum; a local file also by its size and mtime, so
+    editing it in place is noticed."""
     path = download.present_file(url)
-    stat = f"{path}|{path.stat().st_size}|{path.stat().st_mtime_ns}" if path else "absent"
-    return "rnnflow-raw-" + hashlib.sha256(f"{url}|{sha256}|{stat}".encode()).hexdigest()[:24], \
-        path is not None
+    stat = ""
+    if path is not None and download.is_local(url):
+        stat = f"{path.stat().st_size}|{path.stat().st_mtime_ns}"
+    key = hashlib.sha256(f"{url}|{sha256}|{stat}".encode()).hexdigest()[:24]
+    return f"rnnflow-raw-{key}", path is not None
 
 
 def _network_error(_task: Any, _task_run: Any, state: Any) -> bool:

@@ -47,3 +47,38 @@ def test_score_on_hand_computed_case():
     assert s["accuracy"] == 0.5 and s["precision"] == 0.5 and s["recall"] == 0.5
     assert s["f1"] == 0.5 and s["auc"] == 0.75
     assert s["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.4, 0.9])))
+
+
+def test_stacked_bidirectional_layers():
+    weights = np.zeros((4, 8), "float32")
+    cfg = ModelConfig(cell="gru", num_neurons=5, num_layers=2, bidirectional=True,
+                      return_sequences=False)
+    model = build_model(cfg, weights, 3)
+    gru1 = 3 * (8 * 5 + 5 * 5 + 2 * 5)  # first layer reads the 8-d vectors
+    gru2 = 3 * (10 * 5 + 5 * 5 + 2 * 5)  # second reads both directions of the first (10-d)
+    assert _trainable(model) == 2 * gru1 + 2 * gru2 + 10 + 1
+
+
+def test_trainable_embedding_adds_the_table():
+    weights = np.zeros((4, 8), "float32")
+    frozen = _trainable(build_model(ModelConfig(num_neurons=2), weights, 3))
+    tuned = _trainable(build_model(ModelConfig(num_neurons=2), weights, 3,
+                                   trainable_embedding=True))
+    assert tuned - frozen == 4 * 8
+
+
+def test_text_model_scores_raw_text_and_flags_no_evidence():
+    from rnnflow.config import PadConfig, TokenizeConfig
+    from rnnflow.predict import TextModel
+
+    weights = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    model = build_model(ModelConfig(num_neurons=2), weights, maxlen=5)
+    text_model = TextModel(model, ["good", "bad"], TokenizeConfig(), PadConfig(maxlen=5))
+    x, known = text_model.ids(["good bad good", "nothing known", ""])
+    np.testing.assert_array_equal(x[0], [1, 2, 1, 0, 0])
+    assert list(known) == [3, 0, 0]
+    out = text_model.predict(["good bad good", "   ", "", None])
+    assert list(out.label[1:]) == [-1, -1, -1] and list(out.probability[1:]) == [0.5] * 3
+    assert out.label[0] in (0, 1) and 0 <= out.probability[0] <= 1
+    expected = float(model.predict(x[:1], verbose=0)[0, 0])
+    assert out.probability[0] == pytest.approx(expected, rel=1e-5)

@@ -1,0 +1,53 @@
+"""Raw text in, sentiment out: the trained network with the tokenizer and vocabulary it was
+trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from rnnflow.config import PadConfig, TokenizeConfig
+from rnnflow.pad import pad_ids
+from rnnflow.tokens import make_tokenizer
+
+# A text with no token in the vocabulary (an empty or whitespace-only text among them) gives
+# the network nothing to read. It gets this probability and label, with known_tokens = 0,
+# rather than the score of an all-padding input, which would look like an opinion.
+NO_EVIDENCE_PROBABILITY = 0.5
+NO_EVIDENCE_LABEL = -1
+
+
+@dataclass
+class TextModel:
+    model: object  # keras.Model taking int32 ids
+    vocab: list[str]  # row i + 1 of the embedding table is vocab[i]
+    tokenize: TokenizeConfig
+    pad: PadConfig
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        self._rows = {token: i + 1 for i, token in enumerate(self.vocab)}
+        self._tokenizer = make_tokenizer(self.tokenize)
+
+    def ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        lists = [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
+                 for text in texts]
+        known = np.array([len(ids) for ids in lists], dtype=np.int64)
+        return pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad), known
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        """One row per text: probability (of positive), label (1, 0, or -1 with no evidence),
+        known_tokens (tokens found in the vocabulary)."""
+        texts = ["" if t is None else str(t) for t in texts]
+        x, known = self.ids(texts)
+        prob = np.full(len(texts), NO_EVIDENCE_PROBABILITY, dtype=np.float64)
+        if (known > 0).any():
+            scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
+            prob[known > 0] = scored
+        label = np.where(prob >= self.threshold, 1, 0)
+        label[known == 0] = NO_EVIDENCE_LABEL
+        return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
+                             "known_tokens": known})
