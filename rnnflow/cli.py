@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rnnflow.config import ConfigError, load_params
+from rnnflow.config import ConfigError, load_params, parse_override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
@@ -64,7 +64,7 @@ def run(
 ) -> None:
     """Run one params file: every point of its grid becomes one MLflow run."""
     try:
-        overrides = dict(_parse(s) for s in set_ or [])
+        overrides = dict(parse_override(s) for s in set_ or [])
         load_params(params_file, overrides)  # fail before Prefect or MLflow start
     except ConfigError as exc:
         _fail(exc, debug)
@@ -131,12 +131,6 @@ def serve(
     from flows.serve import serve_params
 
     serve_params(params_dir, port)
-
-
-def _parse(text: str):
-    from rnnflow.config import parse_override
-
-    return parse_override(text)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
