@@ -22,7 +22,7 @@ from rnnflow.config import Params, expand_grid, load_params
 from rnnflow.embeddings import load_vocab
 from rnnflow.evaluate import confident_mistakes
 from rnnflow.predict import TextModel
-from rnnflow.storage import content_key
+from rnnflow.storage import content_key, release_memory
 
 log = logging.getLogger("rnnflow.flow")
 
@@ -79,6 +79,7 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
                                            on_epoch_end, resume_path, initial_epoch)
         train_seconds = time.perf_counter() - train_started
         metrics, confusion, predictions = tasks.evaluate_model(model, padded)
+        release_memory()  # inference buffers, before the models are serialised for logging
         if resume:  # the curve of a continued run starts at epoch 1, from the run it continued
             before = tracking.metric_history(resume[0], list(history), initial_epoch)
             history = {k: before[k] + v for k, v in history.items()}

@@ -58,6 +58,21 @@ def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
     assert parent.data.tags["best_run_id"] == best
     assert client.get_run(best).data.tags["best"] == "true"
 
+    # The same table and a summary of the best point are Prefect artifacts with keys.
+    import json
+
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        artifacts = {a.key: a for a in prefect.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["tiny-grid-results", "tiny-grid-summary"])))}
+    assert artifacts["tiny-grid-results"].type == "table"
+    rows = artifacts["tiny-grid-results"].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert sorted(r["run_id"] for r in rows) == sorted(table.run_id)
+    assert artifacts["tiny-grid-summary"].type == "markdown"
+    assert best in artifacts["tiny-grid-summary"].data
+
 
 def test_second_run_recomputes_nothing_before_training(project, tiny_archive):
     _run(tiny_archive, grid={"model.num_neurons": [2, 3]})
