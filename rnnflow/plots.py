@@ -8,6 +8,7 @@ matplotlib.use("Agg")  # batch runs have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def plot_learning_curves(history: dict[str, list[float]]):
@@ -18,6 +19,7 @@ def plot_learning_curves(history: dict[str, list[float]]):
                 epochs = np.arange(1, len(history[key]) + 1)
                 ax.plot(epochs, history[key], style, label=key)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
         ax.legend()
