@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
@@ -43,20 +44,40 @@ def use_experiment(name: str) -> str:
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    try:
-        experiment = client.get_experiment_by_name(name)
-    except Exception as exc:
-        raise TrackingError(
-            f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: {exc}). "
-            "Start the server or fix MLFLOW_TRACKING_URI."
-        ) from exc
-    if experiment is not None:
-        return experiment.experiment_id
-    # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside mlflow.db.
-    # Without this tag `mlflow ui` opens the experiment on its GenAI traces page, not the runs.
-    return client.create_experiment(
-        name, tags={"mlflow.experimentKind": "custom_model_development"})
+    with _sqlite_init_lock(uri):
+        try:
+            client = MlflowClient(uri)
+            experiment = client.get_experiment_by_name(name)
+        except Exception as exc:
+            raise TrackingError(
+                f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
+                f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
+            ) from exc
+        if experiment is not None:
+            return experiment.experiment_id
+        # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside
+        # mlflow.db. Without this tag `mlflow ui` opens the experiment on its GenAI traces
+        # page, not on its runs.
+        return client.create_experiment(
+            name, tags={"mlflow.experimentKind": "custom_model_development"})
+
+
+@contextlib.contextmanager
+def _sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a SQLite store across processes: two runs starting at once
+    would both migrate a new mlflow.db ("duplicate column name") or create the same
+    experiment."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _check_server(uri: str) -> None:
