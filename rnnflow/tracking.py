@@ -25,8 +25,6 @@ log = logging.getLogger(__name__)
 
 # A local Parquet path matches two of MLflow's dataset-source kinds, which resolve the same.
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-# TextPyfunc declares its schema in an explicit signature, not through type hints.
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 # The datasets' integer columns (label, rating) never hold missing values.
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
 
