@@ -104,6 +104,16 @@ def test_quick_run_is_fully_tracked(project, sample_cut, http_server):
     assert len(lines) == 3 and all(line.split("\t")[1] in ("positive", "negative", "unknown")
                                    for line in lines)
 
+    latest = _rnnflow(project, "predict", "--run", "latest", "--experiment", "quick", "Fine.")
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    newest = client.search_runs([experiment.experiment_id],
+                                order_by=["attributes.start_time DESC"])[0]
+    assert f"# run {newest.info.run_id}" in latest.stderr
+    by_id = _rnnflow(project, "predict", "--run", run.info.run_id, "Fine.")
+    assert by_id.returncode == 0 and f"# run {run.info.run_id}" in by_id.stderr
+    missing = _rnnflow(project, "predict", "--experiment", "nope", "Fine.")
+    assert missing.returncode == 2 and "no such experiment" in missing.stderr
+
     # `mlflow models serve` answers a POST of raw text on loopback.
     _serve_and_post(project, run.info.run_id)
 
