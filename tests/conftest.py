@@ -20,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # logged at interpreter exit, after pytest has closed the streams) out of the test output.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="rnnflow-test-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network in tests
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
