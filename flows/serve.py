@@ -12,63 +12,22 @@ serving starts a local `prefect server start` (with the UI) and stops it on exit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
+from flows.local_server import prefect_api
+
 log = logging.getLogger("rnnflow.serve")
-
-
-def _healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def prefect_api(port: int = 4200, timeout: float = 120.0) -> Iterator[str]:
-    """PREFECT_API_URL if set; else a local server on `port`, started here if none answers."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    url = f"http://127.0.0.1:{port}/api"
-    server = None
-    if not _healthy(url):
-        prefect_bin = Path(sys.executable).with_name("prefect")
-        log.info("starting a Prefect server on %s (UI: http://127.0.0.1:%d)", url, port)
-        server = subprocess.Popen(
-            [str(prefect_bin), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not _healthy(url):
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"the Prefect server on port {port} did not start; "
-                                   "is the port taken? Try --port or set PREFECT_API_URL")
-            time.sleep(0.5)
-    os.environ["PREFECT_API_URL"] = url
-    try:
-        yield url
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def serve_params(params_dir: Path = Path("params"), port: int = 4200) -> None:
     files = sorted(params_dir.glob("*.yaml"))
     if not files:
         raise FileNotFoundError(f"no params files (*.yaml) in {params_dir}")
-    with prefect_api(port) as url:
+    with prefect_api(port, ui=True):
+        url = os.environ["PREFECT_API_URL"]
         # Prefect reads its settings when imported: only now, with the API chosen.
         from prefect import serve
 

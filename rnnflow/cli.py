@@ -30,6 +30,9 @@ class _NoTraceback(logging.Filter):
 def _quiet_environment(debug: bool = False) -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's oneDNN kernels: measured on the lesson's model on 2 cores, turning them off
+    # kept fit as fast and cut peak memory in fit and predict by 40-120 MB (bench/NOTES.md).
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
     # The temporary Prefect server would otherwise phone home (and log failures offline).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -69,12 +72,22 @@ def run(
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)
-    from flows.train_rnn import train_rnn
+    from flows.local_server import prefect_api
+    from rnnflow.storage import limit_malloc_arenas
 
-    try:
-        results = train_rnn(str(params_file), overrides, fresh=fresh)
-    except _user_errors() as exc:
-        _fail(exc, debug)
+    limit_malloc_arenas()
+
+    def load_flow():
+        from flows.train_rnn import train_rnn
+
+        return train_rnn
+
+    # Without PREFECT_API_URL a temporary Prefect server boots while the flow is imported.
+    with prefect_api(meanwhile=load_flow) as train_rnn:
+        try:
+            results = train_rnn(str(params_file), overrides, fresh=fresh)
+        except _user_errors() as exc:
+            _fail(exc, debug)
     for row in results:
         typer.echo(f"run {row['run_id']}: val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
