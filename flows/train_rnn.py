@@ -3,10 +3,12 @@ evaluate. A params file with a grid becomes one MLflow parent run with a child r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,21 @@ from rnnflow.storage import content_key, release_memory
 log = logging.getLogger("rnnflow.flow")
 
 
+class _Clock:
+    """Wall seconds per step, logged as `seconds_<step>` metrics: where a run's time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, step: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] = time.perf_counter() - started
+
+
 def _train_key(point: Params, upstream: str) -> str:
     """Everything that shapes training except the number of epochs: runs that share it can
     continue one another."""
@@ -44,12 +61,19 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
             "grid", "variants"}), sort_keys=False))
         # Every point runs every step; a step whose output is already under data/ is Cached,
         # so points that share a prefix of the pipeline share its files.
-        raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
-        reviews = tasks.read_reviews(raw_path, digest, point.dataset)
-        tokens = tasks.tokenize_reviews(reviews, point.tokenize)
-        emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
-        vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
-        padded = tasks.pad_sequences(vectors, point.pad)
+        clock = _Clock()
+        with clock("download"):
+            raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
+        with clock("read"):
+            reviews = tasks.read_reviews(raw_path, digest, point.dataset)
+        with clock("tokenize"):
+            tokens = tasks.tokenize_reviews(reviews, point.tokenize)
+        with clock("embed"):
+            emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
+        with clock("vectorize"):
+            vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
+        with clock("pad"):
+            padded = tasks.pad_sequences(vectors, point.pad)
         preprocess_seconds = time.perf_counter() - started
         tracking.log_stage_keys({"reviews": reviews.key, "tokens": tokens.key,
                                  "embeddings": emb.key, "vectors": vectors.key,
@@ -73,13 +97,17 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
             tracking.log_checkpoint(checkpoint, epoch)
             faults.maybe_fail(f"after_epoch:{epoch}")
 
-        train_started = time.perf_counter()
-        model, history = tasks.train_model(padded, emb, point.model, point.train,
-                                           Path(scratch) / "ckpt", point.embedding.trainable,
-                                           on_epoch_end, resume_path, initial_epoch)
-        train_seconds = time.perf_counter() - train_started
-        metrics, confusion, predictions = tasks.evaluate_model(model, padded)
+        fit: dict[str, float] = {}
+        with clock("train"):
+            model, history = tasks.train_model(padded, emb, point.model, point.train,
+                                               Path(scratch) / "ckpt", point.embedding.trainable,
+                                               on_epoch_end, resume_path, initial_epoch, fit)
+        train_seconds = clock.seconds["train"]
+        release_memory()  # training's batches and buffers, before inference allocates its own
+        with clock("evaluate"):
+            metrics, confusion, predictions = tasks.evaluate_model(model, padded)
         release_memory()  # inference buffers, before the models are serialised for logging
+        logging_started = time.perf_counter()
         if resume:  # the curve of a continued run starts at epoch 1, from the run it continued
             before = tracking.metric_history(resume[0], list(history), initial_epoch)
             history = {k: before[k] + v for k, v in history.items()}
@@ -87,7 +115,9 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
                  "oov_rate": vec_stats["oov_tokens"] / max(1.0, vec_stats["tokens"]),
                  "empty_docs": vec_stats["empty_docs"],
                  "trainable_params": float(sum(int(w.numpy().size)
-                                               for w in model.trainable_weights))}
+                                               for w in model.trainable_weights)),
+                 **{f"seconds_{stage}": v for stage, v in clock.seconds.items()},
+                 **fit}
         tracking.log_results(metrics, extra, {
             "learning_curves.png": plots.plot_learning_curves(history),
             "confusion_matrix.png": plots.plot_confusion(confusion),
@@ -103,6 +133,8 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
                                       text_model.predict(point.evaluate.sentences)], axis=1),
                            "examples.csv")
         tracking.log_text_model(model, vocab, point.tokenize.model_dump(), point.pad.model_dump())
+        tracking.log_results({}, {"seconds_log": time.perf_counter() - logging_started,
+                                  "duration_seconds": time.perf_counter() - started}, {})
     log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
              run_id, metrics["val_accuracy"], metrics["test_accuracy"])
     return {"run_id": run_id, **metrics, "train_seconds": train_seconds,

@@ -163,6 +163,14 @@ def log_results(metrics: dict[str, float], extra: dict[str, float], figures: dic
     mlflow.log_metrics({**final, **extra})
     for filename, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{filename}")
+        _close(fig)
+
+
+def _close(fig) -> None:
+    """pyplot keeps every figure it made until closed: a grid would pile them up."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def log_keras_model(model, name: str = "model") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,13 +38,16 @@ def train_model(
     on_epoch_end: EpochHook | None = None,
     resume_from: Path | None = None,
     initial_epoch: int = 0,
+    timings: dict[str, float] | None = None,
 ):
     """Build (or load from `resume_from`), compile and fit the model up to `train_cfg.epochs`.
 
     After every epoch the model, with its optimizer state, is saved to
     `checkpoint_dir/last.keras` and `on_epoch_end` is called, so the flow can record progress
     and a killed run can go on from its last finished epoch.
-    Returns (model, history as {metric: [value per epoch trained here]}).
+    Returns (model, history as {metric: [value per epoch trained here]}). `timings`, if given,
+    receives `fit_seconds` and `train_samples_per_s`: `model.fit` alone, without loading and
+    building.
     """
     import keras
 
@@ -71,9 +75,15 @@ def train_model(
                 epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, checkpoint)
         ))
     log.info("training %s on %d reviews, validating on %d", model.name, len(y_train), len(y_val))
+    fit_started = time.perf_counter()
     history = model.fit(
         x_train, y_train, validation_data=(x_val, y_val), batch_size=train_cfg.batch_size,
         epochs=train_cfg.epochs, initial_epoch=initial_epoch, shuffle=True,
         callbacks=callbacks, verbose=2,
     )
+    fit_seconds = time.perf_counter() - fit_started
+    epochs_run = len(history.epoch)
+    if timings is not None:
+        timings.update(fit_seconds=fit_seconds,
+                       train_samples_per_s=epochs_run * len(y_train) / max(fit_seconds, 1e-9))
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
