@@ -6,8 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
+DATA ?= ../shared/data/aclImdb_sample.tar.gz
+BENCH_ARGS ?=
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +24,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The lesson four ways side by side (bench/run.py); DATA=<aclImdb .tar.gz> picks the archive.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py --data $(DATA) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

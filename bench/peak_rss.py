@@ -17,10 +17,10 @@ import time
 import psutil
 
 
-def measure(cmd: list[str], interval: float = 0.05, timeline: str | None = None
-            ) -> dict[str, float]:
+def measure(cmd: list[str], interval: float = 0.05, timeline: str | None = None,
+            env: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, float]:
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
     root = psutil.Process(proc.pid)
     peak = 0
     rows = []

@@ -1,0 +1,220 @@
+"""`make bench`: the lesson's work done four ways on one machine, in one sitting, side by side.
+
+    (a) book      the book's script (docs x maxlen x dim float arrays) on a sample of --book-docs
+    (b) script    a careful hand-written Keras script: ids, a frozen Embedding, no tracking
+    (c) cold      `rnnflow run` with an empty data cache and a new MLflow store
+    (d) warm      `rnnflow run` again with only model.num_neurons changed
+
+The work: train on the train split (80%, the rest validates), the lesson's SimpleRNN for 2 epochs,
+word2vec trained on the train split, then score the whole test split. Each contender runs as its
+own process tree under bench/peak_rss.py's meter (wall time, peak RSS summed over the tree).
+Results go to bench/results/<date>.json and .md, and the markdown table is printed.
+
+    python bench/run.py --data ../shared/data/aclImdb_labeled.tar.gz
+    python bench/run.py --tiny            # seconds, not minutes: what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from peak_rss import measure  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
+# Stages every contender is reported in; "other" is wall time no stage accounts for
+# (interpreter start, imports, Prefect's temporary server, MLflow's store).
+STAGES = ("read", "tokenize", "word2vec", "ids", "model", "fit", "test", "tracking", "other")
+TARGETS_DOC = {
+    "cold_vs_script_wall": "(c)/(b) wall time <= 1.0",
+    "cold_peak_rss_mb": "(c) peak RSS <= 1536 MB",
+    "warm_preprocess_s": "(d) preprocessing before training <= 3 s",
+    "tokenize_speedup": "(c) tokenize docs/s >= 1.7x single-process NLTK (b)",
+    "fit_samples_ratio": "(c) training samples/s >= 0.95x plain model.fit (b)",
+}
+LIMITS = {"cold_vs_script_wall": (None, 1.0), "cold_peak_rss_mb": (None, 1536),
+          "warm_preprocess_s": (None, 3.0), "tokenize_speedup": (1.7, None),
+          "fit_samples_ratio": (0.95, None)}
+
+
+def _protocol(args: argparse.Namespace) -> list[str]:
+    out = ["--maxlen", str(args.maxlen), "--dim", str(args.dim), "--epochs", str(args.epochs),
+           "--neurons", str(args.neurons)]
+    return out + (["--limit", str(args.limit)] if args.limit else [])
+
+
+def _rnnflow_sets(args: argparse.Namespace, neurons: int) -> list[str]:
+    sets = {"dataset.url": Path(args.data).resolve().as_uri(), "embedding.source": "train",
+            "pad.maxlen": args.maxlen, "embedding.vector_size": args.dim,
+            "train.epochs": args.epochs, "model.num_neurons": neurons}
+    if args.limit:
+        sets["dataset.limit"] = args.limit
+    return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
+
+
+def run_peer(name: str, script: str, extra: list[str], work: Path) -> dict:
+    out = work / f"{name}.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(HERE / script), *extra, "--json", str(out)]
+    print(f"\n== {name}: {' '.join(cmd)}", flush=True)
+    meter = measure(cmd)
+    if meter["returncode"] != 0:
+        raise SystemExit(f"{name} failed with exit code {meter['returncode']}")
+    own = json.loads(out.read_text())
+    stages = dict(own["stages"])
+    if "vectorize" in stages:  # the book tokenizes and vectorizes in one pass
+        stages["ids"] = stages.pop("vectorize")
+    stages["fit"] = stages.pop("train")
+    return {"wall_s": meter["wall_s"], "peak_rss_mb": meter["peak_rss_mb"], "stages": stages,
+            **own["figures"]}
+
+
+def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path) -> dict:
+    env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+           "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    cmd = [str(Path(sys.executable).parent / "rnnflow"), "run", str(REPO / "params" /
+           "lesson16.yaml"), *_rnnflow_sets(args, neurons), "--fresh"]
+    print(f"\n== {name}: {' '.join(cmd)}", flush=True)
+    meter = measure(cmd, env=env, cwd=work)
+    if meter["returncode"] != 0:
+        raise SystemExit(f"{name} failed with exit code {meter['returncode']}")
+    m = _latest_metrics(work / "mlflow.db")
+    stages = {"read": m["seconds_download"] + m["seconds_read"],
+              "tokenize": m["seconds_tokenize"], "word2vec": m["seconds_embed"],
+              "ids": m["seconds_vectorize"] + m["seconds_pad"],
+              "model": m["seconds_train"] - m["fit_seconds"], "fit": m["fit_seconds"],
+              "test": m["seconds_evaluate"], "tracking": m["seconds_log"]}
+    return {"wall_s": meter["wall_s"], "peak_rss_mb": meter["peak_rss_mb"], "stages": stages,
+            "preprocess_s": m["preprocess_seconds"],
+            "train_samples_per_s": m["train_samples_per_s"],
+            "val_accuracy": m["val_accuracy"], "test_accuracy": m["test_accuracy"]}
+
+
+def _latest_metrics(db: Path) -> dict[str, float]:
+    """The newest run's metrics, read from the store the way `mlflow ui` would."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    run = client.search_runs(experiments, order_by=["attributes.start_time DESC"],
+                             max_results=1)[0]
+    return run.data.metrics
+
+
+def summarise(results: dict, n_docs: int) -> dict[str, float]:
+    b, c, d = results.get("script"), results.get("cold"), results.get("warm")
+    out: dict[str, float] = {}
+    if b and c:
+        out["cold_vs_script_wall"] = c["wall_s"] / b["wall_s"]
+        out["tokenize_speedup"] = (n_docs / c["stages"]["tokenize"]) / b["tokenize_docs_per_s"]
+        out["fit_samples_ratio"] = c["train_samples_per_s"] / b["train_samples_per_s"]
+    if c:
+        out["cold_peak_rss_mb"] = c["peak_rss_mb"]
+    if d:
+        out["warm_preprocess_s"] = d["preprocess_s"]
+    return out
+
+
+def _met(key: str, value: float) -> str:
+    low, high = LIMITS[key]
+    ok = (low is None or value >= low) and (high is None or value <= high)
+    return "met" if ok else "NOT met"
+
+
+def markdown(results: dict, targets: dict, meta: dict) -> str:
+    labels = {"book": "(a) book script", "script": "(b) hand-written",
+              "cold": "(c) rnnflow cold", "warm": "(d) rnnflow warm"}
+    base = results.get("script")
+    lines = [f"# bench {meta['date']}: {meta['data']}", "",
+             f"{meta['machine']}; book script on {meta['book_docs']} sampled docs", "",
+             "| | wall s | x (b) | peak RSS MB | x (b) | " + " | ".join(STAGES)
+             + " | fit samples/s | val acc | test acc |",
+             "|---" * (len(STAGES) + 8) + "|"]
+    for key, row in results.items():
+        stages = dict(row["stages"])
+        stages["other"] = max(0.0, row["wall_s"] - sum(stages.values()))
+        ratio_w = f"{row['wall_s'] / base['wall_s']:.2f}" if base else ""
+        ratio_m = f"{row['peak_rss_mb'] / base['peak_rss_mb']:.2f}" if base else ""
+        cells = [f"{stages[s]:.1f}" if s in stages else "" for s in STAGES]
+        lines.append(f"| {labels[key]} | {row['wall_s']:.1f} | {ratio_w} | "
+                     f"{row['peak_rss_mb']:.0f} | {ratio_m} | " + " | ".join(cells)
+                     + f" | {row.get('train_samples_per_s', 0):.0f} | "
+                     f"{row.get('val_accuracy', float('nan')):.4f} | "
+                     f"{row.get('test_accuracy', float('nan')):.4f} |")
+    if "book" in results:
+        lines += ["", f"(a) holds {results['book']['mb_per_doc']:.2f} MB per review "
+                      f"({results['book']['array_dtype']} arrays)."]
+    lines += ["", "| target | measured | |", "|---|---|---|"]
+    lines += [f"| {TARGETS_DOC[k]} | {v:.2f} | {_met(k, v)} |" for k, v in targets.items()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="aclImdb .tar.gz")
+    parser.add_argument("--book-docs", type=int, default=2000,
+                        help="reviews the book script samples from each of train and test")
+    parser.add_argument("--limit", type=int, help="reviews per split for (b)-(d); default all")
+    parser.add_argument("--maxlen", type=int, default=400)
+    parser.add_argument("--dim", type=int, default=300)
+    parser.add_argument("--neurons", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--only", default="book,script,cold,warm",
+                        help="comma-separated subset of book,script,cold,warm")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke run: 200 reviews per split, maxlen 50, 16-d, 1 epoch")
+    parser.add_argument("--work", default=str(HERE / ".work"), help="scratch folder")
+    parser.add_argument("--out", default=str(HERE / "results"), help="where results are written")
+    args = parser.parse_args()
+    if args.tiny:
+        args.limit, args.maxlen, args.dim, args.epochs, args.book_docs = 200, 50, 16, 1, 100
+    if not Path(args.data).is_file():
+        raise SystemExit(f"--data {args.data}: no such file (DATA= picks the archive)")
+    only = args.only.split(",")
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, dict] = {}
+    if "book" in only:
+        results["book"] = run_peer("book", "book_style.py", ["--data", args.data, "--docs",
+                                   str(args.book_docs), *_protocol(args)], work)
+    if "script" in only:
+        results["script"] = run_peer("script", "handwritten.py",
+                                     ["--data", args.data, *_protocol(args)], work)
+    if "cold" in only:
+        shutil.rmtree(work / "data", ignore_errors=True)  # cold: nothing cached, a new store
+        shutil.rmtree(work / "mlruns", ignore_errors=True)
+        (work / "mlflow.db").unlink(missing_ok=True)
+        results["cold"] = run_rnnflow("cold", args, args.neurons, work)
+    if "warm" in only:
+        results["warm"] = run_rnnflow("warm", args, args.neurons + 10, work)
+
+    n_docs = results.get("script", {}).get("docs", 0)
+    targets = summarise(results, n_docs)
+    today = dt.date.today().isoformat()
+    meta = {"date": today, "data": Path(args.data).name, "book_docs": args.book_docs,
+            "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
+            "args": vars(args)}
+    table = markdown(results, targets, meta)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / (today + ("-tiny" if args.tiny else ""))
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"meta": meta, "results": results, "targets": targets}, indent=2, default=str))
+    stem.with_suffix(".md").write_text(table)
+    print("\n" + table)
+    print(f"written: {stem}.json, {stem}.md")
+
+
+if __name__ == "__main__":
+    main()

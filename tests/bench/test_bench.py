@@ -1,0 +1,40 @@
+"""`make bench` runs end to end on a tiny cut of the sample archive. Only that it runs and
+reports every contender is checked here: its figures are benchmarks, never timed tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO, SAMPLE
+
+
+@pytest.mark.slow
+def test_make_bench_reports_all_four_contenders(tmp_path):
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is not present")
+    done = subprocess.run(
+        ["make", "--no-print-directory", "bench", f"DATA={SAMPLE}",
+         f"BENCH_ARGS=--tiny --work {tmp_path / 'work'} --out {tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (report,) = (tmp_path / "out").glob("*-tiny.json")
+    result = json.loads(report.read_text())
+    assert list(result["results"]) == ["book", "script", "cold", "warm"]
+    for name, row in result["results"].items():
+        assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50, name
+        assert row["stages"]["fit"] > 0 and row["train_samples_per_s"] > 0, name
+        assert 0 <= row["test_accuracy"] <= 1, name
+    assert result["results"]["book"]["mb_per_doc"] > 0
+    # The warm run found every preprocessing step cached: it cannot have tokenized again.
+    warm, cold = result["results"]["warm"], result["results"]["cold"]
+    assert warm["stages"]["tokenize"] < cold["stages"]["tokenize"]
+    assert set(result["targets"]) == {"cold_vs_script_wall", "cold_peak_rss_mb",
+                                      "warm_preprocess_s", "tokenize_speedup",
+                                      "fit_samples_ratio"}
+    table = (tmp_path / "out" / report.name.replace(".json", ".md")).read_text()
+    assert "(c) rnnflow cold" in table and "| target |" in table
+    assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written
