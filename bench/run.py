@@ -82,6 +82,8 @@ def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path) -
     env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    if args.src:  # another checkout's rnnflow, flows and tasks, for before/after comparisons
+        env["PYTHONPATH"] = str(Path(args.src).resolve())
     cmd = [str(Path(sys.executable).parent / "rnnflow"), "run", str(REPO / "params" /
            "lesson16.yaml"), *_rnnflow_sets(args, neurons), "--fresh"]
     print(f"\n== {name}: {' '.join(cmd)}", flush=True)
@@ -173,6 +175,8 @@ def main() -> None:
                         help="comma-separated subset of book,script,cold,warm")
     parser.add_argument("--tiny", action="store_true",
                         help="a smoke run: 200 reviews per split, maxlen 50, 16-d, 1 epoch")
+    parser.add_argument("--src", help="run (c) and (d) from this checkout of rnnflow instead of "
+                        "the installed one: `git worktree add /tmp/before <commit>`")
     parser.add_argument("--work", default=str(HERE / ".work"), help="scratch folder")
     parser.add_argument("--out", default=str(HERE / "results"), help="where results are written")
     args = parser.parse_args()

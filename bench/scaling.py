@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=300)
     parser.add_argument("--neurons", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--src", help="another checkout of rnnflow to measure (see run.py)")
     parser.add_argument("--work", default=str(HERE / ".work"))
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
     args = parser.parse_args()

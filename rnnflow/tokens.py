@@ -6,8 +6,9 @@ import logging
 import multiprocessing
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,16 +103,30 @@ def tokenize_reviews(reviews: Stage, cfg: TokenizeConfig) -> Stage:
             # spawn, not fork: the parent may already hold TensorFlow's threads.
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                pending: list[tuple[pa.RecordBatch, object]] = []
-                for batch in _batches(source):
-                    pending.append((batch, pool.submit(_tokenize_batch,
-                                                       batch["text"].to_pylist(), cfg)))
-                    # Keep a bounded number of batches in flight, written back in order.
-                    while len(pending) > 2 * workers:
-                        b, fut = pending.pop(0)
+                # Batches are written back in order, with up to two per worker in flight. Until
+                # the first worker answers (each imports NLTK first, about 1.6 s) this process
+                # tokenizes batches itself rather than wait with a core idle.
+                pending: deque[tuple[pa.RecordBatch, Future | pa.Array]] = deque()
+
+                def ready(item: Future | pa.Array) -> bool:
+                    return not isinstance(item, Future) or item.done()
+
+                def flush(wait: bool) -> None:
+                    nonlocal done
+                    while pending and (wait or ready(pending[0][1])):
+                        b, item = pending.popleft()
                         done += b.num_rows
-                        write(b, fut.result(), done)  # type: ignore[attr-defined]
-                for b, fut in pending:
-                    done += b.num_rows
-                    write(b, fut.result(), done)  # type: ignore[attr-defined]
+                        write(b, item.result() if isinstance(item, Future) else item, done)
+
+                workers_up = False
+                for batch in _batches(source):
+                    workers_up = workers_up or any(
+                        isinstance(i, Future) and i.done() for _, i in pending)
+                    flush(wait=len(pending) >= 2 * workers)
+                    texts = batch["text"].to_pylist()
+                    if workers_up or len(pending) < workers:
+                        pending.append((batch, pool.submit(_tokenize_batch, texts, cfg)))
+                    else:
+                        pending.append((batch, _tokenize_batch(texts, cfg)))
+                flush(wait=True)
     return out
