@@ -17,6 +17,7 @@ Results go to bench/results/<date>.json and .md, and the markdown table is print
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -90,7 +91,8 @@ def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path) -
     meter = measure(cmd, env=env, cwd=work)
     if meter["returncode"] != 0:
         raise SystemExit(f"{name} failed with exit code {meter['returncode']}")
-    m = _latest_metrics(work / "mlflow.db")
+    # A --src checkout older than the per-step metrics reports wall time and memory only.
+    m = collections.defaultdict(lambda: float("nan"), _latest_metrics(work / "mlflow.db"))
     stages = {"read": m["seconds_download"] + m["seconds_read"],
               "tokenize": m["seconds_tokenize"], "word2vec": m["seconds_embed"],
               "ids": m["seconds_vectorize"] + m["seconds_pad"],
