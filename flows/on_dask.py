@@ -26,15 +26,21 @@ log = logging.getLogger("rnnflow.dask")
 _CONNECT_TIMEOUT = "15s"  # a wrong dask_address should fail soon, not after distributed's 30 s
 
 
+def cores() -> int:
+    """The cores this process may use (its CPU affinity, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def task_runner(address: str | None) -> DaskTaskRunner:
     """A runner that joins `address`, or starts a LocalCluster of single-threaded workers."""
     if address:
         return DaskTaskRunner(address=address, client_kwargs={"timeout": _CONNECT_TIMEOUT})
-    cores = os.cpu_count() or 1
     # One thread per worker: TensorFlow in each worker is held to it too (see worker_threads),
     # so the cores are shared out rather than oversubscribed. No dashboard: its port would
     # clash between flows, and it needs bokeh.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": cores, "threads_per_worker": 1,
+    return DaskTaskRunner(cluster_kwargs={"n_workers": cores(), "threads_per_worker": 1,
                                           "processes": True, "dashboard_address": None})
 
 
@@ -61,7 +67,7 @@ def run_on_dask(task: Task, calls: list[dict[str, Any]], address: str | None) ->
     with _shared_prefect_api(), runner:
         _connect(runner, address)
         log.info("training %d point(s) on Dask (%s)", len(calls),
-                 address or f"LocalCluster, {os.cpu_count() or 1} single-threaded workers")
+                 address or f"LocalCluster, {cores()} single-threaded workers")
         futures = [runner.submit(task, parameters) for parameters in calls]
         wait(futures)
         return [future.result() for future in futures]
@@ -87,4 +93,4 @@ def worker_threads() -> int:
     try:
         return get_worker().state.nthreads
     except ValueError:  # not in a worker
-        return os.cpu_count() or 1
+        return cores()

@@ -2,16 +2,19 @@
 served), a 2-worker LocalCluster joined by address, and the flow in this process."""
 
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from flows.train_rnn import train_rnn
+from rnnflow.config import ConfigError
 
 GRID = str(Path(__file__).resolve().parents[2] / "params" / "tiny-grid.yaml")
 PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
@@ -30,12 +33,39 @@ def _tensorflow_threads() -> tuple[int, int] | None:
 def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monkeypatch):
     from flows.on_dask import task_runner
 
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    monkeypatch.setattr("flows.on_dask.cores", lambda: 3)
     runner = task_runner(None)
     assert runner.address is None
     assert runner.cluster_kwargs["n_workers"] == 3
     assert runner.cluster_kwargs["threads_per_worker"] == 1
     assert task_runner("tcp://10.0.0.1:8786").address == "tcp://10.0.0.1:8786"
+
+
+@task
+def _point(i: int, done: str) -> int:
+    """Point 0 fails at once; the others take a while, then leave a mark."""
+    if i == 0:
+        raise ValueError("point 0 failed")
+    time.sleep(3)
+    (Path(done) / str(i)).write_text("finished")
+    return i
+
+
+def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
+    from flows.on_dask import run_on_dask
+
+    monkeypatch.setattr("flows.on_dask.cores", lambda: 2)
+    with pytest.raises(ValueError, match="point 0 failed"):
+        run_on_dask(_point, [{"i": i, "done": str(tmp_path)} for i in range(3)], None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error(monkeypatch):
+    from flows.on_dask import run_on_dask
+
+    monkeypatch.setattr("flows.on_dask._CONNECT_TIMEOUT", "2s")
+    with pytest.raises(ConfigError, match="tcp://127.0.0.1:9: no Dask scheduler answers"):
+        run_on_dask(_point, [{"i": 1, "done": "/nonexistent"}], "tcp://127.0.0.1:9")
 
 
 @pytest.mark.slow
