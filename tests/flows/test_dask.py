@@ -52,9 +52,14 @@ def _point(i: int, done: str) -> int:
 
 
 def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
+    from prefect_dask import DaskTaskRunner
+
     from flows.on_dask import run_on_dask
 
-    monkeypatch.setattr("flows.on_dask.cores", lambda: 2)
+    # Threads, not processes: what is tested is the waiting, and threads start in no time.
+    monkeypatch.setattr("flows.on_dask.task_runner", lambda address: DaskTaskRunner(
+        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": False,
+                        "dashboard_address": None}))
     with pytest.raises(ValueError, match="point 0 failed"):
         run_on_dask(_point, [{"i": i, "done": str(tmp_path)} for i in range(3)], None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
@@ -78,7 +83,9 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
     grid = {"model.num_neurons": [2, 4, 6, 8]}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
-        state = train_rnn(GRID, {"dataset.url": str(sample_cut), "grid": grid,
+        # Its own name: Prefect artifacts of other tests' tiny-grid runs share this session.
+        state = train_rnn(GRID, {"name": "dask-grid", "dataset.url": str(sample_cut),
+                                 "grid": grid,
                                  "runner": "dask", "dask_address": cluster.scheduler_address},
                           return_state=True)
         rows = state.result()
@@ -100,7 +107,7 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
     assert trained and all(t == (1, 1) for t in trained), threads
 
     client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("tiny-grid")
+    experiment = client.get_experiment_by_name("dask-grid")
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
