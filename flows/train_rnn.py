@@ -9,13 +9,15 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 import tasks
@@ -24,7 +26,8 @@ from rnnflow.config import Params, expand_grid, load_params
 from rnnflow.embeddings import load_vocab
 from rnnflow.evaluate import confident_mistakes
 from rnnflow.predict import TextModel
-from rnnflow.storage import content_key, release_memory
+from rnnflow.storage import Stage, content_key, release_memory
+from rnnflow.train import limit_threads
 
 log = logging.getLogger("rnnflow.flow")
 
@@ -51,32 +54,60 @@ def _train_key(point: Params, upstream: str) -> str:
     return content_key(settings, upstream, 1)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """The stages one point trains on, all under data/ (RNNFLOW_DATA_DIR)."""
+
+    reviews: Stage
+    tokens: Stage
+    embeddings: Stage
+    vectors: Stage
+    padded: Stage
+    vector_stats: dict[str, float]
+    seconds: float
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _preprocess(point: Params) -> _Prepared:
+    """Download -> read -> tokenize -> embed -> vectorize -> pad. A step whose output is already
+    under data/ is Cached, so points that share a prefix of the pipeline share its files."""
+    started = time.perf_counter()
+    clock = _Clock()
+    with clock("download"):
+        raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
+    with clock("read"):
+        reviews = tasks.read_reviews(raw_path, digest, point.dataset)
+    with clock("tokenize"):
+        tokens = tasks.tokenize_reviews(reviews, point.tokenize)
+    with clock("embed"):
+        emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
+    with clock("vectorize"):
+        vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
+    with clock("pad"):
+        padded = tasks.pad_sequences(vectors, point.pad)
+    return _Prepared(reviews, tokens, emb, vectors, padded, vec_stats,
+                     time.perf_counter() - started, clock.seconds)
+
+
 def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: bool,
-               run_name: str, nested: bool) -> dict[str, Any]:
+               run_name: str, nested: bool, prepared: _Prepared | None = None,
+               parent_id: str | None = None) -> dict[str, Any]:
+    """Train, evaluate and log one point as an MLflow run; preprocess first unless `prepared`
+    (a grid on Dask prepares every point in the flow before the fan-out)."""
     started = time.perf_counter()
     # The MLflow run starts first, so a step that fails leaves a FAILED run with its error.
-    with tracking.start_run(experiment_id, run_name, tags, nested=nested) as run_id, \
+    with tracking.start_run(experiment_id, run_name, tags, nested=nested,
+                            parent_run_id=parent_id) as run_id, \
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(exclude={
             "grid", "variants"}), sort_keys=False))
-        # Every point runs every step; a step whose output is already under data/ is Cached,
-        # so points that share a prefix of the pipeline share its files.
+        prep = prepared or _preprocess(point)
+        reviews, emb, padded = prep.reviews, prep.embeddings, prep.padded
+        vec_stats, preprocess_seconds = prep.vector_stats, prep.seconds
         clock = _Clock()
-        with clock("download"):
-            raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
-        with clock("read"):
-            reviews = tasks.read_reviews(raw_path, digest, point.dataset)
-        with clock("tokenize"):
-            tokens = tasks.tokenize_reviews(reviews, point.tokenize)
-        with clock("embed"):
-            emb = tasks.build_embeddings(tokens, point.embedding, seed=point.dataset.seed)
-        with clock("vectorize"):
-            vectors, vec_stats = tasks.vectorize_tokens(tokens, emb)
-        with clock("pad"):
-            padded = tasks.pad_sequences(vectors, point.pad)
-        preprocess_seconds = time.perf_counter() - started
-        tracking.log_stage_keys({"reviews": reviews.key, "tokens": tokens.key,
-                                 "embeddings": emb.key, "vectors": vectors.key,
+        clock.seconds.update(prep.step_seconds)
+        tracking.log_stage_keys({"reviews": reviews.key, "tokens": prep.tokens.key,
+                                 "embeddings": emb.key, "vectors": prep.vectors.key,
                                  "padded": padded.key})
         tracking.log_datasets(reviews.file("reviews.parquet"), point.name)
 
@@ -142,6 +173,39 @@ def _run_point(point: Params, experiment_id: str, tags: dict[str, str], fresh: b
             "duration_seconds": time.perf_counter() - started}
 
 
+@task(name="train_point", cache_policy=NONE)
+def train_point(point: Params, prepared: _Prepared, experiment_id: str, tags: dict[str, str],
+                fresh: bool, run_name: str, parent_id: str | None,
+                tracking_uri: str) -> dict[str, Any]:
+    """One point in a Dask worker: train, evaluate and log a child run of `parent_id`."""
+    from flows.on_dask import worker_threads
+
+    limit_threads(worker_threads())  # before TensorFlow's first op in this worker
+    tracking.use_tracking_uri(tracking_uri)
+    return _run_point(point, experiment_id, tags, fresh, run_name, nested=False,
+                      prepared=prepared, parent_id=parent_id)
+
+
+def _run_points(params: Params, points: list[Params], experiment_id: str,
+                tags: dict[str, str], fresh: bool, parent_id: str | None) -> list[dict]:
+    """Every point, in order: one after another here (`runner: local`), or, once every stage
+    is built here, as `train_point` tasks on Dask (`runner: dask`)."""
+    varied = params.varied_keys()
+    names = [_point_name(p, varied) if parent_id else params.name for p in points]
+    if params.runner == "local":
+        return [_run_point(p, experiment_id, tags, fresh, name, nested=parent_id is not None)
+                for p, name in zip(points, names, strict=True)]
+    from flows.on_dask import run_on_dask
+
+    prepared = [_preprocess(p) for p in points]  # once per stage key: the rest are Cached
+    uri = tracking.tracking_uri()
+    return run_on_dask(train_point, [
+        {"point": p, "prepared": prep, "experiment_id": experiment_id, "tags": tags,
+         "fresh": fresh, "run_name": name, "parent_id": parent_id, "tracking_uri": uri}
+        for p, prep, name in zip(points, prepared, names, strict=True)
+    ], params.dask_address)
+
+
 def _point_name(point: Params, varied: list[str]) -> str:
     """A child run's name: what sets it apart, e.g. `num_neurons=100 maxlen=200`."""
     flat = point.flat()
@@ -192,14 +256,12 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     parent_id = None
     if params.grid or params.variants:
         with tracking.start_run(experiment_id, f"{params.name}-grid", tags) as parent_id:
-            varied = params.varied_keys()
-            rows = [_run_point(p, experiment_id, tags, fresh, _point_name(p, varied), nested=True)
-                    for p in points]
+            rows = _run_points(params, points, experiment_id, tags, fresh, parent_id)
             table = _results_table(params, points, rows)
             tracking.log_grid(table, table.run_id[table.val_accuracy.idxmax()],
                               yaml.safe_dump(params.model_dump(), sort_keys=False))
     else:
-        rows = [_run_point(points[0], experiment_id, tags, fresh, params.name, nested=False)]
+        rows = _run_points(params, points, experiment_id, tags, fresh, None)
         table = _results_table(params, points, rows)
     _publish(params.name, table, parent_id)
     return rows

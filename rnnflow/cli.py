@@ -39,7 +39,7 @@ def _quiet_environment(debug: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rnnflow").setLevel(logging.INFO)
-    for noisy in ("httpx", "gensim", "mlflow"):
+    for noisy in ("httpx", "gensim", "mlflow", "distributed"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not debug:
         for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
@@ -63,11 +63,21 @@ def run(
         "--set", help="Override a key: --set train.epochs=3 (repeatable).")] = None,
     fresh: Annotated[bool, typer.Option(
         help="Train from scratch even where an earlier run could be continued.")] = False,
+    runner: Annotated[str | None, typer.Option(
+        help="Where the points train: local (one after another) or dask; overrides the "
+             "params file's `runner`.")] = None,
+    dask_address: Annotated[str | None, typer.Option(
+        help="Join the Dask scheduler at this address (tcp://host:8786) instead of starting "
+             "a LocalCluster; implies --runner dask.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run one params file: every point of its grid becomes one MLflow run."""
     try:
         overrides = dict(parse_override(s) for s in set_ or [])
+        if dask_address is not None:
+            overrides.update(dask_address=dask_address, runner=runner or "dask")
+        elif runner is not None:
+            overrides["runner"] = runner
         load_params(params_file, overrides)  # fail before Prefect or MLflow start
     except ConfigError as exc:
         _fail(exc, debug)

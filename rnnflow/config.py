@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -110,10 +119,29 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
+    # Where the points train: `local` one after another in the flow's process, `dask` as
+    # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
+    runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        match = _DASK_ADDRESS.fullmatch(value)
+        if not (match and 0 < int(match.group(2)) < 65536):
+            raise ValueError("expected a Dask scheduler address such as tcp://host:8786")
+        if info.data.get("runner") != "dask":
+            raise ValueError("set runner: dask (or --runner dask) to join a scheduler")
+        return value
 
     def flat(self) -> dict[str, Any]:
-        """Every resolved setting as a dotted key, the form MLflow params and `--set` use."""
-        return _flatten(self.model_dump(exclude=_PLAN))
+        """Every resolved setting as a dotted key, the form MLflow params and `--set` use.
+
+        Where the points run is left out: it changes no result, so a run on Dask compares
+        with (and continues) one trained locally."""
+        return _flatten(self.model_dump(exclude=_PLAN | _EXECUTION))
 
     def varied_keys(self) -> list[str]:
         """The dotted keys that differ between the points of this grid."""
@@ -124,6 +152,8 @@ class Params(_Section):
 
 
 _PLAN = {"grid", "variants"}
+_EXECUTION = {"runner", "dask_address"}
+_DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -138,7 +168,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _valid_keys() -> list[str]:
-    return list(_flatten(Params().model_dump(exclude=_PLAN)).keys())
+    return list(Params().flat())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -209,7 +239,7 @@ def load_params(
     if isinstance(overrides, list):
         overrides = dict(parse_override(item) for item in overrides)
     for dotted, value in (overrides or {}).items():
-        if dotted in ("name", *_PLAN):  # whole top-level values: `--set grid={}` drops a grid
+        if dotted in ("name", *_PLAN, *_EXECUTION):  # top-level values: `--set grid={}`
             tree[dotted] = value
             continue
         _check_key(dotted, f"{path} (override)")

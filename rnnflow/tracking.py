@@ -38,6 +38,12 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Point this process at the store the flow chose: a Dask worker has no experiment set up,
+    and its working folder may not be the flow's."""
+    mlflow.set_tracking_uri(uri)
+
+
 def use_experiment(name: str) -> str:
     """Point MLflow at the tracking store, check it answers, and return the experiment's id."""
     uri = tracking_uri()
@@ -108,12 +114,14 @@ def git_commit() -> str | None:
 
 @contextlib.contextmanager
 def start_run(experiment_id: str, run_name: str, tags: dict[str, str],
-              nested: bool = False) -> Iterator[str]:
+              nested: bool = False, parent_run_id: str | None = None) -> Iterator[str]:
     """An MLflow run that ends FINISHED, or FAILED with the error as a tag and error.txt.
 
-    `nested` makes it a child of the run that is active (a grid's parent run).
+    `nested` makes it a child of the run that is active (a grid's parent run); in another
+    process, a Dask worker, no run is active and `parent_run_id` names the parent instead.
     """
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, nested=nested,
+                           parent_run_id=parent_run_id,
                            tags={k: v for k, v in tags.items() if v})
     try:
         yield run.info.run_id

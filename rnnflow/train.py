@@ -87,3 +87,22 @@ def train_model(
         timings.update(fit_seconds=fit_seconds,
                        train_samples_per_s=epochs_run * len(y_train) / max(fit_seconds, 1e-9))
     return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def limit_threads(threads: int) -> bool:
+    """Give TensorFlow `threads` intra-op and inter-op threads in this process.
+
+    Each worker of a one-process-per-core Dask cluster would otherwise start a thread pool as
+    wide as the machine, and the workers would fight over the cores. TensorFlow fixes its pools
+    at its first op, so this only works before that; returns whether it took effect.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran an op here (an earlier point on this worker)
+        return (tf.config.threading.get_intra_op_parallelism_threads() == threads
+                and tf.config.threading.get_inter_op_parallelism_threads() == threads)
+    log.info("TensorFlow limited to %d intra-op and inter-op thread(s)", threads)
+    return True

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.conftest import stop_group
+
 REPO = Path(__file__).resolve().parents[2]
 GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow
@@ -91,11 +93,7 @@ def test_served_deployment_runs_when_triggered(project, tiny_archive):
         assert trigger.returncode == 0, trigger.stdout[-3000:] + trigger.stderr[-2000:]
         assert "Completed" in trigger.stdout
     finally:
-        os.killpg(serve.pid, signal.SIGTERM)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(serve.pid, signal.SIGKILL)
+        stop_group(serve)
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["dataset.url"] == str(tiny_archive)

@@ -85,3 +85,41 @@ def test_yaml_is_read_safely(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_params(path)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_runner_defaults_to_local_and_takes_a_scheduler_address(tmp_path):
+    assert load_params(_write(tmp_path, "name: t\n")).runner == "local"
+    p = load_params(_write(tmp_path, "runner: dask\ndask_address: tcp://10.1.2.3:8786\n"))
+    assert (p.runner, p.dask_address) == ("dask", "tcp://10.1.2.3:8786")
+    p = load_params(_write(tmp_path, "name: t\n"), ["runner=dask", "dask_address=tcp://h:1"])
+    assert (p.runner, p.dask_address) == ("dask", "tcp://h:1")
+
+
+def test_where_points_run_is_no_experiment_setting(tmp_path):
+    """Not an MLflow param and not part of the training key: a run on Dask compares with, and
+    can continue, one trained locally."""
+    local = load_params(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\n"))
+    dask = load_params(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\nrunner: dask\n"))
+    assert local.flat() == dask.flat()
+    assert not {"runner", "dask_address"} & set(local.flat())
+    assert [p.runner for p in expand_grid(dask)] == ["dask", "dask"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("runner: spark\n", "runner"),
+        ("runner: dask\ndask_address: localhost:8786\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: tcp://host\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: tcp://host:70000\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: http://host:8786\n", "tcp://host:8786"),
+        ("dask_address: tcp://host:8786\n", "runner: dask"),  # an address needs the runner
+        ("runner: local\ndask_address: tcp://host:8786\n", "runner: dask"),
+        ("grid: {runner: [local, dask]}\n", "unknown key 'runner'"),  # not a grid key
+    ],
+)
+def test_bad_runner_settings_name_file_and_key(tmp_path, text, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_params(path)
+    assert str(path) in str(err.value) and needle in str(err.value)

@@ -39,3 +39,25 @@ def test_checkpoint_each_epoch(stages, tmp_path):
     train_model(padded, emb, ModelConfig(num_neurons=2), TrainConfig(epochs=2, batch_size=8),
                 tmp_path, on_epoch_end=lambda e, logs, ckpt: seen.append((e, ckpt.is_file())))
     assert seen == [(1, True), (2, True)]
+
+
+def test_limit_threads_holds_tensorflow_before_its_first_op():
+    """In a fresh process, as in a Dask worker: the limit holds for the ops that follow, and a
+    later, different limit cannot take effect and says so."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import tensorflow as tf\n"
+        "from rnnflow.train import limit_threads\n"
+        "assert limit_threads(1)\n"
+        "tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))).numpy()\n"
+        "t = tf.config.threading\n"
+        "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())\n"
+        "print(limit_threads(1), limit_threads(2))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1", "True", "False"]

@@ -1,0 +1,58 @@
+"""`rnnflow run`'s --runner and --dask-address, with the flow itself replaced."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import flows.train_rnn
+from rnnflow.cli import app
+
+QUICK = str(Path(__file__).resolve().parents[2] / "params" / "quick.yaml")
+
+
+@pytest.fixture
+def flow_calls(monkeypatch):
+    calls = []
+
+    def fake_flow(params_file, overrides, fresh=False):
+        calls.append(overrides)
+        return []
+
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", fake_flow)
+    # It sets environment variables and logging for the whole process: not for the test run.
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("args", "overrides"),
+    [
+        ([], {}),
+        (["--runner", "dask"], {"runner": "dask"}),
+        (["--runner", "local"], {"runner": "local"}),
+        (["--dask-address", "tcp://10.0.0.5:8786"],
+         {"runner": "dask", "dask_address": "tcp://10.0.0.5:8786"}),
+        (["--set", "runner=dask"], {"runner": "dask"}),
+    ],
+)
+def test_runner_options_become_overrides(flow_calls, args, overrides):
+    result = CliRunner().invoke(app, ["run", QUICK, *args])
+    assert result.exit_code == 0, result.output
+    assert flow_calls == [overrides]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--runner", "spark"], "runner"),
+        (["--dask-address", "localhost:8786"], "tcp://host:8786"),
+        (["--runner", "local", "--dask-address", "tcp://h:8786"], "runner: dask"),
+    ],
+)
+def test_bad_runner_options_exit_2_before_the_flow(flow_calls, args, needle):
+    result = CliRunner().invoke(app, ["run", QUICK, *args])
+    assert result.exit_code == 2
+    assert "error:" in result.output and needle in result.output
+    assert "Traceback" not in result.output
+    assert flow_calls == []
