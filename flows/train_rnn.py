@@ -22,6 +22,8 @@ from prefect.runtime import flow_run
 
 import tasks
 from rnnflow import faults, plots, tracking
+from rnnflow import reviews as reviews_step
+from rnnflow import tokens as tokens_step
 from rnnflow.config import Params, expand_grid, load_params
 from rnnflow.embeddings import load_vocab
 from rnnflow.evaluate import confident_mistakes
@@ -76,6 +78,11 @@ def _preprocess(point: Params) -> _Prepared:
     with clock("download"):
         raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
     with clock("read"):
+        limit = point.dataset.limit
+        if (limit is None or 2 * limit >= tokens_step.PARALLEL_MIN_DOCS) and not \
+                tokens_step.tokens_stage(reviews_step.reviews_stage(
+                    raw_path, digest, point.dataset), point.tokenize).done():
+            tokens_step.start_workers()  # they boot while this process reads the archive
         reviews = tasks.read_reviews(raw_path, digest, point.dataset)
     with clock("tokenize"):
         tokens = tasks.tokenize_reviews(reviews, point.tokenize)

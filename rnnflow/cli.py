@@ -30,9 +30,6 @@ class _NoTraceback(logging.Filter):
 def _quiet_environment(debug: bool = False) -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # TensorFlow's oneDNN kernels: measured on the lesson's model on 2 cores, turning them off
-    # kept fit as fast and cut peak memory in fit and predict by 40-120 MB (bench/NOTES.md).
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
     # The temporary Prefect server would otherwise phone home (and log failures offline).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -88,8 +85,13 @@ def run(
     limit_malloc_arenas()
 
     def load_flow():
+        import gc
+
         from flows.train_rnn import train_rnn
 
+        # Prefect, MLflow and pandas leave ~1M long-lived objects; frozen, the collector skips
+        # them instead of walking them on every full collection during the run.
+        gc.freeze()
         return train_rnn
 
     # Without PREFECT_API_URL a temporary Prefect server boots while the flow is imported.

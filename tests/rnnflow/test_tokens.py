@@ -43,9 +43,25 @@ def test_tokens_parquet_matches_reviews(project, tiny_archive):
 
 def test_worker_processes_give_the_same_tokens(project, tiny_archive, monkeypatch):
     serial, _ = _tokens(tiny_archive)
-    monkeypatch.setattr(tokens_mod, "_PARALLEL_MIN_DOCS", 1)
+    monkeypatch.setattr(tokens_mod, "PARALLEL_MIN_DOCS", 1)
     monkeypatch.setattr(tokens_mod, "_BATCH", 7)
     monkeypatch.setattr(tokens_mod, "VERSION", tokens_mod.VERSION + 100)  # a fresh content key
     monkeypatch.setattr(tokens_mod.os, "cpu_count", lambda: 2)
     parallel, _ = _tokens(tiny_archive)
+    pd.testing.assert_frame_equal(serial, parallel)
+
+
+def test_workers_started_ahead_are_adopted(project, tiny_archive, monkeypatch):
+    serial, _ = _tokens(tiny_archive)
+    monkeypatch.setattr(tokens_mod, "PARALLEL_MIN_DOCS", 1)
+    monkeypatch.setattr(tokens_mod, "_BATCH", 5)
+    monkeypatch.setattr(tokens_mod, "VERSION", tokens_mod.VERSION + 200)
+    monkeypatch.setattr(tokens_mod.os, "cpu_count", lambda: 2)
+    tokens_mod.start_workers()
+    started = tokens_mod._STARTED
+    assert started is not None and started[0] == 2
+    parallel, _ = _tokens(tiny_archive)
+    assert tokens_mod._STARTED is None  # taken over by tokenize_reviews, and shut down there
+    with pytest.raises(RuntimeError):  # a pool that was shut down takes no more work
+        started[1].submit(int)
     pd.testing.assert_frame_equal(serial, parallel)
