@@ -80,9 +80,6 @@ def run(
         _fail(exc, debug)
     _quiet_environment(debug)
     from flows.local_server import prefect_api
-    from rnnflow.storage import limit_malloc_arenas
-
-    limit_malloc_arenas()
 
     def load_flow():
         import gc
