@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from peers import Meter, protocol_args, read_archive, split, word2vec  # noqa: E402
+from peers import Meter, fit_and_test, protocol_args, read_archive, split, word2vec  # noqa: E402
 
 
 def tokenize_and_vectorize(texts: list[str], wv, tokenize) -> list[list]:
@@ -79,17 +79,9 @@ def main() -> None:
             layers.Dropout(0.2), layers.Flatten(), layers.Dense(1, activation="sigmoid"),
         ])
         model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
-    with meter.stage("train"):
-        history = model.fit(x["train"], y["train"], validation_data=(x["val"], y["val"]),
-                            batch_size=32, epochs=args.epochs, verbose=2)
-    with meter.stage("test"):
-        test_loss, test_acc = model.evaluate(x["test"], y["test"], batch_size=32, verbose=0)
     meter.figures = {
-        "docs": n_docs, "train_docs": len(train), "array_dtype": str(x["train"].dtype),
-        "mb_per_doc": mb_per_doc,
-        "train_samples_per_s": args.epochs * len(train) / meter.stages["train"],
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
+        "docs": n_docs, "array_dtype": str(x["train"].dtype), "mb_per_doc": mb_per_doc,
+        **fit_and_test(meter, model, x, y, args.epochs, test_batch=32),
     }
     print(meter.figures, flush=True)
     meter.write(args.json)

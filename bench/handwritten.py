@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from peers import Meter, protocol_args, read_archive, split, word2vec  # noqa: E402
+from peers import Meter, fit_and_test, protocol_args, read_archive, split, word2vec  # noqa: E402
 
 
 def ids_matrix(token_lists: list[list[str]], index: dict[str, int], maxlen: int) -> np.ndarray:
@@ -63,17 +63,9 @@ def main() -> None:
         model = keras.Model(inputs, layers.Dense(1, activation="sigmoid")(h))
         embed.set_weights([weights])
         model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
-    with meter.stage("train"):
-        history = model.fit(x["train"], y["train"], validation_data=(x["val"], y["val"]),
-                            batch_size=32, epochs=args.epochs, verbose=2)
-    with meter.stage("test"):
-        test_loss, test_acc = model.evaluate(x["test"], y["test"], batch_size=128, verbose=0)
     meter.figures = {
-        "docs": n_docs, "train_docs": len(train),
-        "tokenize_docs_per_s": n_docs / meter.stages["tokenize"],
-        "train_samples_per_s": args.epochs * len(train) / meter.stages["train"],
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
-        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
+        "docs": n_docs, "tokenize_docs_per_s": n_docs / meter.stages["tokenize"],
+        **fit_and_test(meter, model, x, y, args.epochs, test_batch=128),
     }
     print(meter.figures, flush=True)
     meter.write(args.json)

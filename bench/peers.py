@@ -120,3 +120,18 @@ def word2vec(token_lists: list[list[str]], dim: int, seed: int):
 
     return Word2Vec(token_lists, vector_size=dim, window=5, min_count=5, epochs=5, seed=seed,
                     workers=max(1, os.cpu_count() or 1)).wv
+
+
+def fit_and_test(meter: Meter, model, x: dict, y: dict, epochs: int, test_batch: int) -> dict:
+    """The measured part both peers share: `model.fit` on the in-memory arrays, then the test
+    split; returns the figures `bench/run.py` reads."""
+    with meter.stage("train"):
+        history = model.fit(x["train"], y["train"], validation_data=(x["val"], y["val"]),
+                            batch_size=32, epochs=epochs, verbose=2)
+    with meter.stage("test"):
+        test_loss, test_acc = model.evaluate(x["test"], y["test"], batch_size=test_batch,
+                                             verbose=0)
+    return {"train_docs": len(y["train"]),
+            "train_samples_per_s": epochs * len(y["train"]) / meter.stages["train"],
+            "val_accuracy": float(history.history["val_accuracy"][-1]),
+            "test_accuracy": float(test_acc), "test_loss": float(test_loss)}
