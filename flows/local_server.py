@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
@@ -58,7 +59,9 @@ def prefect_api(port: int | None = None, ui: bool = False, timeout: float = 120.
     port = port or _free_port()
     url = f"http://127.0.0.1:{port}/api"
     server = None
+    lock = None
     if not healthy(url):
+        lock = _start_lock()
         command = [str(Path(sys.executable).with_name("prefect")), "server", "start",
                    "--host", "127.0.0.1", "--port", str(port)]
         command += [] if ui else ["--no-ui", "--no-services"]
@@ -79,7 +82,20 @@ def prefect_api(port: int | None = None, ui: bool = False, timeout: float = 120.
             raise RuntimeError(f"the Prefect server on port {port} did not start; is the "
                                "port taken? Choose another or set PREFECT_API_URL")
         time.sleep(0.1)
+    if lock is not None:
+        lock.close()  # the database is migrated: the next server may start
     yield result
+
+
+def _start_lock():
+    """Hold a lock in PREFECT_HOME while a server starts. A server migrates Prefect's database
+    when it starts, and two migrating a new database at once fail ("Online migration expected
+    to match one row"): two `rnnflow run` started together on a fresh machine did."""
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    home.mkdir(parents=True, exist_ok=True)
+    handle = open(home / ".rnnflow-server-start.lock", "w")  # noqa: SIM115 - held until healthy
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _die_with_parent() -> None:
