@@ -78,11 +78,11 @@ def _preprocess(point: Params) -> _Prepared:
     with clock("download"):
         raw_path, digest = tasks.download_dataset(point.dataset.url, point.dataset.sha256)
     with clock("read"):
-        limit = point.dataset.limit
-        if (limit is None or 2 * limit >= tokens_step.PARALLEL_MIN_DOCS) and not \
-                tokens_step.tokens_stage(reviews_step.reviews_stage(
-                    raw_path, digest, point.dataset), point.tokenize).done():
-            tokens_step.start_workers()  # they boot while this process reads the archive
+        if not tokens_step.tokens_stage(reviews_step.reviews_stage(
+                raw_path, digest, point.dataset), point.tokenize).done():
+            # The tokenizer processes boot while this process reads the archive.
+            limit = point.dataset.limit
+            tokens_step.start_workers(None if limit is None else 2 * limit)
         reviews = tasks.read_reviews(raw_path, digest, point.dataset)
     with clock("tokenize"):
         tokens = tasks.tokenize_reviews(reviews, point.tokenize)

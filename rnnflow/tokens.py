@@ -22,7 +22,7 @@ VERSION = 1
 _TAG = re.compile(r"<[^>]+>")
 _BATCH = 2_000
 # Below this many documents a process pool costs more to start than it saves.
-PARALLEL_MIN_DOCS = 4_000
+_PARALLEL_MIN_DOCS = 4_000
 
 SCHEMA = pa.schema(
     [
@@ -60,7 +60,7 @@ def _tokenize_batch(texts: list[str], cfg: TokenizeConfig) -> pa.Array:
 
 
 def _workers(n_docs: int) -> int:
-    return 1 if n_docs < PARALLEL_MIN_DOCS else max(1, os.cpu_count() or 1)
+    return 1 if n_docs < _PARALLEL_MIN_DOCS else max(1, os.cpu_count() or 1)
 
 
 def _warm() -> None:
@@ -70,12 +70,13 @@ def _warm() -> None:
 _STARTED: tuple[int, ProcessPoolExecutor] | None = None
 
 
-def start_workers() -> None:
-    """Start the tokenizer processes ahead of time. Each imports NLTK first (about 1.6 s of a
-    core); the flow calls this before reading the archive, which leaves a core idle, so the
-    start-up overlaps the read. tokenize_reviews adopts the pool, or starts its own."""
+def start_workers(expected_docs: int | None = None) -> None:
+    """Start the tokenizer processes ahead of time, if `expected_docs` (unknown: None) would
+    get a pool. Each imports NLTK first (about 1.6 s of a core); the flow calls this before
+    reading the archive, which leaves a core idle, so the start-up overlaps the read.
+    tokenize_reviews adopts the pool, or starts its own."""
     global _STARTED
-    workers = _workers(PARALLEL_MIN_DOCS)
+    workers = _workers(_PARALLEL_MIN_DOCS if expected_docs is None else expected_docs)
     if _STARTED is None and workers > 1:
         _STARTED = workers, _new_pool(workers)
         for _ in range(workers):

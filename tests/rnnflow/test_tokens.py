@@ -43,7 +43,7 @@ def test_tokens_parquet_matches_reviews(project, tiny_archive):
 
 def test_worker_processes_give_the_same_tokens(project, tiny_archive, monkeypatch):
     serial, _ = _tokens(tiny_archive)
-    monkeypatch.setattr(tokens_mod, "PARALLEL_MIN_DOCS", 1)
+    monkeypatch.setattr(tokens_mod, "_PARALLEL_MIN_DOCS", 1)
     monkeypatch.setattr(tokens_mod, "_BATCH", 7)
     monkeypatch.setattr(tokens_mod, "VERSION", tokens_mod.VERSION + 100)  # a fresh content key
     monkeypatch.setattr(tokens_mod.os, "cpu_count", lambda: 2)
@@ -53,7 +53,7 @@ def test_worker_processes_give_the_same_tokens(project, tiny_archive, monkeypatc
 
 def test_workers_started_ahead_are_adopted(project, tiny_archive, monkeypatch):
     serial, _ = _tokens(tiny_archive)
-    monkeypatch.setattr(tokens_mod, "PARALLEL_MIN_DOCS", 1)
+    monkeypatch.setattr(tokens_mod, "_PARALLEL_MIN_DOCS", 1)
     monkeypatch.setattr(tokens_mod, "_BATCH", 5)
     monkeypatch.setattr(tokens_mod, "VERSION", tokens_mod.VERSION + 200)
     monkeypatch.setattr(tokens_mod.os, "cpu_count", lambda: 2)
