@@ -45,30 +45,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="alternate the two runs N times")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    out = args.json.resolve() if args.json else None  # before the runs change folder
+    out = args.json.resolve() if args.json else None
 
     work = Path(tempfile.mkdtemp(prefix="rnnflow-bench-dask-"))
-    os.environ.update(RNNFLOW_DATA_DIR=str(work / "data"), PREFECT_HOME=str(work / "prefect"),
-                      PREFECT_SERVER_ANALYTICS_ENABLED="false", TF_CPP_MIN_LOG_LEVEL="3")
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),
+           "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_TRACKING_URI", None)
     # Every review of the sample (2,000 train, 500 val, 2,500 test), so training dominates.
     shared = [f"dataset.url={args.archive.resolve()}", "dataset.limit=null",
               f"pad.maxlen={args.maxlen}", f"train.epochs={args.epochs}"]
     grid = f"grid={{model.num_neurons: {NEURONS}}}"
 
     def run(label: str, *sets: str) -> dict:
-        folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work))
-        os.chdir(folder)  # its own mlflow.db and mlruns/
+        folder = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=work))  # its own mlflow.db
         log = folder / "run.log"
-        with open(log, "w") as out:
-            saved = os.dup(1), os.dup(2)
-            os.dup2(out.fileno(), 1)
-            os.dup2(out.fileno(), 2)
-            try:
-                result = measure(_rnnflow(*shared, *sets))
-            finally:
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
+        with open(log, "w") as output:
+            result = measure(_rnnflow(*shared, *sets), env=env, cwd=str(folder), output=output)
         if result["returncode"] != 0:
             sys.exit(f"{label} failed; see {log}")
         print(f"{label:>10}: wall {result['wall_s']:6.1f} s, "

@@ -18,9 +18,12 @@ import psutil
 
 
 def measure(cmd: list[str], interval: float = 0.05, timeline: str | None = None,
-            env: dict[str, str] | None = None, cwd: str | None = None) -> dict[str, float]:
+            env: dict[str, str] | None = None, cwd: str | None = None,
+            output=None) -> dict[str, float]:
+    """Run `cmd` (in `cwd`, with `env`, its stdout and stderr to the file `output` if given)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=output,
+                            stderr=None if output is None else subprocess.STDOUT)
     root = psutil.Process(proc.pid)
     peak = 0
     rows = []
