@@ -27,13 +27,18 @@ def protocol_args(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="aclImdb .tar.gz")
     parser.add_argument("--limit", type=int, default=None,
                         help="reviews per split (train and test), balanced; default all")
+    add_lesson_args(parser)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--json", help="write stage times and figures here")
+    return parser
+
+
+def add_lesson_args(parser: argparse.ArgumentParser) -> None:
+    """The lesson's sizes, which every contender and bench script takes alike."""
     parser.add_argument("--maxlen", type=int, default=400)
     parser.add_argument("--dim", type=int, default=300, help="word2vec vector size")
     parser.add_argument("--neurons", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--json", help="write stage times and figures here")
-    return parser
 
 
 def read_archive(path: str) -> dict[str, list[tuple[str, int, str]]]:

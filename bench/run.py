@@ -30,6 +30,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from peak_rss import measure  # noqa: E402
+from peers import add_lesson_args  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
 # Stages every contender is reported in; "other" is wall time no stage accounts for
@@ -169,10 +170,7 @@ def main() -> None:
     parser.add_argument("--book-docs", type=int, default=2000,
                         help="reviews the book script samples from each of train and test")
     parser.add_argument("--limit", type=int, help="reviews per split for (b)-(d); default all")
-    parser.add_argument("--maxlen", type=int, default=400)
-    parser.add_argument("--dim", type=int, default=300)
-    parser.add_argument("--neurons", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=2)
+    add_lesson_args(parser)
     parser.add_argument("--only", default="book,script,cold,warm",
                         help="comma-separated subset of book,script,cold,warm")
     parser.add_argument("--tiny", action="store_true",

@@ -14,6 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
+from peers import add_lesson_args
 from run import HERE, run_rnnflow
 
 
@@ -43,10 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--sizes", default="2500,5000,10000,25000")
-    parser.add_argument("--maxlen", type=int, default=400)
-    parser.add_argument("--dim", type=int, default=300)
-    parser.add_argument("--neurons", type=int, default=50)
-    parser.add_argument("--epochs", type=int, default=2)
+    add_lesson_args(parser)
     parser.add_argument("--src", help="another checkout of rnnflow to measure (see run.py)")
     parser.add_argument("--work", default=str(HERE / ".work"))
     parser.add_argument("--out", default=str(HERE / "results" / "scaling"))
