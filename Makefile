@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
-DATA ?= ../shared/data/aclImdb_sample.tar.gz
+DATA ?=
 BENCH_ARGS ?=
 
 .PHONY: install run test lint bench clean
@@ -25,9 +25,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The lesson four ways side by side (bench/run.py); DATA=<aclImdb .tar.gz> picks the archive.
+# The lesson four ways side by side (bench/run.py); DATA=<aclImdb .tar.gz> picks the archive
+# (default: the shared 5,000-review sample, bench.SAMPLE).
 bench: $(STAMP)
-	$(BIN)/python bench/run.py --data $(DATA) $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(if $(DATA),--data $(DATA)) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,19 +6,25 @@ SimpleRNN directly. That array is what makes it hold about 2 MB per review at 40
 cannot run on the full 25k train split in 24 GB; it runs here on `--docs` train reviews (and as
 many test reviews), with word2vec trained on its own train part.
 
-    python bench/book_style.py --data aclImdb_labeled.tar.gz --docs 2000 [--json out.json]
+    python -m bench.book_style --data aclImdb_labeled.tar.gz --docs 2000 [--json out.json]
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from peers import Meter, fit_and_test, protocol_args, read_archive, split, word2vec  # noqa: E402
+
+from bench.peers import (  # noqa: E402
+    Meter,
+    fit_and_test,
+    protocol_args,
+    read_archive,
+    split,
+    word2vec,
+)
 
 
 def tokenize_and_vectorize(texts: list[str], wv, tokenize) -> list[list]:

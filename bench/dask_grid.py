@@ -2,7 +2,7 @@
 (`runner: local`) and (b) on Dask's LocalCluster (`runner: dask`, one single-threaded worker per
 core): wall time and peak RSS of each whole process tree, and the ratio (a)/(b).
 
-    python bench/dask_grid.py [--archive PATH] [--epochs 2] [--maxlen 400] [--repeat 1]
+    python -m bench.dask_grid [--archive PATH] [--epochs 2] [--maxlen 400] [--repeat 1]
                               [--json FILE]
 
 Both runs start warm. A warm-up run first builds every preprocessing stage (download, read,
@@ -22,10 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from peak_rss import measure
+from bench import REPO, SAMPLE
+from bench.peak_rss import measure
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
 NEURONS = [32, 64, 96, 128]
 
 

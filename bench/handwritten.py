@@ -4,19 +4,25 @@ Everything stays in memory: one process tokenizes with NLTK, gensim trains word2
 split, tokens become int32 ids padded to maxlen, a frozen Embedding holds the vectors, and plain
 `model.fit` trains on the in-memory arrays. Then the 25k test reviews are scored.
 
-    python bench/handwritten.py --data aclImdb_labeled.tar.gz [--limit N] [--json out.json]
+    python -m bench.handwritten --data aclImdb_labeled.tar.gz [--limit N] [--json out.json]
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(__file__))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from peers import Meter, fit_and_test, protocol_args, read_archive, split, word2vec  # noqa: E402
+
+from bench.peers import (  # noqa: E402
+    Meter,
+    fit_and_test,
+    protocol_args,
+    read_archive,
+    split,
+    word2vec,
+)
 
 
 def ids_matrix(token_lists: list[list[str]], index: dict[str, int], maxlen: int) -> np.ndarray:

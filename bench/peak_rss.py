@@ -1,6 +1,6 @@
 """Run a command and report its wall time and the peak RSS of its whole process tree.
 
-    python bench/peak_rss.py [--json out.json] -- rnnflow run params/quick.yaml ...
+    python -m bench.peak_rss [--json out.json] -- rnnflow run params/quick.yaml ...
 
 ru_maxrss only sees the largest single process; this samples the sum over the tree (the flow,
 its tokenizer workers and Prefect's temporary server) every 50 ms.

@@ -10,8 +10,8 @@ word2vec trained on the train split, then score the whole test split. Each conte
 own process tree under bench/peak_rss.py's meter (wall time, peak RSS summed over the tree).
 Results go to bench/results/<date>.json and .md, and the markdown table is printed.
 
-    python bench/run.py --data ../shared/data/aclImdb_labeled.tar.gz
-    python bench/run.py --tiny            # seconds, not minutes: what the test suite runs
+    python -m bench.run --data ../shared/data/aclImdb_labeled.tar.gz
+    python -m bench.run --tiny            # seconds, not minutes: what the test suite runs
 """
 
 from __future__ import annotations
@@ -25,14 +25,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from bench import REPO, SAMPLE
+from bench.peak_rss import measure
+from bench.peers import add_lesson_args
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-
-from peak_rss import measure  # noqa: E402
-from peers import add_lesson_args  # noqa: E402
-
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
 # Stages every contender is reported in; "other" is wall time no stage accounts for
 # (interpreter start, imports, Prefect's temporary server, MLflow's store).
 STAGES = ("read", "tokenize", "word2vec", "ids", "model", "fit", "test", "tracking", "other")
@@ -66,7 +63,7 @@ def _rnnflow_sets(args: argparse.Namespace, neurons: int) -> list[str]:
 def run_peer(name: str, script: str, extra: list[str], work: Path) -> dict:
     out = work / f"{name}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, str(HERE / script), *extra, "--json", str(out)]
+    cmd = [sys.executable, "-m", f"bench.{script}", *extra, "--json", str(out)]
     print(f"\n== {name}: {' '.join(cmd)}", flush=True)
     meter = measure(cmd)
     if meter["returncode"] != 0:
@@ -166,7 +163,7 @@ def markdown(results: dict, targets: dict, meta: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="aclImdb .tar.gz")
+    parser.add_argument("--data", default=str(SAMPLE), help="aclImdb .tar.gz")
     parser.add_argument("--book-docs", type=int, default=2000,
                         help="reviews the book script samples from each of train and test")
     parser.add_argument("--limit", type=int, help="reviews per split for (b)-(d); default all")
@@ -190,10 +187,10 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     if "book" in only:
-        results["book"] = run_peer("book", "book_style.py", ["--data", args.data, "--docs",
+        results["book"] = run_peer("book", "book_style", ["--data", args.data, "--docs",
                                    str(args.book_docs), *_protocol(args)], work)
     if "script" in only:
-        results["script"] = run_peer("script", "handwritten.py",
+        results["script"] = run_peer("script", "handwritten",
                                      ["--data", args.data, *_protocol(args)], work)
     if "cold" in only:
         shutil.rmtree(work / "data", ignore_errors=True)  # cold: nothing cached, a new store

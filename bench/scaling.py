@@ -4,7 +4,7 @@ Each size is `dataset.limit`: that many reviews are sampled (balanced) from the 
 many from the test split; the lesson's protocol otherwise (80/20 train/val, 2 epochs, word2vec on
 the train part). Every run starts with an empty data cache. Writes a markdown table and a PNG.
 
-    python bench/scaling.py --data ../shared/data/aclImdb_labeled.tar.gz --sizes 2500,25000
+    python -m bench.scaling --data ../shared/data/aclImdb_labeled.tar.gz --sizes 2500,25000
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
-from peers import add_lesson_args
-from run import HERE, run_rnnflow
+from bench.peers import add_lesson_args
+from bench.run import HERE, run_rnnflow
 
 
 def plot(rows: list[dict], path: Path) -> None:

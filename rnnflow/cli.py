@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rnnflow.config import ConfigError, load_params, parse_override
+from rnnflow.config import ConfigError, load_plan, parse_override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
@@ -75,16 +75,17 @@ def run(
             overrides.update(dask_address=dask_address, runner=runner or "dask")
         elif runner is not None:
             overrides["runner"] = runner
-        load_params(params_file, overrides)  # fail before Prefect or MLflow start
+        load_plan(params_file, overrides)  # fail before Prefect or MLflow start (the flow,
+        # which deployments also call, reads the file again)
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)
-    from flows.local_server import prefect_api
+    from rnnflow.flows.local_server import prefect_api
 
     def load_flow():
         import gc
 
-        from flows.train_rnn import train_rnn
+        from rnnflow.flows.train_rnn import train_rnn
 
         # Prefect, MLflow and pandas leave ~1M long-lived objects; frozen, the collector skips
         # them instead of walking them on every full collection during the run.
@@ -150,7 +151,7 @@ def serve(
     if not params_dir.is_dir():
         _fail(ConfigError(f"{params_dir}: no such folder of params files"), False)
     _quiet_environment()
-    from flows.serve import serve_params
+    from rnnflow.flows.serve import serve_params
 
     serve_params(params_dir, port)
 

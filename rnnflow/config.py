@@ -1,4 +1,10 @@
-"""Parameter sets: params/*.yaml parsed into pydantic models, with CLI overrides and grids."""
+"""Parameter sets: a params/*.yaml file parsed into a `Plan`, with CLI overrides and grids.
+
+A `Plan` is what one `rnnflow run` does: an `Experiment` (the seven step sections that shape a
+result), the `points` it expands to (`grid` x `variants`), and where they train (`runner`).
+Only an `Experiment` becomes MLflow params, config.yaml and cache keys: where a point trains
+changes no result.
+"""
 
 from __future__ import annotations
 
@@ -108,7 +114,9 @@ class EvaluateConfig(_Section):
     mistakes: int = Field(20, ge=0)  # how many of the most confident test errors to list
 
 
-class Params(_Section):
+class Experiment(_Section):
+    """One point: every setting that shapes a result, one section per step."""
+
     name: str = Field("rnnflow", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     dataset: DatasetConfig = DatasetConfig()
     tokenize: TokenizeConfig = TokenizeConfig()
@@ -117,12 +125,24 @@ class Params(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    def flat(self) -> dict[str, Any]:
+        """Every resolved setting as a dotted key, the form MLflow params and `--set` use."""
+        return _flatten(self.model_dump())
+
+
+class Plan(_Section):
+    """A params file: its experiment, the points it expands to, and where they train."""
+
+    experiment: Experiment
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
     # Where the points train: `local` one after another in the flow's process, `dask` as
     # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
     runner: Literal["local", "dask"] = "local"
     dask_address: str | None = None
+    # grid x variants, each a validated Experiment; built once by load_plan.
+    points: list[Experiment] = Field(default_factory=list, exclude=True)
 
     @field_validator("dask_address")
     @classmethod
@@ -136,12 +156,14 @@ class Params(_Section):
             raise ValueError("set runner: dask (or --runner dask) to join a scheduler")
         return value
 
-    def flat(self) -> dict[str, Any]:
-        """Every resolved setting as a dotted key, the form MLflow params and `--set` use.
+    @property
+    def name(self) -> str:
+        return self.experiment.name
 
-        Where the points run is left out: it changes no result, so a run on Dask compares
-        with (and continues) one trained locally."""
-        return _flatten(self.model_dump(exclude=_PLAN | _EXECUTION))
+    @property
+    def is_grid(self) -> bool:
+        """A grid (or variants) is one parent run with a child run per point."""
+        return bool(self.grid or self.variants)
 
     def varied_keys(self) -> list[str]:
         """The dotted keys that differ between the points of this grid."""
@@ -150,9 +172,13 @@ class Params(_Section):
             keys += [k for k in variant if k not in keys]
         return keys
 
+    def as_yaml(self) -> str:
+        """The plan in the params file's own shape: sections, then grid, variants, runner."""
+        tree = {**self.experiment.model_dump(), **self.model_dump(exclude={"experiment"})}
+        return yaml.safe_dump(tree, sort_keys=False)
 
-_PLAN = {"grid", "variants"}
-_EXECUTION = {"runner", "dask_address"}
+
+_PLAN_KEYS = ("grid", "variants", "runner", "dask_address")
 _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
@@ -168,7 +194,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _valid_keys() -> list[str]:
-    return list(Params().flat())
+    return list(Experiment().flat())
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -202,13 +228,13 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def _validate(tree: dict[str, Any], where: str) -> Params:
+def _validate(model: type[_Section], tree: dict[str, Any], where: str, prefix: str = ""):
     try:
-        return Params.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
         reasons = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
+            loc = prefix + ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(loc, _valid_keys(), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -218,12 +244,12 @@ def _validate(tree: dict[str, Any], where: str) -> Params:
         raise ConfigError(f"{where}: " + "; ".join(reasons)) from None
 
 
-def load_params(
-    path: str | Path, overrides: dict[str, Any] | list[str] | None = None
-) -> Params:
-    """Read and validate a params file, then apply `dotted.key: value` overrides.
+def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Plan:
+    """Read and validate a params file, apply `dotted.key: value` overrides and expand its
+    points.
 
-    Everything is checked before any work starts; a ConfigError names the file and the key.
+    Everything is checked before any work starts, every grid point included; a ConfigError
+    names the file and the key.
     """
     path = Path(path)
     if not path.is_file():
@@ -239,42 +265,41 @@ def load_params(
     if isinstance(overrides, list):
         overrides = dict(parse_override(item) for item in overrides)
     for dotted, value in (overrides or {}).items():
-        if dotted in ("name", *_PLAN, *_EXECUTION):  # top-level values: `--set grid={}`
+        if dotted in ("name", *_PLAN_KEYS):  # top-level values: `--set grid={}`
             tree[dotted] = value
             continue
         _check_key(dotted, f"{path} (override)")
         _set_dotted(tree, dotted, value)
 
-    params = _validate(tree, str(path))
-    for dotted, values in params.grid.items():
+    where = str(path)
+    plan_tree = {k: tree.pop(k) for k in _PLAN_KEYS if k in tree}
+    experiment = _validate(Experiment, tree, where)
+    plan = _validate(Plan, {"experiment": experiment, **plan_tree}, where)
+    for dotted, values in plan.grid.items():
         _check_key(dotted, f"{path} grid")
         if not values:
             raise ConfigError(f"{path} grid: '{dotted}' has an empty list of values")
-    for i, variant in enumerate(params.variants):
+    for i, variant in enumerate(plan.variants):
         for dotted in variant:
             _check_key(dotted, f"{path} variants[{i}]")
-    # Validate every grid point now, so a bad value fails before any training.
-    expand_grid(params, where=str(path))
-    return params
+    plan.points = _expand(plan, where)
+    return plan
 
 
-def expand_grid(params: Params, where: str = "params") -> list[Params]:
-    """Every point of the params file, each a full, validated Params without grid/variants.
-
-    Points are the cartesian product of `grid`, each combined with every entry of `variants`
-    (override mappings for points that are not a product); no grid and no variants is one point.
-    """
-    if not params.grid and not params.variants:
-        return [params]
-    keys = list(params.grid)
-    base = params.model_dump(exclude=_PLAN)
+def _expand(plan: Plan, where: str) -> list[Experiment]:
+    """The cartesian product of `grid`, each combined with every entry of `variants` (override
+    mappings for points that are not a product); no grid and no variants is one point."""
+    if not plan.is_grid:
+        return [plan.experiment]
+    keys = list(plan.grid)
+    base = plan.experiment.model_dump()
     points = []
-    for combo in itertools.product(*(params.grid[k] for k in keys)):
-        for variant in params.variants or [{}]:
+    for combo in itertools.product(*(plan.grid[k] for k in keys)):
+        for variant in plan.variants or [{}]:
             overrides = {**dict(zip(keys, combo, strict=True)), **variant}
             tree = yaml.safe_load(yaml.safe_dump(base))  # deep copy of plain data
             for dotted, value in overrides.items():
                 _set_dotted(tree, dotted, value)
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            points.append(_validate(tree, f"{where} grid point ({label})"))
+            points.append(_validate(Experiment, tree, f"{where} grid point ({label})"))
     return points

@@ -3,6 +3,8 @@ the test predictions, and the model's most confident mistakes."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
@@ -10,7 +12,7 @@ import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 from rnnflow.pad import load_split
-from rnnflow.storage import Stage
+from rnnflow.storage import Stage, release_memory
 
 
 def score(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
@@ -26,11 +28,17 @@ def score(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[
     }
 
 
-def evaluate_model(model, padded: Stage, batch_size: int = 128
-                   ) -> tuple[dict[str, float], dict[str, np.ndarray], dict[str, pd.DataFrame]]:
-    """Returns metrics as {'val_accuracy': ..., 'test_auc': ...}, per split the confusion
-    matrix (rows: true neg/pos, columns: predicted neg/pos), and per split the predictions
-    (id, label, probability).
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of the val and test splits."""
+
+    metrics: dict[str, float]  # {'val_accuracy': ..., 'test_auc': ...}
+    confusion: dict[str, np.ndarray]  # per split; rows true neg/pos, columns predicted neg/pos
+    predictions: dict[str, pd.DataFrame]  # per split: id, label, probability
+
+
+def evaluate_model(model, padded: Stage, batch_size: int = 128) -> Evaluation:
+    """Score the val and test splits of `padded` with `model`.
 
     Inference holds batch x maxlen x dim floats (the embedded batch, and its time-major copy):
     about 1 MB per review at the lesson's 400 x 300. Measured on 25k test reviews: batch 256
@@ -48,7 +56,9 @@ def evaluate_model(model, padded: Stage, batch_size: int = 128
         ids = pq.read_table(path, columns=["id"])["id"].to_pylist()
         predictions[split] = pd.DataFrame({"id": ids, "label": y.astype(int),
                                            "probability": prob.astype(float)})
-    return results, confusion, predictions
+        del x
+    release_memory()  # inference buffers, before the models are serialised for logging
+    return Evaluation(results, confusion, predictions)
 
 
 def confident_mistakes(predictions: pd.DataFrame, reviews_parquet, n: int,

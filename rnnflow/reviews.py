@@ -165,14 +165,14 @@ def _check(frame: pd.DataFrame, source: Path) -> None:
                 )
 
 
-def reviews_stage(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
+def reviews_stage(digest: str, cfg: DatasetConfig) -> Stage:
     """Where read_reviews writes: the file's sha256 and the settings that shape the split."""
     return stage("reviews", cfg.model_dump(exclude={"url", "sha256"}), digest, VERSION)
 
 
 def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
     """Write data/reviews/<key>/reviews.parquet: id, split (train|val|test), label, rating, text."""
-    out = reviews_stage(archive, digest, cfg)
+    out = reviews_stage(digest, cfg)
     if out.done():
         log.info("reviews: reusing %s", out.path)
         return out

@@ -13,7 +13,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rnnflow.config import TokenizeConfig
+from rnnflow.config import DatasetConfig, TokenizeConfig
+from rnnflow.reviews import reviews_stage
 from rnnflow.storage import Stage, stage, writing
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,15 @@ def start_workers(expected_docs: int | None = None) -> None:
         _STARTED = workers, _new_pool(workers)
         for _ in range(workers):
             _STARTED[1].submit(_warm)
+
+
+def start_early(digest: str, dataset: DatasetConfig, cfg: TokenizeConfig) -> None:
+    """Called before the reviews of the file with sha256 `digest` are read: the tokenizer
+    processes boot while the archive is read, unless these tokens are on disk already."""
+    if tokens_stage(reviews_stage(digest, dataset), cfg).done():
+        return
+    # `limit` reviews of each official split (train, test) will be read.
+    start_workers(None if dataset.limit is None else 2 * dataset.limit)
 
 
 def _new_pool(workers: int) -> ProcessPoolExecutor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rnnflow.config import ModelConfig, TrainConfig
@@ -28,7 +29,18 @@ def _optimizer(cfg: TrainConfig):
     return cls(learning_rate=cfg.learning_rate) if cfg.learning_rate else cls()
 
 
+@dataclass(frozen=True)
+class Fit:
+    """What training measured: the per-epoch series of this call, and `model.fit`'s own time
+    (without loading and building)."""
+
+    history: dict[str, list[float]]
+    fit_seconds: float
+    train_samples_per_s: float
+
+
 def train_model(
+    *,
     padded: Stage,
     embeddings: Stage,
     model_cfg: ModelConfig,
@@ -38,16 +50,12 @@ def train_model(
     on_epoch_end: EpochHook | None = None,
     resume_from: Path | None = None,
     initial_epoch: int = 0,
-    timings: dict[str, float] | None = None,
 ):
     """Build (or load from `resume_from`), compile and fit the model up to `train_cfg.epochs`.
 
     After every epoch the model, with its optimizer state, is saved to
     `checkpoint_dir/last.keras` and `on_epoch_end` is called, so the flow can record progress
-    and a killed run can go on from its last finished epoch.
-    Returns (model, history as {metric: [value per epoch trained here]}). `timings`, if given,
-    receives `fit_seconds` and `train_samples_per_s`: `model.fit` alone, without loading and
-    building.
+    and a killed run can go on from its last finished epoch. Returns (model, Fit).
     """
     import keras
 
@@ -82,11 +90,14 @@ def train_model(
         callbacks=callbacks, verbose=2,
     )
     fit_seconds = time.perf_counter() - fit_started
-    epochs_run = len(history.epoch)
-    if timings is not None:
-        timings.update(fit_seconds=fit_seconds,
-                       train_samples_per_s=epochs_run * len(y_train) / max(fit_seconds, 1e-9))
-    return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    samples = len(history.epoch) * len(y_train)
+    del x_train, y_train, x_val, y_val
+    release_memory()  # training's batches and buffers, before inference allocates its own
+    return model, Fit(
+        history={k: [float(v) for v in vals] for k, vals in history.history.items()},
+        fit_seconds=fit_seconds,
+        train_samples_per_s=samples / max(fit_seconds, 1e-9),
+    )
 
 
 def limit_threads(threads: int) -> bool:

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import io
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,19 +15,21 @@ from pathlib import Path
 
 import pytest
 
+from bench import SAMPLE
+from tests.helpers import (
+    free_port,
+    serve_folder,
+    stop_group,
+    synthetic_reviews,
+    write_tar,
+)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Prefect keeps its SQLite state away from the user's ~/.prefect, and its INFO lines (one is
 # logged at interpreter exit, after pytest has closed the streams) out of the test output.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="rnnflow-test-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network in tests
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
-
-_POS = "wonderful superb moving brilliant delightful great loved masterpiece".split()
-_NEG = "awful boring dull terrible waste worst hated mess".split()
-_FILL = "the film movie plot actor scene story and was it this a of".split()
 
 
 @pytest.fixture
@@ -47,31 +43,6 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # An in-process flow of an earlier test leaves MLflow pointed at that test's database.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     return tmp_path
-
-
-def synthetic_reviews(n_per_class: int, seed: int = 0) -> dict[str, str]:
-    """{'aclImdb/<split>/<cls>/<id>_<rating>.txt': text}, with words that separate the classes."""
-    rng = random.Random(seed)
-    files = {}
-    for split in ("train", "test"):
-        for cls, words in (("pos", _POS), ("neg", _NEG)):
-            for i in range(n_per_class):
-                rating = rng.choice([7, 8, 9, 10] if cls == "pos" else [1, 2, 3, 4])
-                body = [rng.choice(words if rng.random() < 0.3 else _FILL)
-                        for _ in range(rng.randint(5, 40))]
-                text = " ".join(body).capitalize() + ".<br /><br />I " + rng.choice(words) + " it."
-                files[f"aclImdb/{split}/{cls}/{i}_{rating}.txt"] = text
-    return files
-
-
-def write_tar(path: Path, files: dict[str, str | bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, content in files.items():
-            data = content.encode() if isinstance(content, str) else content
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 @pytest.fixture
@@ -101,30 +72,11 @@ def sample_cut(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tar(tmp_path_factory.mktemp("sample") / "aclImdb_cut.tar.gz", files)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # noqa: D102
-        pass
-
-
 @pytest.fixture
 def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, folder it serves) of an HTTP server on 127.0.0.1."""
-    root = tmp_path_factory.mktemp("www")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with serve_folder(tmp_path_factory.mktemp("www")) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +84,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     """(URL, server log) of a real `mlflow server` on 127.0.0.1: SQLite backend store, artifacts
     served by the server from a folder of its own, two server processes."""
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
+    port = free_port()
     log = root / "server.log"
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with open(log, "w") as out:
@@ -159,12 +111,3 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
         yield url, log
     finally:
         stop_group(server)
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM a process started with start_new_session, and its children; SIGKILL after 30 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO, SAMPLE
+from bench import REPO, SAMPLE
 
 
 @pytest.mark.slow

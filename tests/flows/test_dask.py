@@ -13,8 +13,8 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.train_rnn import train_rnn
 from rnnflow.config import ConfigError
+from rnnflow.flows.train_rnn import train_rnn
 
 GRID = str(Path(__file__).resolve().parents[2] / "params" / "tiny-grid.yaml")
 PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
@@ -31,9 +31,9 @@ def _tensorflow_threads() -> tuple[int, int] | None:
 
 
 def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monkeypatch):
-    from flows.on_dask import task_runner
+    from rnnflow.flows.on_dask import task_runner
 
-    monkeypatch.setattr("flows.on_dask.cores", lambda: 3)
+    monkeypatch.setattr("rnnflow.flows.on_dask.cores", lambda: 3)
     runner = task_runner(None)
     assert runner.address is None
     assert runner.cluster_kwargs["n_workers"] == 3
@@ -54,10 +54,10 @@ def _point(i: int, done: str) -> int:
 def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
     from prefect_dask import DaskTaskRunner
 
-    from flows.on_dask import run_on_dask
+    from rnnflow.flows.on_dask import run_on_dask
 
     # Threads, not processes: what is tested is the waiting, and threads start in no time.
-    monkeypatch.setattr("flows.on_dask.task_runner", lambda address: DaskTaskRunner(
+    monkeypatch.setattr("rnnflow.flows.on_dask.task_runner", lambda address: DaskTaskRunner(
         cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": False,
                         "dashboard_address": None}))
     with pytest.raises(ValueError, match="point 0 failed"):
@@ -66,9 +66,9 @@ def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
 
 
 def test_no_scheduler_at_the_address_is_a_clear_error(monkeypatch):
-    from flows.on_dask import run_on_dask
+    from rnnflow.flows.on_dask import run_on_dask
 
-    monkeypatch.setattr("flows.on_dask._CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr("rnnflow.flows.on_dask._CONNECT_TIMEOUT", "2s")
     with pytest.raises(ConfigError, match="tcp://127.0.0.1:9: no Dask scheduler answers"):
         run_on_dask(_point, [{"i": 1, "done": "/nonexistent"}], "tcp://127.0.0.1:9")
 

@@ -5,15 +5,14 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import write_tar
-from tests.flows.test_processes import _run
+from tests.helpers import run_tiny_grid, write_tar
 
 pytestmark = pytest.mark.slow
 
 
 def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path):
     archive = write_tar(tmp_path / "other.tar.gz", {"reviews/1.txt": "hello"})
-    result = _run(project, archive)
+    result = run_tiny_grid(project, archive)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error:" in result.stderr and "aclImdb/{train,test}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -26,16 +25,16 @@ def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path):
 
 
 def test_unreachable_tracking_server_stops_before_any_step(project, tiny_archive):
-    result = _run(project, tiny_archive, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    result = run_tiny_grid(project, tiny_archive, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
     assert result.returncode == 2 and "not reachable" in result.stderr
     assert not (project / "data").exists()
 
 
 def test_killed_while_vectorizing_reruns_cleanly(project, tiny_archive):
-    killed = _run(project, tiny_archive, RNNFLOW_FAULT="vectors")
+    killed = run_tiny_grid(project, tiny_archive, RNNFLOW_FAULT="vectors")
     assert killed.returncode == -9
     assert list((project / "data").rglob(".tmp-*"))  # the kill left a half-built stage
-    again = _run(project, tiny_archive, PREFECT_LOGGING_LEVEL="INFO")
+    again = run_tiny_grid(project, tiny_archive, PREFECT_LOGGING_LEVEL="INFO")
     assert again.returncode == 0, again.stderr[-3000:]
     # The steps that had finished come from the cache; vectorize and pad run.
     assert again.stderr.count("Cached(type=COMPLETED)") == 4
@@ -46,7 +45,7 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     results = {}
 
     def go(name):
-        results[name] = _run(project, tiny_archive)
+        results[name] = run_tiny_grid(project, tiny_archive)
 
     threads = [threading.Thread(target=go, args=(n,)) for n in "ab"]
     for t in threads:
@@ -69,10 +68,10 @@ def test_killed_download_restarts_cleanly(project, tiny_archive, http_server):
 
     base, root = http_server
     shutil.copy(tiny_archive, root / "a.tar.gz")
-    killed = _run(project, f"{base}/a.tar.gz", RNNFLOW_FAULT="download")
+    killed = run_tiny_grid(project, f"{base}/a.tar.gz", RNNFLOW_FAULT="download")
     assert killed.returncode == -9
     assert list((project / "data" / "raw").glob(".tmp-download-*"))
-    again = _run(project, f"{base}/a.tar.gz")
+    again = run_tiny_grid(project, f"{base}/a.tar.gz")
     assert again.returncode == 0, again.stderr[-3000:]
     assert not list((project / "data").rglob(".tmp-*"))
     (raw,) = (project / "data" / "raw").iterdir()
@@ -81,7 +80,7 @@ def test_killed_download_restarts_cleanly(project, tiny_archive, http_server):
 
 def test_http_404_is_retried_then_a_clear_error(project, http_server):
     base, _ = http_server
-    result = _run(project, f"{base}/missing.tar.gz", PREFECT_LOGGING_LEVEL="INFO")
+    result = run_tiny_grid(project, f"{base}/missing.tar.gz", PREFECT_LOGGING_LEVEL="INFO")
     assert result.returncode == 2
     assert "could not download" in result.stderr and "404" in result.stderr
     assert result.stderr.count("Retry 3/3") == 1  # three retries, then the error

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.train_rnn import train_rnn
+from rnnflow.flows.train_rnn import train_rnn
 
 GRID = str(Path(__file__).resolve().parents[2] / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow

@@ -1,9 +1,7 @@
 """Real processes: a run killed mid-training resumes, and a served deployment is triggered
 with `prefect deployment run` from another process."""
 
-import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,47 +12,20 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import stop_group
+from tests.helpers import REPO, project_env, run_tiny_grid, stop_group
 
-REPO = Path(__file__).resolve().parents[2]
-GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow
 
 
-def _env(project: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PREFECT_HOME": str(project / ".prefect"), **extra}
-    env.pop("PREFECT_API_URL", None)
-    return env
-
-
-def _run(project: Path, archive: Path, *sets: str, **env: str) -> subprocess.CompletedProcess:
-    """`rnnflow run` in its own session. Output goes to a file, not a pipe: a killed run's
-    Prefect server child would hold a pipe open; the session is cleaned up afterwards."""
-    args = ["--set", f"dataset.url={archive}", "--set", "grid={}"]
-    for s in sets:
-        args += ["--set", s]
-    out = project / f"run-{time.monotonic_ns()}.log"
-    with out.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", "run", GRID, *args],
-                                cwd=project, env=_env(project, **env), stdout=fh,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code = proc.wait(timeout=600)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(proc.args, code, "", out.read_text())
-
-
 def test_killed_training_resumes_from_its_last_epoch(project, tiny_archive):
-    killed = _run(project, tiny_archive, "train.epochs=3", RNNFLOW_FAULT="after_epoch:1")
+    killed = run_tiny_grid(project, tiny_archive, "train.epochs=3", RNNFLOW_FAULT="after_epoch:1")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny-grid")
     (dead,) = client.search_runs([exp.experiment_id])
     assert dead.info.status == "RUNNING" and dead.data.tags["rnnflow_epochs_done"] == "1"
 
-    again = _run(project, tiny_archive, "train.epochs=3")
+    again = run_tiny_grid(project, tiny_archive, "train.epochs=3")
     assert again.returncode == 0, again.stderr[-3000:]
     runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id])}
     (new,) = [r for r in runs.values() if r.info.run_id != dead.info.run_id]
@@ -75,7 +46,7 @@ def test_served_deployment_runs_when_triggered(project, tiny_archive):
     log = (project / "serve.log").open("w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "rnnflow.cli", "serve", str(REPO / "params"), "--port", str(port)],
-        cwd=project, env=_env(project), stdout=log, stderr=subprocess.STDOUT,
+        cwd=project, env=project_env(project), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -88,7 +59,7 @@ def test_served_deployment_runs_when_triggered(project, tiny_archive):
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
              "train-rnn/tiny-grid", "--watch", "--watch-timeout", "400",
              "-p", f"overrides={overrides}"],
-            env={**_env(project), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
+            env={**project_env(project), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
             capture_output=True, text=True, timeout=500)
         assert trigger.returncode == 0, trigger.stdout[-3000:] + trigger.stderr[-2000:]
         assert "Completed" in trigger.stdout

@@ -5,43 +5,64 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from rnnflow.config import Params
+from rnnflow.config import Experiment
+from tests.helpers import REPO, rnnflow_cli, serve_folder
 
-REPO = Path(__file__).resolve().parents[2]
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
 SHRINK = ["embedding.vector_size=16", "embedding.min_count=1", "embedding.epochs=1",
           "model.num_neurons=4", "pad.maxlen=60", "train.epochs=2", "dataset.limit=null"]
 
 
-def _rnnflow(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PREFECT_HOME": str(project / ".prefect"), "PREFECT_LOGGING_LEVEL": "INFO"}
-    cmd = [sys.executable, "-m", "rnnflow.cli", *args]
-    return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=600)
+@dataclass(frozen=True)
+class TrackedRun:
+    """One `rnnflow run` of the quick params file, downloaded over loopback HTTP, then run
+    again; the tests below read what it left."""
+
+    project: Path
+    url: str
+    first: subprocess.CompletedProcess
+    second: subprocess.CompletedProcess
+    client: MlflowClient
+    experiment_id: str
+    run: Any  # the first run's mlflow.entities.Run
+
+    def artifact(self, path: str) -> str:
+        return self.client.download_artifacts(self.run.info.run_id, path, str(self.project))
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, sample_cut) -> Iterator[TrackedRun]:
+    project = tmp_path_factory.mktemp("tracked")
+    with serve_folder(tmp_path_factory.mktemp("www")) as (base, root):
+        shutil.copy(sample_cut, root / "aclImdb_cut.tar.gz")
+        url = f"{base}/aclImdb_cut.tar.gz"
+        sets = [a for s in [f"dataset.url={url}", *SHRINK] for a in ("--set", s)]
+        first = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets)
+        assert first.returncode == 0, first.stderr[-3000:]
+        client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("quick")
+        (run,) = client.search_runs([experiment.experiment_id])
+        # A second run is a second MLflow run, with every preprocessing step cached.
+        second = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets)
+    yield TrackedRun(project, url, first, second, client, experiment.experiment_id, run)
 
 
 @pytest.mark.slow
-def test_quick_run_is_fully_tracked(project, sample_cut, http_server):
-    base, root = http_server
-    shutil.copy(sample_cut, root / "aclImdb_cut.tar.gz")
-    url = f"{base}/aclImdb_cut.tar.gz"
-    sets = [a for s in [f"dataset.url={url}", *SHRINK] for a in ("--set", s)]
-    first = _rnnflow(project, "run", str(REPO / "params" / "quick.yaml"), *sets)
-    assert first.returncode == 0, first.stderr[-3000:]
-
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("quick")
-    (run,) = client.search_runs([experiment.experiment_id])
+def test_run_logs_every_param_and_metric(tracked):
+    run, client = tracked.run, tracked.client
     assert run.info.status == "FINISHED"
-
     params = run.data.params
-    assert set(Params().flat()) <= set(params)
-    assert params["dataset.url"] == url and params["model.num_neurons"] == "4"
+    assert set(Experiment().flat()) <= set(params)
+    assert params["dataset.url"] == tracked.url and params["model.num_neurons"] == "4"
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2], key
@@ -50,78 +71,94 @@ def test_quick_run_is_fully_tracked(project, sample_cut, http_server):
             assert f"{split}_{name}" in run.data.metrics
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
 
+
+@pytest.mark.slow
+def test_run_logs_its_report_artifacts(tracked):
+    run, client = tracked.run, tracked.client
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert {"config.yaml", "plots/learning_curves.png", "plots/confusion_matrix.png",
             "plots/roc_pr_curves.png", "test_predictions.parquet", "confident_mistakes.csv",
             "examples.csv"} <= artifacts
-    predictions = pd.read_parquet(client.download_artifacts(
-        run.info.run_id, "test_predictions.parquet", str(project)))
+    predictions = pd.read_parquet(tracked.artifact("test_predictions.parquet"))
     assert list(predictions.columns) == ["id", "label", "probability"] and len(predictions) == 120
-    examples = pd.read_csv(client.download_artifacts(run.info.run_id, "examples.csv",
-                                                     str(project)))
+    examples = pd.read_csv(tracked.artifact("examples.csv"))
     assert list(examples.columns) == ["text", "probability", "label", "known_tokens"]
-    assert len(examples) == len(Params().evaluate.sentences)
-    assert (project / "mlruns").is_dir()
+    assert len(examples) == len(Experiment().evaluate.sentences)
+    assert (tracked.project / "mlruns").is_dir()
 
+
+@pytest.mark.slow
+def test_run_records_its_inputs_and_origin(tracked):
+    run = tracked.run
     contexts = {d.tags[0].value for d in run.inputs.dataset_inputs}
     assert contexts == {"training", "validation", "test"}
     assert run.data.tags["prefect.flow_run_id"]
     assert run.data.tags["stage.padded"]
+    # No half-written stage is left behind.
+    assert not list((tracked.project / "data").rglob(".tmp-*"))
 
+
+@pytest.mark.slow
+def test_keras_and_text_models_load_and_predict(tracked):
     import mlflow.keras
+    import mlflow.pyfunc
     import numpy as np
 
-    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model")
+    run_id = tracked.run.info.run_id
+    mlflow.set_tracking_uri(f"sqlite:///{tracked.project / 'mlflow.db'}")
+    model = mlflow.keras.load_model(f"runs:/{run_id}/model")
     assert model.predict(np.zeros((2, 60), dtype=np.int32), verbose=0).shape == (2, 1)
 
     # The raw-text model: tokenizer, vocabulary and network in one pyfunc.
-    import mlflow.pyfunc
-
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    text_model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/text_model")
+    text_model = mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model")
     out = text_model.predict(pd.DataFrame({"text": ["A wonderful film, I loved it.", "  "]}))
     assert list(out.columns) == ["probability", "label", "known_tokens"]
     assert out.label[1] == -1 and out.known_tokens[0] > 0 and 0 <= out.probability[0] <= 1
 
-    # No half-written stage is left behind.
-    assert not list((project / "data").rglob(".tmp-*"))
 
-    # A second run is a second MLflow run; Prefect serves all six preprocessing steps from cache.
-    second = _rnnflow(project, "run", str(REPO / "params" / "quick.yaml"), *sets)
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert len(client.search_runs([experiment.experiment_id])) == 2
-    assert first.stderr.count("Cached(type=COMPLETED)") == 0
-    assert second.stderr.count("Cached(type=COMPLETED)") == 6
+@pytest.mark.slow
+def test_second_run_is_a_new_run_with_every_step_cached(tracked):
+    assert tracked.second.returncode == 0, tracked.second.stderr[-3000:]
+    assert len(tracked.client.search_runs([tracked.experiment_id])) == 2
+    assert tracked.first.stderr.count("Cached(type=COMPLETED)") == 0
+    assert tracked.second.stderr.count("Cached(type=COMPLETED)") == 6
 
+
+@pytest.mark.slow
+def test_predict_finds_runs_and_scores_texts(tracked):
+    project, client, run = tracked.project, tracked.client, tracked.run
     # `rnnflow predict` finds the best run and scores texts from arguments and from a file.
     texts = project / "texts.txt"
     texts.write_text("What a great movie\n\nAn awful, boring film\n")
-    predicted = _rnnflow(project, "predict", "--run", "best", "Loved every minute",
-                         "--file", str(texts))
+    predicted = rnnflow_cli(project, "predict", "--run", "best", "Loved every minute",
+                            "--file", str(texts))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     lines = predicted.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.split("\t")[1] in ("positive", "negative", "unknown")
                                    for line in lines)
 
-    latest = _rnnflow(project, "predict", "--run", "latest", "--experiment", "quick", "Fine.")
+    latest = rnnflow_cli(project, "predict", "--run", "latest", "--experiment", "quick", "Fine.")
     assert latest.returncode == 0, latest.stderr[-3000:]
-    newest = client.search_runs([experiment.experiment_id],
+    newest = client.search_runs([tracked.experiment_id],
                                 order_by=["attributes.start_time DESC"])[0]
     assert f"# run {newest.info.run_id}" in latest.stderr
-    by_id = _rnnflow(project, "predict", "--run", run.info.run_id, "Fine.")
+    by_id = rnnflow_cli(project, "predict", "--run", run.info.run_id, "Fine.")
     assert by_id.returncode == 0 and f"# run {run.info.run_id}" in by_id.stderr
-    missing = _rnnflow(project, "predict", "--experiment", "nope", "Fine.")
+    missing = rnnflow_cli(project, "predict", "--experiment", "nope", "Fine.")
     assert missing.returncode == 2 and "no such experiment" in missing.stderr
 
-    # `mlflow models serve` answers a POST of raw text on loopback.
-    _serve_and_post(project, run.info.run_id)
+
+@pytest.mark.slow
+def test_text_model_serves_over_rest(tracked):
+    """`mlflow models serve` answers a POST of raw text on loopback."""
+    _serve_and_post(tracked.project, tracked.run.info.run_id)
 
 
 def test_bad_params_exit_2_and_touch_nothing(project):
     bad = project / "bad.yaml"
     bad.write_text("model: {num_neuron: 5}\n")
-    result = _rnnflow(project, "run", str(bad))
+    result = rnnflow_cli(project, "run", str(bad))
     assert result.returncode == 2
     assert str(bad) in result.stderr and "model.num_neurons" in result.stderr
     assert "Traceback" not in result.stderr

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import flows.train_rnn
+import rnnflow.flows.train_rnn
 from rnnflow.cli import app
 
 QUICK = str(Path(__file__).resolve().parents[2] / "params" / "quick.yaml")
@@ -19,7 +19,7 @@ def flow_calls(monkeypatch):
         calls.append(overrides)
         return []
 
-    monkeypatch.setattr(flows.train_rnn, "train_rnn", fake_flow)
+    monkeypatch.setattr(rnnflow.flows.train_rnn, "train_rnn", fake_flow)
     # It sets environment variables and logging for the whole process: not for the test run.
     monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
     return calls

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnflow.config import ConfigError, expand_grid, load_params, parse_override
+from rnnflow.config import ConfigError, Experiment, load_plan, parse_override
 
 PARAMS = Path(__file__).resolve().parents[2] / "params"
 
@@ -14,8 +14,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_lesson16_is_the_lessons_protocol():
-    p = load_params(PARAMS / "lesson16.yaml")
-    assert p.name == "lesson16"
+    plan = load_plan(PARAMS / "lesson16.yaml")
+    p = plan.experiment
+    assert plan.name == p.name == "lesson16" and plan.points == [p]
     assert p.dataset.url.endswith("aclImdb_v1.tar.gz") and p.dataset.validation_split == 0.2
     assert (p.tokenize.tokenizer, p.tokenize.lowercase, p.tokenize.strip_html) == (
         "treebank", False, False)
@@ -28,18 +29,18 @@ def test_lesson16_is_the_lessons_protocol():
 
 @pytest.mark.parametrize("path", sorted(PARAMS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_params_file_validates(path):
-    assert load_params(path).name
+    assert load_plan(path).name
 
 
 def test_overrides_apply_and_parse_yaml_values(tmp_path):
     path = _write(tmp_path, "name: t\n")
-    p = load_params(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"])
+    p = load_plan(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"]).experiment
     assert (p.train.epochs, p.model.cell, p.dataset.limit) == (3, "lstm", 100)
     assert parse_override("grid.x=[1, 2]") == ("grid.x", [1, 2])
 
 
 def test_flat_uses_dotted_keys(tmp_path):
-    flat = load_params(_write(tmp_path, "pad: {maxlen: 7}\n")).flat()
+    flat = load_plan(_write(tmp_path, "pad: {maxlen: 7}\n")).experiment.flat()
     assert flat["pad.maxlen"] == 7 and "model.num_neurons" in flat and "grid" not in flat
 
 
@@ -63,46 +64,48 @@ def test_flat_uses_dotted_keys(tmp_path):
 def test_bad_input_names_file_and_key(tmp_path, text, overrides, needle):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_params(path, overrides)
+        load_plan(path, overrides)
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
-        load_params(tmp_path / "nope.yaml")
+        load_plan(tmp_path / "nope.yaml")
 
 
 def test_grid_is_a_cartesian_product(tmp_path):
     path = _write(tmp_path, "grid: {model.num_neurons: [50, 100], pad.maxlen: [200, 400]}\n")
-    points = expand_grid(load_params(path))
+    points = load_plan(path).points
     assert sorted((p.model.num_neurons, p.pad.maxlen) for p in points) == [
         (50, 200), (50, 400), (100, 200), (100, 400)]
-    assert all(not p.grid for p in points)
+    assert all(type(p) is Experiment for p in points)
 
 
 def test_yaml_is_read_safely(tmp_path):
     path = _write(tmp_path, 'name: !!python/object/apply:os.system ["touch pwned"]\n')
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_params(path)
+        load_plan(path)
     assert not (tmp_path / "pwned").exists()
 
 
 def test_runner_defaults_to_local_and_takes_a_scheduler_address(tmp_path):
-    assert load_params(_write(tmp_path, "name: t\n")).runner == "local"
-    p = load_params(_write(tmp_path, "runner: dask\ndask_address: tcp://10.1.2.3:8786\n"))
+    assert load_plan(_write(tmp_path, "name: t\n")).runner == "local"
+    p = load_plan(_write(tmp_path, "runner: dask\ndask_address: tcp://10.1.2.3:8786\n"))
     assert (p.runner, p.dask_address) == ("dask", "tcp://10.1.2.3:8786")
-    p = load_params(_write(tmp_path, "name: t\n"), ["runner=dask", "dask_address=tcp://h:1"])
+    p = load_plan(_write(tmp_path, "name: t\n"), ["runner=dask", "dask_address=tcp://h:1"])
     assert (p.runner, p.dask_address) == ("dask", "tcp://h:1")
 
 
 def test_where_points_run_is_no_experiment_setting(tmp_path):
     """Not an MLflow param and not part of the training key: a run on Dask compares with, and
     can continue, one trained locally."""
-    local = load_params(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\n"))
-    dask = load_params(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\nrunner: dask\n"))
-    assert local.flat() == dask.flat()
-    assert not {"runner", "dask_address"} & set(local.flat())
-    assert [p.runner for p in expand_grid(dask)] == ["dask", "dask"]
+    local = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\n"))
+    dask = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\nrunner: dask\n"))
+    assert local.experiment.flat() == dask.experiment.flat()
+    assert [p.flat() for p in local.points] == [p.flat() for p in dask.points]
+    assert not {"runner", "dask_address"} & set(local.experiment.flat())
+    assert not {"runner", "dask_address"} & set(local.points[0].model_dump())
+    assert (local.runner, dask.runner) == ("local", "dask")
 
 
 @pytest.mark.parametrize(
@@ -121,5 +124,5 @@ def test_where_points_run_is_no_experiment_setting(tmp_path):
 def test_bad_runner_settings_name_file_and_key(tmp_path, text, needle):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_params(path)
+        load_plan(path)
     assert str(path) in str(err.value) and needle in str(err.value)

@@ -9,7 +9,7 @@ from rnnflow.config import DatasetConfig, EmbeddingConfig, TokenizeConfig
 from rnnflow.embeddings import EmbeddingError, build_embeddings, load_table
 from rnnflow.reviews import read_reviews
 from rnnflow.tokens import tokenize_reviews
-from tests.conftest import write_tar
+from tests.helpers import write_tar
 
 
 @pytest.fixture

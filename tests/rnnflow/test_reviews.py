@@ -6,7 +6,7 @@ import pytest
 
 from rnnflow.config import DatasetConfig
 from rnnflow.reviews import DatasetError, read_reviews
-from tests.conftest import synthetic_reviews, write_tar
+from tests.helpers import synthetic_reviews, write_tar
 
 
 def _read(path, **cfg):

@@ -19,8 +19,8 @@ def _log_point(uri: str, experiment_id: str, parent_id: str, i: int, start, erro
     try:
         tracking.use_tracking_uri(uri)
         start.wait(timeout=120)  # every process imported and connected: now all at once
-        with tracking.start_run(experiment_id, f"point-{i}", {"point": str(i)},
-                                parent_run_id=parent_id):
+        ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)}, parent_id=parent_id)
+        with tracking.start_run(ctx, f"point-{i}"):
             tracking.log_params({f"section.key{k}": k * i for k in range(60)}, f"point: {i}\n")
             for epoch in range(1, EPOCHS + 1):
                 tracking.log_epoch(epoch, {"loss": 1 / epoch, "accuracy": epoch / EPOCHS,

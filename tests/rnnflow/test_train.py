@@ -29,15 +29,17 @@ def test_early_stopping_ends_a_run_that_stopped_improving(stages, tmp_path):
     padded, emb = stages
     # A learning rate too small to move float32 weights: val_loss never improves.
     cfg = TrainConfig(epochs=20, early_stopping=2, learning_rate=1e-30, batch_size=8)
-    _, history = train_model(padded, emb, ModelConfig(num_neurons=2), cfg, tmp_path)
-    assert len(history["loss"]) == 3
+    _, fit = train_model(padded=padded, embeddings=emb, model_cfg=ModelConfig(num_neurons=2),
+                         train_cfg=cfg, checkpoint_dir=tmp_path)
+    assert len(fit.history["loss"]) == 3
 
 
 def test_checkpoint_each_epoch(stages, tmp_path):
     padded, emb = stages
     seen = []
-    train_model(padded, emb, ModelConfig(num_neurons=2), TrainConfig(epochs=2, batch_size=8),
-                tmp_path, on_epoch_end=lambda e, logs, ckpt: seen.append((e, ckpt.is_file())))
+    train_model(padded=padded, embeddings=emb, model_cfg=ModelConfig(num_neurons=2),
+                train_cfg=TrainConfig(epochs=2, batch_size=8), checkpoint_dir=tmp_path,
+                on_epoch_end=lambda e, logs, ckpt: seen.append((e, ckpt.is_file())))
     assert seen == [(1, True), (2, True)]
 
 

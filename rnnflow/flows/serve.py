@@ -1,6 +1,6 @@
 """Serve one deployment of `train-rnn` per params file, named after the file's stem.
 
-    rnnflow serve                     # or: python -m flows.serve [params folder]
+    rnnflow serve                     # or: python -m rnnflow.flows.serve [params folder]
     export PREFECT_API_URL=http://127.0.0.1:4200/api
     prefect deployment run train-rnn/quick --watch -p overrides='{"train.epochs": 3}'
 
@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from flows.local_server import prefect_api
+from rnnflow.flows.local_server import prefect_api
 
 log = logging.getLogger("rnnflow.serve")
 
@@ -31,7 +31,7 @@ def serve_params(params_dir: Path = Path("params"), port: int = 4200) -> None:
         # Prefect reads its settings when imported: only now, with the API chosen.
         from prefect import serve
 
-        from flows.train_rnn import train_rnn
+        from rnnflow.flows.train_rnn import train_rnn
 
         deployments = [
             train_rnn.to_deployment(name=path.stem, tags=["rnnflow"],

@@ -4,7 +4,7 @@ import threading
 import pytest
 from prefect import flow
 
-import tasks
+from rnnflow import tasks
 
 
 class _FlakyHandler(http.server.BaseHTTPRequestHandler):
@@ -55,3 +55,25 @@ def test_a_checksum_error_is_not_retried(project, flaky_url):
     with pytest.raises(Exception, match="sha256"):
         fetch(flaky_url)
     assert _FlakyHandler.calls == 2  # one request: no retry
+
+
+def test_a_locator_may_only_take_its_steps_arguments():
+    def step(tokens, cfg):
+        return tokens
+
+    def locate(tokens, cfg, archive):
+        return "key", True
+
+    with pytest.raises(TypeError, match="archive"):
+        tasks.StageTask(step, locate)
+
+
+def test_the_cache_key_is_the_same_for_positional_and_keyword_calls(project, tiny_archive):
+    from rnnflow.config import DatasetConfig
+    from rnnflow.reviews import reviews_stage
+
+    cfg = DatasetConfig()
+    by_position = tasks.read_reviews.where(tiny_archive, "abc", cfg)
+    by_name = tasks.read_reviews.where(cfg=cfg, digest="abc", archive=tiny_archive)
+    assert by_position == by_name == (f"rnnflow-reviews-{reviews_stage('abc', cfg).key}", False)
+    assert tasks.read_reviews.where(tiny_archive, "abd", cfg) != by_position

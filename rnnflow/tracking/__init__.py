@@ -1,0 +1,50 @@
+"""Everything rnnflow tells MLflow, by concern. The only package of rnnflow that imports mlflow.
+
+- `store`: which tracking store, checking that it answers, the experiment;
+- `runs`: a run's lifecycle (`RunContext`, `start_run`), its params, metrics and artifacts;
+- `resume`: continued training, the "furthest run short of its epochs" policy;
+- `text_model`: the raw-text pyfunc, and finding the run `rnnflow predict` means.
+"""
+
+import warnings
+
+from rnnflow.tracking.resume import (
+    EPOCHS_DONE_TAG,
+    TRAIN_KEY_TAG,
+    Resume,
+    find_resume,
+    log_checkpoint,
+)
+from rnnflow.tracking.runs import (
+    RunContext,
+    log_epoch,
+    log_frame,
+    log_grid,
+    log_inputs,
+    log_keras_model,
+    log_metrics,
+    log_params,
+    log_report,
+    set_tags,
+    start_run,
+)
+from rnnflow.tracking.store import (
+    TrackingError,
+    git_commit,
+    tracking_uri,
+    use_experiment,
+    use_tracking_uri,
+)
+from rnnflow.tracking.text_model import load_text_model, log_text_model, resolve_run
+
+# A local Parquet path matches two of MLflow's dataset-source kinds, which resolve the same.
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+# The datasets' integer columns (label, rating) never hold missing values.
+warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+
+__all__ = [
+    "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Resume", "RunContext", "TrackingError", "find_resume",
+    "git_commit", "load_text_model", "log_checkpoint", "log_epoch", "log_frame", "log_grid",
+    "log_inputs", "log_keras_model", "log_metrics", "log_params", "log_report", "log_text_model",
+    "resolve_run", "set_tags", "start_run", "tracking_uri", "use_experiment", "use_tracking_uri",
+]

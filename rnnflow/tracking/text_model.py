@@ -1,0 +1,106 @@
+"""The raw-text model: the pyfunc that bundles tokenizer settings, vocabulary and network, and
+finding the run `rnnflow predict` means by `latest` or `best`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from rnnflow.tracking.store import TrackingError, tracking_uri
+
+TEXT_MODEL_TAG = "rnnflow_text_model"
+
+class TextPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc: a DataFrame with a `text` column in, probability/label/known_tokens out."""
+
+    def load_context(self, context) -> None:
+        import json
+
+        import keras
+
+        from rnnflow.config import PadConfig, TokenizeConfig
+        from rnnflow.predict import TextModel
+
+        cfg = json.loads(Path(context.artifacts["config"]).read_text())
+        vocab = json.loads(Path(context.artifacts["vocab"]).read_text())
+        model = keras.models.load_model(context.artifacts["keras_model"], safe_mode=True)
+        self.text_model = TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]),
+                                    PadConfig(**cfg["pad"]))
+
+    def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc's signature
+        texts = (model_input["text"].tolist() if isinstance(model_input, pd.DataFrame)
+                 else list(model_input))
+        return self.text_model.predict(texts)
+
+
+def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
+                   name: str = "text_model") -> str:
+    """Log the pyfunc that bundles the tokenizer settings, the vocabulary and the network."""
+    import json
+
+    import keras
+    import tensorflow as tf
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    import rnnflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"keras_model": Path(tmp) / "model.keras", "vocab": Path(tmp) / "vocab.json",
+                 "config": Path(tmp) / "config.json"}
+        model.save(paths["keras_model"])
+        paths["vocab"].write_text(json.dumps(vocab))
+        paths["config"].write_text(json.dumps({"tokenize": tokenize, "pad": pad}))
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "text")]),
+            outputs=Schema([ColSpec("double", "probability"), ColSpec("long", "label"),
+                            ColSpec("long", "known_tokens")]),
+        )
+        mlflow.set_tag(TEXT_MODEL_TAG, name)
+        info = mlflow.pyfunc.log_model(
+            name=name, python_model=TextPyfunc(),
+            artifacts={k: str(v) for k, v in paths.items()}, signature=signature,
+            input_example=pd.DataFrame({"text": ["A wonderful, moving film."]}),
+            code_paths=[str(Path(rnnflow.__file__).parent)],
+            pip_requirements=[f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}",
+                              "nltk", "pyarrow", "pandas", "pydantic>=2", "pyyaml"],
+        )
+    return info.model_uri
+
+
+
+def resolve_run(which: str, experiment: str | None = None) -> str:
+    """A run id from `which`: a run id, `latest` (newest run with a text model) or `best`
+    (highest val_accuracy), within one experiment or all of them."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    if which not in ("latest", "best"):
+        try:
+            return client.get_run(which).info.run_id
+        except Exception as exc:
+            raise TrackingError(f"--run {which}: no such MLflow run in {tracking_uri()}") from exc
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise TrackingError(f"--experiment {experiment}: no such experiment")
+        ids = [found.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    order = "attributes.start_time DESC" if which == "latest" else "metrics.val_accuracy DESC"
+    runs = client.search_runs(ids, filter_string=f"tags.{TEXT_MODEL_TAG} = 'text_model' and "
+                              "attributes.status = 'FINISHED'", order_by=[order], max_results=1)
+    if not runs:
+        raise TrackingError(f"no finished rnnflow run with a model in {tracking_uri()}"
+                            + (f" (experiment {experiment})" if experiment else "")
+                            + "; train one first: rnnflow run params/quick.yaml")
+    return runs[0].info.run_id
+
+
+def load_text_model(run_id: str):
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model")

@@ -1,0 +1,126 @@
+"""Helpers shared by the tests: archive builders, the `rnnflow` command in a subprocess, and
+stopping the process groups tests start. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import io
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench import REPO
+
+TINY_GRID = REPO / "params" / "tiny-grid.yaml"
+
+_POS = "wonderful superb moving brilliant delightful great loved masterpiece".split()
+_NEG = "awful boring dull terrible waste worst hated mess".split()
+_FILL = "the film movie plot actor scene story and was it this a of".split()
+
+
+def synthetic_reviews(n_per_class: int, seed: int = 0) -> dict[str, str]:
+    """{'aclImdb/<split>/<cls>/<id>_<rating>.txt': text}, with words that separate the classes."""
+    rng = random.Random(seed)
+    files = {}
+    for split in ("train", "test"):
+        for cls, words in (("pos", _POS), ("neg", _NEG)):
+            for i in range(n_per_class):
+                rating = rng.choice([7, 8, 9, 10] if cls == "pos" else [1, 2, 3, 4])
+                body = [rng.choice(words if rng.random() < 0.3 else _FILL)
+                        for _ in range(rng.randint(5, 40))]
+                text = " ".join(body).capitalize() + ".<br /><br />I " + rng.choice(words) + " it."
+                files[f"aclImdb/{split}/{cls}/{i}_{rating}.txt"] = text
+    return files
+
+
+def write_tar(path: Path, files: dict[str, str | bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            data = content.encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D102
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path) -> Iterator[tuple[str, Path]]:
+    """(base URL, root) of an HTTP server on 127.0.0.1 serving `root`, while the block runs."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def project_env(project: Path, **extra: str) -> dict[str, str]:
+    """The environment of an `rnnflow` subprocess working in `project`: Prefect state, data and
+    the MLflow store all inside it (MLflow exports the tracking URI an earlier test set in this
+    process), no API server inherited; then `extra`."""
+    env = {**os.environ, "PREFECT_HOME": str(project / ".prefect")}
+    for inherited in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR"):
+        env.pop(inherited, None)
+    return {**env, **extra}
+
+
+def run_tiny_grid(project: Path, archive: Path | str, *sets: str,
+                  **env: str) -> subprocess.CompletedProcess:
+    """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session.
+    Output goes to a file, not a pipe: a killed run's Prefect server child would hold a pipe
+    open; the session is cleaned up afterwards."""
+    args = ["--set", f"dataset.url={archive}", "--set", "grid={}"]
+    for s in sets:
+        args += ["--set", s]
+    out = project / f"run-{time.monotonic_ns()}.log"
+    with out.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", "run", str(TINY_GRID),
+                                 *args], cwd=project, env=project_env(project, **env), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, code, "", out.read_text())
+
+
+def rnnflow_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`rnnflow ARGS` in `project`, output captured, Prefect's INFO lines included."""
+    cmd = [sys.executable, "-m", "rnnflow.cli", *args]
+    return subprocess.run(cmd, cwd=project, env=project_env(project, PREFECT_LOGGING_LEVEL="INFO"),
+                          capture_output=True, text=True, timeout=600)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started with start_new_session, and its children; SIGKILL after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
