@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,8 +128,14 @@ class Experiment(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
 
     def flat(self) -> dict[str, Any]:
-        """Every resolved setting as a dotted key, the form MLflow params and `--set` use."""
-        return _flatten(self.model_dump())
+        """Every resolved setting as a dotted key, the form MLflow params and `--set` use.
+
+        A mapping-valued setting (`dataset.read_options`) is one key, whatever it holds, so
+        every run logs the same keys and `mlflow ui` can compare them."""
+        tree = self.model_dump()
+        return {"name": tree.pop("name"),
+                **{f"{section}.{key}": value for section, fields in tree.items()
+                   for key, value in fields.items()}}
 
 
 class Plan(_Section):
@@ -182,19 +189,16 @@ _PLAN_KEYS = ("grid", "variants", "runner", "dask_address")
 _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, dotted + "."))
-        else:
-            out[dotted] = value
-    return out
-
-
 def _valid_keys() -> list[str]:
     return list(Experiment().flat())
+
+
+def _mapping_keys() -> list[str]:
+    """Keys whose value is a mapping of free keys; `dataset.read_options.sep` sets one entry."""
+    return [f"{section}.{name}" for section, info in Experiment.model_fields.items()
+            if isinstance(info.annotation, type) and issubclass(info.annotation, _Section)
+            for name, field in info.annotation.model_fields.items()
+            if typing.get_origin(field.annotation) is dict]
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
@@ -210,7 +214,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 def _check_key(dotted: str, where: str) -> None:
     keys = _valid_keys()
-    if dotted not in keys:
+    if dotted not in keys and not any(dotted.startswith(f"{m}.") for m in _mapping_keys()):
         close = difflib.get_close_matches(dotted, keys, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ConfigError(f"{where}: unknown key '{dotted}'.{hint}")

@@ -1,3 +1,5 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,47 @@ def test_bad_runner_settings_name_file_and_key(tmp_path, text, needle):
     with pytest.raises(ConfigError) as err:
         load_plan(path)
     assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def _readme_keys() -> list[str]:
+    """The dotted keys of README's Parameters table; `a.b`, `c` rows name a.b and a.c."""
+    readme = (PARAMS.parent / "README.md").read_text()
+    section = readme.split("## Parameters", 1)[1]
+    rows = [line for line in section.split("\n\n")[2].splitlines() if line.startswith("| `")]
+    keys = []
+    for row in rows:
+        names = re.findall(r"`([a-z0-9_.]+)`", row.split("|")[1])
+        section = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
+        keys += [names[0]] + [section + n for n in names[1:]]
+    return keys
+
+
+def test_readme_lists_the_keys_it_should():
+    keys = _readme_keys()
+    assert {"name", "dataset.read_options", "train.epochs", "grid", "runner"} <= set(keys)
+    assert set(Experiment().flat()) <= set(keys)
+
+
+@pytest.mark.parametrize("key", _readme_keys())
+def test_every_documented_key_is_settable(tmp_path, key):
+    """With `--set` (text) and with a deployment's `overrides` (a mapping), to its default."""
+    plan_keys = {"grid": {}, "variants": [], "runner": "local", "dask_address": None}
+    value = plan_keys[key] if key in plan_keys else Experiment().flat()[key]
+    path = _write(tmp_path, "name: t\n")
+    assert load_plan(path, {key: value}).name
+    assert load_plan(path, [f"{key}={json.dumps(value)}"]).name
+
+
+def test_mapping_keys_take_a_mapping_or_one_entry(tmp_path):
+    path = _write(tmp_path, "name: t\ndataset: {source: csv}\n")
+    whole = load_plan(path, ['dataset.read_options={"sep": "\\t", "header": null, '
+                             '"names": ["text", "label"]}']).experiment
+    assert whole.dataset.read_options == {"sep": "\t", "header": None, "names": ["text", "label"]}
+    one = load_plan(path, {"dataset.read_options.sep": ";"}).experiment
+    assert one.dataset.read_options == {"sep": ";"}
+    assert one.flat()["dataset.read_options"] == {"sep": ";"}
+    assert "dataset.read_options" in Experiment().flat()  # logged even when empty
+    with pytest.raises(ConfigError, match="Did you mean 'dataset.read_options'"):
+        load_plan(path, ["dataset.read_option.sep=;"])
+    with pytest.raises(ConfigError, match="unknown key 'model.cells.x'"):
+        load_plan(path, ["model.cells.x=1"])
