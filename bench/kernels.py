@@ -1,0 +1,156 @@
+"""Fused recurrent layers vs stock Keras: fit and predict throughput on the lesson's shapes.
+
+Three models, each built twice from the same weights (fused layer and stock Keras layer):
+
+* simple_rnn: SimpleRNN(50, return_sequences=True) -> Dropout(0.2) -> Flatten -> Dense(1), the
+  lesson's model;
+* gru: GRU(64) last state -> Dense(1);
+* lstm: LSTM(50) last state -> Dense(1);
+
+all fed by a frozen 300-d embedding of 400 token ids per review (random vectors: the work per
+step is what is measured, not the accuracy), batch 32, binary cross-entropy. Fused and stock
+runs alternate, the best of --repeat is kept. Prints a markdown table and writes JSON.
+
+    python bench/kernels.py [--samples 2000] [--predict-samples 5000] [--repeat 2]
+                            [--cells simple_rnn,gru,lstm] [--steps 8] [--jit]
+                            [--json bench/results/kernels.json]
+
+Only rnnflow.fused is imported from the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from rnnflow.fused import recurrent_layer  # noqa: E402
+
+MAXLEN, DIM, VOCAB, BATCH = 400, 300, 20_000, 32
+UNITS = {"simple_rnn": 50, "gru": 64, "lstm": 50}
+
+
+def build(cell: str, kernel: str, vectors: np.ndarray, steps: int, jit: bool) -> keras.Model:
+    kw = {"steps": steps} if kernel == "fused" else {}
+    rnn, _ = recurrent_layer(
+        cell, UNITS[cell], return_sequences=cell == "simple_rnn", kernel=kernel, **kw
+    )
+    inputs = keras.Input((MAXLEN,), dtype="int32")
+    x = keras.layers.Embedding(VOCAB, DIM, trainable=False, weights=[vectors])(inputs)
+    x = rnn(x)
+    if cell == "simple_rnn":
+        x = keras.layers.Dropout(0.2)(x)
+        x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("rmsprop", "binary_crossentropy", jit_compile=jit)
+    return model
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def measure(cell: str, args, rng: np.random.Generator) -> dict:
+    vectors = rng.normal(scale=0.3, size=(VOCAB, DIM)).astype("float32")
+    x = rng.integers(1, VOCAB, size=(args.samples, MAXLEN)).astype("int32")
+    y = rng.integers(0, 2, size=(args.samples, 1)).astype("float32")
+    xp = rng.integers(1, VOCAB, size=(args.predict_samples, MAXLEN)).astype("int32")
+    models = {
+        k: build(cell, k, vectors, args.steps, args.jit and k == "fused")
+        for k in ("fused", "keras")
+    }
+    models["fused"].set_weights(models["keras"].get_weights())
+    for model in models.values():  # trace and warm up outside the timings
+        model.fit(x[: 2 * BATCH], y[: 2 * BATCH], batch_size=BATCH, epochs=1, verbose=0)
+        model.predict(xp[: 2 * BATCH], batch_size=BATCH, verbose=0)
+    best = {(k, what): float("inf") for k in models for what in ("fit", "predict")}
+    for _ in range(args.repeat):
+        for k, model in models.items():  # alternating: fused, stock, fused, stock
+            t = timed(lambda m=model: m.fit(x, y, batch_size=BATCH, epochs=1, verbose=0))
+            best[k, "fit"] = min(best[k, "fit"], t)
+            t = timed(lambda m=model: m.predict(xp, batch_size=BATCH, verbose=0))
+            best[k, "predict"] = min(best[k, "predict"], t)
+    row = {"cell": cell, "units": UNITS[cell]}
+    for k in models:
+        row[f"{k}_fit_samples_per_s"] = args.samples / best[k, "fit"]
+        row[f"{k}_predict_samples_per_s"] = args.predict_samples / best[k, "predict"]
+    row["fit_speedup"] = best["keras", "fit"] / best["fused", "fit"]
+    row["predict_speedup"] = best["keras", "predict"] / best["fused", "predict"]
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| model | fit fused (samples/s) | fit stock | fit ratio "
+        "| predict fused (samples/s) | predict stock | predict ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        name = f"{r['cell']}({r['units']})" + (
+            " seq+Flatten" if r["cell"] == "simple_rnn" else " last state"
+        )
+        lines.append(
+            f"| {name} | {r['fused_fit_samples_per_s']:.0f} | {r['keras_fit_samples_per_s']:.0f} "
+            f"| {r['fit_speedup']:.2f}x | {r['fused_predict_samples_per_s']:.0f} "
+            f"| {r['keras_predict_samples_per_s']:.0f} | {r['predict_speedup']:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--samples", type=int, default=2000, help="reviews per timed fit epoch")
+    p.add_argument("--predict-samples", type=int, default=5000, help="reviews per timed predict")
+    p.add_argument("--repeat", type=int, default=2, help="alternating runs; the best is kept")
+    p.add_argument("--cells", default="simple_rnn,gru,lstm")
+    p.add_argument("--steps", type=int, default=8, help="time steps per fused loop iteration")
+    p.add_argument("--jit", action="store_true", help="compile the fused model with XLA")
+    p.add_argument(
+        "--json", default=os.path.join(os.path.dirname(__file__), "results", "kernels.json")
+    )
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    rows = []
+    for cell in args.cells.split(","):
+        rows.append(measure(cell.strip(), args, rng))
+        print(f"{cell}: fit {rows[-1]['fit_speedup']:.2f}x", file=sys.stderr, flush=True)
+    print(table(rows))
+    result = {
+        "command": " ".join(["python", "bench/kernels.py", *(argv or sys.argv[1:])]),
+        "samples": args.samples,
+        "predict_samples": args.predict_samples,
+        "repeat": args.repeat,
+        "steps": args.steps,
+        "jit": args.jit,
+        "batch": BATCH,
+        "maxlen": MAXLEN,
+        "dim": DIM,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "rows": rows,
+    }
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
