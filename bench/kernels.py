@@ -11,11 +11,11 @@ all fed by a frozen 300-d embedding of 400 token ids per review (random vectors:
 step is what is measured, not the accuracy), batch 32, binary cross-entropy. Fused and stock
 runs alternate, the best of --repeat is kept. Prints a markdown table and writes JSON.
 
-    python bench/kernels.py [--samples 2000] [--predict-samples 5000] [--repeat 2]
-                            [--cells simple_rnn,gru,lstm] [--steps 8] [--jit]
+    python -m bench.kernels [--samples 2000] [--predict-samples 5000] [--repeat 2]
+                            [--cells simple_rnn,gru,lstm] [--steps 8] [--jit] [--maxlen 400]
                             [--json bench/results/kernels.json]
 
-Only rnnflow.fused is imported from the product.
+Only rnnflow.fused is imported from the product. `make bench` runs it as one of its parts.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -36,16 +35,17 @@ import tensorflow as tf  # noqa: E402
 
 from rnnflow.fused import recurrent_layer  # noqa: E402
 
-MAXLEN, DIM, VOCAB, BATCH = 400, 300, 20_000, 32
+DIM, VOCAB, BATCH = 300, 20_000, 32
 UNITS = {"simple_rnn": 50, "gru": 64, "lstm": 50}
 
 
-def build(cell: str, kernel: str, vectors: np.ndarray, steps: int, jit: bool) -> keras.Model:
+def build(cell: str, kernel: str, vectors: np.ndarray, steps: int, jit: bool,
+          maxlen: int) -> keras.Model:
     kw = {"steps": steps} if kernel == "fused" else {}
     rnn, _ = recurrent_layer(
         cell, UNITS[cell], return_sequences=cell == "simple_rnn", kernel=kernel, **kw
     )
-    inputs = keras.Input((MAXLEN,), dtype="int32")
+    inputs = keras.Input((maxlen,), dtype="int32")
     x = keras.layers.Embedding(VOCAB, DIM, trainable=False, weights=[vectors])(inputs)
     x = rnn(x)
     if cell == "simple_rnn":
@@ -65,11 +65,11 @@ def timed(fn) -> float:
 
 def measure(cell: str, args, rng: np.random.Generator) -> dict:
     vectors = rng.normal(scale=0.3, size=(VOCAB, DIM)).astype("float32")
-    x = rng.integers(1, VOCAB, size=(args.samples, MAXLEN)).astype("int32")
+    x = rng.integers(1, VOCAB, size=(args.samples, args.maxlen)).astype("int32")
     y = rng.integers(0, 2, size=(args.samples, 1)).astype("float32")
-    xp = rng.integers(1, VOCAB, size=(args.predict_samples, MAXLEN)).astype("int32")
+    xp = rng.integers(1, VOCAB, size=(args.predict_samples, args.maxlen)).astype("int32")
     models = {
-        k: build(cell, k, vectors, args.steps, args.jit and k == "fused")
+        k: build(cell, k, vectors, args.steps, args.jit and k == "fused", args.maxlen)
         for k in ("fused", "keras")
     }
     models["fused"].set_weights(models["keras"].get_weights())
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cells", default="simple_rnn,gru,lstm")
     p.add_argument("--steps", type=int, default=8, help="time steps per fused loop iteration")
     p.add_argument("--jit", action="store_true", help="compile the fused model with XLA")
+    p.add_argument("--maxlen", type=int, default=400, help="time steps per review")
     p.add_argument(
         "--json", default=os.path.join(os.path.dirname(__file__), "results", "kernels.json")
     )
@@ -130,14 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{cell}: fit {rows[-1]['fit_speedup']:.2f}x", file=sys.stderr, flush=True)
     print(table(rows))
     result = {
-        "command": " ".join(["python", "bench/kernels.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "bench.kernels", *(argv or sys.argv[1:])]),
         "samples": args.samples,
         "predict_samples": args.predict_samples,
         "repeat": args.repeat,
         "steps": args.steps,
         "jit": args.jit,
         "batch": BATCH,
-        "maxlen": MAXLEN,
+        "maxlen": args.maxlen,
         "dim": DIM,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),

@@ -4,6 +4,10 @@
     (b) script    a careful hand-written Keras script: ids, a frozen Embedding, no tracking
     (c) cold      `rnnflow run` with an empty data cache and a new MLflow store
     (d) warm      `rnnflow run` again with only model.num_neurons changed
+    (e) stock     (d) with the stock Keras recurrent layers (`model.kernel: keras`)
+
+and, apart, `python -m bench.kernels`: fit and predict samples/s of the fused against the stock
+layers for simple_rnn, gru and lstm on the lesson's shapes.
 
 The work: train on the train split (80%, the rest validates), the lesson's SimpleRNN for 2 epochs,
 word2vec trained on the train split, then score the whole test split. Each contender runs as its
@@ -34,15 +38,22 @@ HERE = Path(__file__).resolve().parent
 # (interpreter start, imports, Prefect's temporary server, MLflow's store).
 STAGES = ("read", "tokenize", "word2vec", "ids", "model", "fit", "test", "tracking", "other")
 TARGETS_DOC = {
-    "cold_vs_script_wall": "(c)/(b) wall time <= 1.0",
+    "cold_vs_script_wall": "(c)/(b) wall time <= 0.7",
+    "fused_fit_ratio": "(d)/(e) fit samples/s, fused over stock >= 2.0",
+    "fused_eval_ratio": "(e)/(d) evaluation (val + test) time, stock over fused >= 2.0",
     "cold_peak_rss_mb": "(c) peak RSS <= 1536 MB",
     "warm_preprocess_s": "(d) preprocessing before training <= 3 s",
     "tokenize_speedup": "(c) tokenize docs/s >= 1.7x single-process NLTK (b)",
     "fit_samples_ratio": "(c) training samples/s >= 0.95x plain model.fit (b)",
+    "kernel_fit_simple_rnn": "fused SimpleRNN(50) fit samples/s >= 2.0x stock",
+    "kernel_fit_gru": "fused GRU(64) fit samples/s >= 1.5x stock",
+    "kernel_fit_lstm": "fused LSTM(50) fit samples/s >= 1.5x stock",
 }
-LIMITS = {"cold_vs_script_wall": (None, 1.0), "cold_peak_rss_mb": (None, 1536),
+LIMITS = {"cold_vs_script_wall": (None, 0.7), "cold_peak_rss_mb": (None, 1536),
+          "fused_fit_ratio": (2.0, None), "fused_eval_ratio": (2.0, None),
           "warm_preprocess_s": (None, 3.0), "tokenize_speedup": (1.7, None),
-          "fit_samples_ratio": (0.95, None)}
+          "fit_samples_ratio": (0.95, None), "kernel_fit_simple_rnn": (2.0, None),
+          "kernel_fit_gru": (1.5, None), "kernel_fit_lstm": (1.5, None)}
 
 
 def _protocol(args: argparse.Namespace) -> list[str]:
@@ -51,10 +62,10 @@ def _protocol(args: argparse.Namespace) -> list[str]:
     return out + (["--limit", str(args.limit)] if args.limit else [])
 
 
-def _rnnflow_sets(args: argparse.Namespace, neurons: int) -> list[str]:
+def _rnnflow_sets(args: argparse.Namespace, neurons: int, kernel: str) -> list[str]:
     sets = {"dataset.url": Path(args.data).resolve().as_uri(), "embedding.source": "train",
             "pad.maxlen": args.maxlen, "embedding.vector_size": args.dim,
-            "train.epochs": args.epochs, "model.num_neurons": neurons}
+            "train.epochs": args.epochs, "model.num_neurons": neurons, "model.kernel": kernel}
     if args.limit:
         sets["dataset.limit"] = args.limit
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
@@ -77,14 +88,15 @@ def run_peer(name: str, script: str, extra: list[str], work: Path) -> dict:
             **own["figures"]}
 
 
-def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path) -> dict:
+def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path,
+                kernel: str = "fused") -> dict:
     env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     if args.src:  # another checkout's rnnflow, flows and tasks, for before/after comparisons
         env["PYTHONPATH"] = str(Path(args.src).resolve())
     cmd = [str(Path(sys.executable).parent / "rnnflow"), "run", str(REPO / "params" /
-           "lesson16.yaml"), *_rnnflow_sets(args, neurons), "--fresh"]
+           "lesson16.yaml"), *_rnnflow_sets(args, neurons, kernel), "--fresh"]
     print(f"\n== {name}: {' '.join(cmd)}", flush=True)
     meter = measure(cmd, env=env, cwd=work)
     if meter["returncode"] != 0:
@@ -113,9 +125,27 @@ def _latest_metrics(db: Path) -> dict[str, float]:
     return run.data.metrics
 
 
+def run_kernels(args: argparse.Namespace, work: Path) -> dict:
+    out = work / "kernels.json"
+    out.unlink(missing_ok=True)
+    size = (["--samples", "64", "--predict-samples", "64", "--repeat", "1"] if args.tiny
+            else ["--samples", "2000", "--predict-samples", "5000", "--repeat", "2"])
+    cmd = [sys.executable, "-m", "bench.kernels", "--maxlen", str(args.maxlen), *size,
+           "--json", str(out)]
+    print(f"\n== kernels: {' '.join(cmd)}", flush=True)
+    meter = measure(cmd)
+    if meter["returncode"] != 0:
+        raise SystemExit(f"kernels failed with exit code {meter['returncode']}")
+    return {row["cell"]: row for row in json.loads(out.read_text())["rows"]}
+
+
 def summarise(results: dict, n_docs: int) -> dict[str, float]:
     b, c, d = results.get("script"), results.get("cold"), results.get("warm")
+    e = results.get("stock")
     out: dict[str, float] = {}
+    if d and e:
+        out["fused_fit_ratio"] = d["train_samples_per_s"] / e["train_samples_per_s"]
+        out["fused_eval_ratio"] = e["stages"]["test"] / d["stages"]["test"]
     if b and c:
         out["cold_vs_script_wall"] = c["wall_s"] / b["wall_s"]
         out["tokenize_speedup"] = (n_docs / c["stages"]["tokenize"]) / b["tokenize_docs_per_s"]
@@ -133,9 +163,10 @@ def _met(key: str, value: float) -> str:
     return "met" if ok else "NOT met"
 
 
-def markdown(results: dict, targets: dict, meta: dict) -> str:
+def markdown(results: dict, targets: dict, meta: dict, kernels: dict) -> str:
     labels = {"book": "(a) book script", "script": "(b) hand-written",
-              "cold": "(c) rnnflow cold", "warm": "(d) rnnflow warm"}
+              "cold": "(c) rnnflow cold", "warm": "(d) rnnflow warm",
+              "stock": "(e) warm, stock Keras layers"}
     base = results.get("script")
     lines = [f"# bench {meta['date']}: {meta['data']}", "",
              f"{meta['machine']}; book script on {meta['book_docs']} sampled docs", "",
@@ -156,6 +187,16 @@ def markdown(results: dict, targets: dict, meta: dict) -> str:
     if "book" in results:
         lines += ["", f"(a) holds {results['book']['mb_per_doc']:.2f} MB per review "
                       f"({results['book']['array_dtype']} arrays)."]
+    if kernels:
+        lines += ["", "Fused against stock Keras layers (`python -m bench.kernels`, maxlen "
+                  f"{meta['args']['maxlen']}, batch 32, 300-d inputs):", "",
+                  "| cell | fit samples/s fused | stock | ratio | predict samples/s fused | "
+                  "stock | ratio |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {cell}({r['units']}) | {r['fused_fit_samples_per_s']:.0f} | "
+                  f"{r['keras_fit_samples_per_s']:.0f} | {r['fit_speedup']:.2f} | "
+                  f"{r['fused_predict_samples_per_s']:.0f} | "
+                  f"{r['keras_predict_samples_per_s']:.0f} | {r['predict_speedup']:.2f} |"
+                  for cell, r in kernels.items()]
     lines += ["", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {TARGETS_DOC[k]} | {v:.2f} | {_met(k, v)} |" for k, v in targets.items()]
     return "\n".join(lines) + "\n"
@@ -168,8 +209,8 @@ def main() -> None:
                         help="reviews the book script samples from each of train and test")
     parser.add_argument("--limit", type=int, help="reviews per split for (b)-(d); default all")
     add_lesson_args(parser)
-    parser.add_argument("--only", default="book,script,cold,warm",
-                        help="comma-separated subset of book,script,cold,warm")
+    parser.add_argument("--only", default="book,script,cold,warm,stock,kernels",
+                        help="comma-separated subset of book,script,cold,warm,stock,kernels")
     parser.add_argument("--tiny", action="store_true",
                         help="a smoke run: 200 reviews per split, maxlen 50, 16-d, 1 epoch")
     parser.add_argument("--src", help="run (c) and (d) from this checkout of rnnflow instead of "
@@ -199,19 +240,25 @@ def main() -> None:
         results["cold"] = run_rnnflow("cold", args, args.neurons, work)
     if "warm" in only:
         results["warm"] = run_rnnflow("warm", args, args.neurons + 10, work)
+    if "stock" in only:
+        results["stock"] = run_rnnflow("stock", args, args.neurons + 10, work, kernel="keras")
+    kernels = run_kernels(args, work) if "kernels" in only else {}
 
     n_docs = results.get("script", {}).get("docs", 0)
     targets = summarise(results, n_docs)
+    for cell, row in kernels.items():  # the per-cell targets: simple_rnn >= 2x, the others 1.5x
+        targets[f"kernel_fit_{cell}"] = row["fit_speedup"]
     today = dt.date.today().isoformat()
     meta = {"date": today, "data": Path(args.data).name, "book_docs": args.book_docs,
             "machine": f"{os.cpu_count()} cores, Python {sys.version.split()[0]}",
             "args": vars(args)}
-    table = markdown(results, targets, meta)
+    table = markdown(results, targets, meta, kernels)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / (today + ("-tiny" if args.tiny else ""))
     stem.with_suffix(".json").write_text(json.dumps(
-        {"meta": meta, "results": results, "targets": targets}, indent=2, default=str))
+        {"meta": meta, "results": results, "kernels": kernels, "targets": targets}, indent=2,
+        default=str))
     stem.with_suffix(".md").write_text(table)
     print("\n" + table)
     print(f"written: {stem}.json, {stem}.md")

@@ -92,6 +92,9 @@ class ModelConfig(_Section):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     bidirectional: bool = False
     num_layers: int = Field(1, ge=1, le=8)  # stacked recurrent layers
+    # `fused`: rnnflow's recurrent layers (rnnflow/fused.py), Keras's exact function and weights
+    # computed 2-3x faster on CPU; `keras`: the stock layers, for comparison or as a fallback.
+    kernel: Literal["fused", "keras"] = "fused"
 
 
 class TrainConfig(_Section):

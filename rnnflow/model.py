@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from rnnflow.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
@@ -12,7 +16,8 @@ def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
     import keras
     from keras import layers
 
-    cells = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
+    from rnnflow.fused import recurrent_layer
+
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
     # Looking ids up in a frozen copy of the word2vec table is the same function as the book's
     # docs x maxlen x 300 float input, without materialising it. No mask: like the book, padding
@@ -24,7 +29,10 @@ def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
         # Stacked layers hand every time step on; only the last one may return its last state.
         sequences = cfg.return_sequences or i < cfg.num_layers - 1
         name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
-        rnn = cells[cfg.cell](cfg.num_neurons, return_sequences=sequences, name=name)
+        rnn, fallback = recurrent_layer(cfg.cell, cfg.num_neurons, return_sequences=sequences,
+                                        kernel=cfg.kernel, name=name)
+        if fallback:  # never fails: a configuration the fused layer cannot do trains stock
+            log.info("%s", fallback)
         x = (layers.Bidirectional(rnn, name=f"bi_{name}") if cfg.bidirectional else rnn)(x)
     x = layers.Dropout(cfg.dropout)(x)
     if cfg.return_sequences:
@@ -35,3 +43,26 @@ def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
     # table into the model's JSON config.
     embed.set_weights([weights])
     return model
+
+
+def stock_twin(model, cfg: ModelConfig):
+    """The same network and weights with the stock Keras layers: what is exported as the run's
+    Keras model, which then loads in any Keras 3 without rnnflow installed."""
+    if cfg.kernel == "keras":
+        return model
+    embed = model.get_layer("word2vec")
+    twin = build_model(cfg.model_copy(update={"kernel": "keras"}),
+                       np.zeros(embed.embeddings.shape, dtype="float32"),
+                       model.input_shape[1], embed.trainable)
+    twin.set_weights(model.get_weights())  # the fused layers keep the stock weight layout
+    return twin
+
+
+def load_model(path):
+    """A saved rnnflow model, loaded with Keras safe mode (no code is deserialised); the fused
+    layers are registered with Keras on import."""
+    import keras
+
+    import rnnflow.fused  # noqa: F401 - registers the fused layers' names
+
+    return keras.models.load_model(path, safe_mode=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rnnflow.config import ModelConfig, TrainConfig
 from rnnflow.embeddings import load_table
-from rnnflow.model import build_model
+from rnnflow.model import build_model, load_model
 from rnnflow.pad import load_split
 from rnnflow.storage import Stage, release_memory
 
@@ -64,7 +64,7 @@ def train_model(
     x_train, y_train = load_split(padded.file("train.parquet"))
     x_val, y_val = load_split(padded.file("val.parquet"))
     if resume_from is not None:
-        model = keras.models.load_model(resume_from, safe_mode=True)
+        model = load_model(resume_from)
         log.info("continuing %s from epoch %d", model.name, initial_epoch)
     else:
         _, weights = load_table(embeddings)

@@ -26,6 +26,7 @@ from rnnflow import tokens as tokens_step
 from rnnflow.config import Experiment, Plan, load_plan
 from rnnflow.embeddings import load_vocab
 from rnnflow.evaluate import Evaluation
+from rnnflow.model import stock_twin
 from rnnflow.predict import TextModel
 from rnnflow.report import summarize
 from rnnflow.storage import Stage, content_key
@@ -117,7 +118,7 @@ def _log_outcome(point: Experiment, prep: Prepared, model, fit: Fit, evaluation:
         seconds=seconds, preprocess_seconds=prep.seconds,
         reviews_parquet=prep.reviews.file("reviews.parquet"), mistakes=point.evaluate.mistakes,
         text_model=text_model, sentences=point.evaluate.sentences))
-    tracking.log_keras_model(model)
+    tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
     tracking.log_text_model(model, text_model.vocab, point.tokenize.model_dump(),
                             point.pad.model_dump())
 

@@ -21,14 +21,13 @@ class TextPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import json
 
-        import keras
-
         from rnnflow.config import PadConfig, TokenizeConfig
+        from rnnflow.model import load_model
         from rnnflow.predict import TextModel
 
         cfg = json.loads(Path(context.artifacts["config"]).read_text())
         vocab = json.loads(Path(context.artifacts["vocab"]).read_text())
-        model = keras.models.load_model(context.artifacts["keras_model"], safe_mode=True)
+        model = load_model(context.artifacts["keras_model"])
         self.text_model = TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]),
                                     PadConfig(**cfg["pad"]))
 

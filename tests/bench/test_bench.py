@@ -12,7 +12,7 @@ from bench import REPO, SAMPLE
 
 
 @pytest.mark.slow
-def test_make_bench_reports_all_four_contenders(tmp_path):
+def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     if not SAMPLE.is_file():
         pytest.skip(f"{SAMPLE} is not present")
     done = subprocess.run(
@@ -23,7 +23,7 @@ def test_make_bench_reports_all_four_contenders(tmp_path):
 
     (report,) = (tmp_path / "out").glob("*-tiny.json")
     result = json.loads(report.read_text())
-    assert list(result["results"]) == ["book", "script", "cold", "warm"]
+    assert list(result["results"]) == ["book", "script", "cold", "warm", "stock"]
     for name, row in result["results"].items():
         assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50, name
         assert row["stages"]["fit"] > 0 and row["train_samples_per_s"] > 0, name
@@ -34,7 +34,13 @@ def test_make_bench_reports_all_four_contenders(tmp_path):
     assert warm["stages"]["tokenize"] < cold["stages"]["tokenize"]
     assert set(result["targets"]) == {"cold_vs_script_wall", "cold_peak_rss_mb",
                                       "warm_preprocess_s", "tokenize_speedup",
-                                      "fit_samples_ratio"}
+                                      "fit_samples_ratio", "fused_fit_ratio", "fused_eval_ratio",
+                                      "kernel_fit_simple_rnn", "kernel_fit_gru",
+                                      "kernel_fit_lstm"}
+    assert set(result["kernels"]) == {"simple_rnn", "gru", "lstm"}
+    for cell, row in result["kernels"].items():
+        assert row["fused_fit_samples_per_s"] > 0 and row["keras_predict_samples_per_s"] > 0, cell
     table = (tmp_path / "out" / report.name.replace(".json", ".md")).read_text()
     assert "(c) rnnflow cold" in table and "| target |" in table
+    assert "(e) warm, stock Keras layers" in table and "| lstm(50) |" in table
     assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written

@@ -3,20 +3,47 @@ import pytest
 
 from rnnflow.config import ModelConfig
 from rnnflow.evaluate import score
-from rnnflow.model import build_model
+from rnnflow.model import build_model, stock_twin
 
 
 def _trainable(model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-def test_lesson_model_has_the_books_parameter_count():
+@pytest.mark.parametrize(("kernel", "rnn"), [("fused", "FusedSimpleRNN"), ("keras", "SimpleRNN")])
+def test_lesson_model_has_the_books_parameter_count(kernel, rnn):
+    import keras
+
     weights = np.zeros((10, 300), dtype=np.float32)
-    model = build_model(ModelConfig(), weights, maxlen=400)
+    model = build_model(ModelConfig(kernel=kernel), weights, maxlen=400)
     # SimpleRNN: 300*50 + 50*50 + 50 = 17,550; Dense over 400*50 flattened outputs: 20,001.
     assert _trainable(model) == 37_551
     assert [layer.__class__.__name__ for layer in model.layers] == [
-        "InputLayer", "Embedding", "SimpleRNN", "Dropout", "Flatten", "Dense"]
+        "InputLayer", "Embedding", rnn, "Dropout", "Flatten", "Dense"]
+    assert isinstance(model.layers[2], keras.layers.SimpleRNN)  # the fused layer is one too
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(num_neurons=4),
+    ModelConfig(cell="gru", num_neurons=3, return_sequences=False, bidirectional=True),
+    ModelConfig(cell="lstm", num_neurons=3, num_layers=2, return_sequences=False),
+])
+def test_stock_twin_computes_the_same_function_without_rnnflow_layers(cfg):
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(9, 5)).astype(np.float32)
+    model = build_model(cfg, weights, maxlen=11)
+    twin = stock_twin(model, cfg)
+    assert not any(type(layer).__module__.startswith("rnnflow") for layer in _all_layers(twin))
+    ids = rng.integers(0, 9, size=(6, 11)).astype(np.int32)
+    np.testing.assert_allclose(twin.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        yield from (getattr(layer, a) for a in ("forward_layer", "backward_layer")
+                    if hasattr(layer, a))
 
 
 @pytest.mark.parametrize(("cell", "expected"), [
