@@ -74,6 +74,21 @@ def write_tar(path: Path, files: dict[str, str | bytes]) -> Path:
     return path
 
 
+def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
+    """The files of `write_tar`, extracted: `root` then holds aclImdb/."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The aclImdb/ folder of `tiny_archive`, extracted (its parent holds only it)."""
+    return write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20)) / "aclImdb"
+
+
 @pytest.fixture
 def tiny_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A synthetic aclImdb-layout .tar.gz: 20 reviews per class and split."""

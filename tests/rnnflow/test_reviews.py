@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from rnnflow.config import DatasetConfig
+from rnnflow.download import download_dataset
 from rnnflow.reviews import DatasetError, read_reviews
-from tests.conftest import synthetic_reviews, write_tar
+from tests.conftest import synthetic_reviews, write_folder, write_tar
 
 
 def _read(path, **cfg):
@@ -90,6 +91,14 @@ def test_invalid_utf8_is_replaced(project, tmp_path, caplog):
     frame = _read(write_tar(tmp_path / "latin.tar.gz", files))
     assert frame[frame.id == "train/pos/77_8"].text.item() == "caf\ufffd was great"
     assert "1 reviews were not valid UTF-8" in caplog.text
+
+
+def test_folder_without_reviews_says_what_was_expected(project, tmp_path):
+    folder = write_folder(tmp_path / "other", {"reviews/1.txt": "hello", "README": "x"})
+    path, digest = download_dataset(str(folder))
+    with pytest.raises(DatasetError, match=r"no reviews found\. Expected the aclImdb layout: "
+                                           r"aclImdb/\{train,test\}"):
+        read_reviews(path, digest, DatasetConfig())
 
 
 def test_reuses_a_finished_stage(project, tiny_archive):
