@@ -28,7 +28,7 @@ class DatasetError(ValueError):
 
 def _decode(raw: bytes, name: str, bad: list[str]) -> str:
     """UTF-8, else cp1252: a review that is not UTF-8 is almost always Windows Latin-1
-    (`Caf\xe9`). The five bytes cp1252 leaves undefined become U+FFFD."""
+    (byte 0xE9 for é). The five bytes cp1252 leaves undefined become U+FFFD."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -168,7 +168,8 @@ def _check(frame: pd.DataFrame, source: Path) -> None:
 
 
 def reviews_stage(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
-    """Where read_reviews writes: the file's sha256 and the settings that shape the split."""
+    """Where read_reviews writes: the file's sha256 (a folder's fingerprint) and the settings
+    that shape the split."""
     return stage("reviews", cfg.model_dump(exclude={"url", "sha256"}), digest, VERSION)
 
 
