@@ -1,4 +1,7 @@
-"""download_dataset: fetch a file by http(s) URL, file:// URL or path, checksummed and cached."""
+"""download_dataset: fetch a file by http(s) URL, file:// URL or path, checksummed and cached.
+
+A local path or file:// URL may also name a folder (an extracted aclImdb folder or the one
+that holds it): it is read where it is and identified by `folder_fingerprint`."""
 
 from __future__ import annotations
 
@@ -45,10 +48,43 @@ def is_local(url: str) -> bool:
 
 
 def present_file(url: str) -> Path | None:
-    """The local file `url` refers to, if it is already here (no download, no hashing)."""
+    """The local file or folder `url` refers to, if it is already here (no download, no
+    hashing)."""
     local = _local_path(url)
+    if local is not None and local.is_dir():
+        return local
     path = local if local is not None else _raw_path(url)
     return path if path.is_file() else None
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A sha256 over the relative path, size and mtime_ns of every file under `folder`: what
+    changes when a review is edited, added, removed or renamed, at the cost of one stat per
+    file (os.scandir) instead of reading them all. Symlinked folders are not followed, as
+    read_reviews does not follow them."""
+    root = os.fspath(folder)
+    skip = len(os.path.join(root, ""))  # the relative path is what follows "<root>/"
+    entries: list[str] = []
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file():
+                    st = entry.stat()
+                    entries.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}")
+    entries.sort()
+    return hashlib.sha256("\n".join(entries).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def local_stamp(path: Path) -> str:
+    """Cheap identity of a local dataset's content: a file's size and mtime, a folder's
+    fingerprint. Part of the download step's cache key, so editing either is noticed."""
+    if path.is_dir():
+        return folder_fingerprint(path)
+    st = path.stat()
+    return f"{st.st_size}|{st.st_mtime_ns}"
 
 
 def _fetch(url: str, target: Path) -> Path:
@@ -74,13 +110,23 @@ def _fetch(url: str, target: Path) -> Path:
 
 
 def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
-    """Return a local copy of `url` and its sha256.
+    """Return a local copy of `url` and its sha256 (a folder: its `folder_fingerprint`).
 
     http(s) files go to data/raw/ through pooch (atomic, with a progress bar) and are fetched
-    once; local files are read where they are. A given sha256 is checked either way, and a
-    downloaded file that fails it is deleted so the next try fetches it again.
+    once; local files and folders are read where they are. A given sha256 is checked for a
+    file either way, and a downloaded file that fails it is deleted so the next try fetches it
+    again; a folder has no sha256, so one given for it is an error.
     """
     local = _local_path(url)
+    if local is not None and local.is_dir():
+        if sha256:
+            raise ChecksumError(
+                f"{url} is a folder: dataset.sha256 applies only to an archive file; remove "
+                "it (a folder is identified by its files' names, sizes and modification times)")
+        path = local.resolve()
+        digest = folder_fingerprint(path)
+        log.info("dataset folder %s (fingerprint %s…)", path, digest[:12])
+        return path, digest
     if local is not None:
         if not local.is_file():
             raise FileNotFoundError(f"dataset file not found: {local}")

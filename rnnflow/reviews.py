@@ -17,7 +17,7 @@ from rnnflow.storage import Stage, stage, write_parquet, writing
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: reviews that are not UTF-8 are decoded as cp1252
 # <anything>/{train,test}/{pos,neg}/<id>_<rating>.txt ; unsup/ and other files are skipped.
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
@@ -27,11 +27,13 @@ class DatasetError(ValueError):
 
 
 def _decode(raw: bytes, name: str, bad: list[str]) -> str:
+    """UTF-8, else cp1252: a review that is not UTF-8 is almost always Windows Latin-1
+    (byte 0xE9 for é). The five bytes cp1252 leaves undefined become U+FFFD."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         bad.append(name)
-        return raw.decode("utf-8", errors="replace")
+        return raw.decode("cp1252", errors="replace")
 
 
 def _needs_filter(member: tarfile.TarInfo) -> bool:
@@ -166,7 +168,8 @@ def _check(frame: pd.DataFrame, source: Path) -> None:
 
 
 def reviews_stage(digest: str, cfg: DatasetConfig) -> Stage:
-    """Where read_reviews writes: the file's sha256 and the settings that shape the split."""
+    """Where read_reviews writes: the file's sha256 (a folder's fingerprint) and the settings
+    that shape the split."""
     return stage("reviews", cfg.model_dump(exclude={"url", "sha256"}), digest, VERSION)
 
 
@@ -181,8 +184,8 @@ def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
     else:
         frame, bad = _load_table(archive, cfg), []
     if bad:
-        log.warning("%d reviews were not valid UTF-8 and were decoded with replacement "
-                    "characters, e.g. %s", len(bad), bad[0])
+        log.warning("%d reviews were not valid UTF-8 and were decoded as cp1252 (Windows "
+                    "Latin-1), e.g. %s", len(bad), bad[0])
     _check_found(frame, archive)
     frame = split_reviews(frame, cfg)
     _check(frame, archive)

@@ -74,12 +74,12 @@ def _stage(locate: Callable[..., Stage]) -> Locator:
 
 
 def _raw_file(url: str, sha256: str | None = None) -> tuple[str, bool]:
-    """A download is keyed by URL and checksum; a local file also by its size and mtime, so
-    editing it in place is noticed."""
+    """A download is keyed by URL and checksum; a local file also by its size and mtime, a
+    local folder by its fingerprint, so editing either in place is noticed."""
     path = download.present_file(url)
     stat = ""
     if path is not None and download.is_local(url):
-        stat = f"{path.stat().st_size}|{path.stat().st_mtime_ns}"
+        stat = download.local_stamp(path)
     key = hashlib.sha256(f"{url}|{sha256}|{stat}".encode()).hexdigest()[:24]
     return f"rnnflow-raw-{key}", path is not None
 

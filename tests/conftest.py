@@ -21,6 +21,7 @@ from tests.helpers import (
     serve_folder,
     stop_group,
     synthetic_reviews,
+    write_folder,
     write_tar,
 )
 
@@ -43,6 +44,12 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # An in-process flow of an earlier test leaves MLflow pointed at that test's database.
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     return tmp_path
+
+
+@pytest.fixture
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The aclImdb/ folder of `tiny_archive`, extracted (its parent holds only it)."""
+    return write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20)) / "aclImdb"
 
 
 @pytest.fixture

@@ -53,6 +53,15 @@ def write_tar(path: Path, files: dict[str, str | bytes]) -> Path:
     return path
 
 
+def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
+    """The files of `write_tar`, extracted: `root` then holds aclImdb/."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return root
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

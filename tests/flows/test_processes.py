@@ -41,6 +41,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_for_deployment(api_url: str, name: str, serve: subprocess.Popen, log: Path,
+                         timeout: float) -> None:
+    """Poll the API until it knows deployment `name`: the condition `prefect deployment run`
+    needs, rather than a line in the log."""
+    import httpx
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        while True:
+            assert serve.poll() is None, log.read_text()[-3000:]
+            try:
+                with get_client(sync_client=True) as client:  # a new one: none retries
+                    client.read_deployment_by_name(name)      # before its first connection
+                return
+            except (ObjectNotFound, httpx.HTTPError):  # not registered yet, or server booting
+                pass
+            assert time.monotonic() < deadline, f"{name} not on the API:\n{log.read_text()[-3000:]}"
+            time.sleep(0.5)
+
+
 def test_served_deployment_runs_when_triggered(project, tiny_archive):
     port = _free_port()
     log = (project / "serve.log").open("w")
@@ -49,11 +72,8 @@ def test_served_deployment_runs_when_triggered(project, tiny_archive):
         cwd=project, env=project_env(project), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while "serving train-rnn/" not in (project / "serve.log").read_text():
-            assert serve.poll() is None, (project / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "serve did not come up"
-            time.sleep(1)
+        _wait_for_deployment(f"http://127.0.0.1:{port}/api", "train-rnn/tiny-grid", serve,
+                             project / "serve.log", timeout=240)
         overrides = json.dumps({"dataset.url": str(tiny_archive), "grid": {}})
         trigger = subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run",

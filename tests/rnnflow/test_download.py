@@ -1,8 +1,10 @@
+import os
 import shutil
 
 import pytest
 
-from rnnflow.download import ChecksumError, DownloadError, download_dataset
+from rnnflow import tasks
+from rnnflow.download import ChecksumError, DownloadError, download_dataset, folder_fingerprint
 from rnnflow.storage import sha256_file
 
 
@@ -45,3 +47,30 @@ def test_missing_local_file(project, tmp_path):
 def test_unreachable_host_is_a_download_error(project):
     with pytest.raises(DownloadError, match="could not download"):
         download_dataset("http://127.0.0.1:9/a.tar.gz")
+
+
+@pytest.mark.parametrize("form", ["aclImdb", "parent", "file-url"])
+def test_a_folder_is_read_in_place(project, tiny_folder, form):
+    folder = tiny_folder.parent if form == "parent" else tiny_folder
+    url = f"file://{folder}" if form == "file-url" else str(folder)
+    path, digest = download_dataset(url)
+    assert path == folder and digest == folder_fingerprint(folder)
+    assert not (project / "data").exists()
+
+
+def test_editing_a_review_changes_the_folder_key(project, tiny_folder):
+    url = str(tiny_folder)
+    key, present = tasks._raw_file(url)
+    digest = download_dataset(url)[1]
+    assert present and tasks._raw_file(url)[0] == key  # stable while nothing changes
+    review = sorted((tiny_folder / "train" / "pos").iterdir())[0]
+    st = review.stat()
+    review.write_text(review.read_text().replace(" ", "  ", 1))
+    os.utime(review, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert tasks._raw_file(url)[0] != key
+    assert download_dataset(url)[1] != digest
+
+
+def test_a_sha256_for_a_folder_is_refused(project, tiny_folder):
+    with pytest.raises(ChecksumError, match="is a folder: dataset.sha256 applies only"):
+        download_dataset(str(tiny_folder), "0" * 64)

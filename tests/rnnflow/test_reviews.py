@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from rnnflow.config import DatasetConfig
+from rnnflow.download import download_dataset
 from rnnflow.reviews import DatasetError, read_reviews
-from tests.helpers import synthetic_reviews, write_tar
+from tests.helpers import synthetic_reviews, write_folder, write_tar
 
 
 def _read(path, **cfg):
@@ -84,12 +85,25 @@ def test_corrupt_archive(project, tmp_path):
         _read(path)
 
 
-def test_invalid_utf8_is_replaced(project, tmp_path, caplog):
-    files = dict(synthetic_reviews(10))
-    files["aclImdb/train/pos/77_8.txt"] = b"caf\xe9 was great"
-    frame = _read(write_tar(tmp_path / "latin.tar.gz", files))
-    assert frame[frame.id == "train/pos/77_8"].text.item() == "caf\ufffd was great"
-    assert "1 reviews were not valid UTF-8" in caplog.text
+@pytest.mark.parametrize("form", ["archive", "folder"])
+def test_invalid_utf8_is_decoded_as_cp1252(project, tmp_path, caplog, form):
+    files: dict[str, str | bytes] = dict(synthetic_reviews(10))
+    files["aclImdb/train/pos/77_8.txt"] = "Café crème, “superb”".encode("cp1252")
+    files["aclImdb/train/pos/78_9.txt"] = b"na\xefve \x81 bytes"  # 0x81: not in cp1252
+    source = (write_tar(tmp_path / "latin.tar.gz", files) if form == "archive"
+              else write_folder(tmp_path / "latin", files))
+    frame = _read(source)
+    assert frame[frame.id == "train/pos/77_8"].text.item() == "Café crème, “superb”"
+    assert frame[frame.id == "train/pos/78_9"].text.item() == "naïve \ufffd bytes"
+    assert "2 reviews were not valid UTF-8 and were decoded as cp1252" in caplog.text
+
+
+def test_folder_without_reviews_says_what_was_expected(project, tmp_path):
+    folder = write_folder(tmp_path / "other", {"reviews/1.txt": "hello", "README": "x"})
+    path, digest = download_dataset(str(folder))
+    with pytest.raises(DatasetError, match=r"no reviews found\. Expected the aclImdb layout: "
+                                           r"aclImdb/\{train,test\}"):
+        read_reviews(path, digest, DatasetConfig())
 
 
 def test_reuses_a_finished_stage(project, tiny_archive):
