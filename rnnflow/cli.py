@@ -33,6 +33,8 @@ def _quiet_environment(debug: bool = False) -> None:
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
     # The temporary Prefect server would otherwise phone home (and log failures offline).
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # MLflow draws a progress bar for every artifact it fetches (test predictions, models).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rnnflow").setLevel(logging.INFO)
@@ -59,7 +61,8 @@ def run(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override a key: --set train.epochs=3 (repeatable).")] = None,
     fresh: Annotated[bool, typer.Option(
-        help="Train from scratch even where an earlier run could be continued.")] = False,
+        help="Train from scratch even where a finished run could be reused or an earlier "
+             "run continued.")] = False,
     runner: Annotated[str | None, typer.Option(
         help="Where the points train: local (one after another) or dask; overrides the "
              "params file's `runner`.")] = None,
@@ -99,7 +102,8 @@ def run(
         except _user_errors() as exc:
             _fail(exc, debug)
     for row in results:
-        typer.echo(f"run {row['run_id']}: val_accuracy={row['val_accuracy']:.4f} "
+        typer.echo(f"run {row['run_id']}{' (reused)' if row.get('reused') else ''}: "
+                   f"val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
 
 
@@ -138,6 +142,34 @@ def predict(
     for text, prob, label in zip(items, result.probability, result.label, strict=True):
         short = text if len(text) <= 70 else text[:67] + "..."
         typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")
+
+
+@app.command()
+def compare(
+    refs: Annotated[list[str], typer.Argument(
+        help="Run ids or experiment names (an experiment stands for its finished training "
+             "runs); the first run is the baseline.")],
+    out: Annotated[Path, typer.Option(help="Where to write the overlaid learning curves.")
+                   ] = Path("compare.png"),
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Print the params that differ, metric deltas with a paired 95% interval on the shared
+    test reviews, and the first stage that differs; write the learning curves overlaid."""
+    _quiet_environment(debug)
+    from rnnflow import compare as comparing
+    from rnnflow import tracking
+
+    try:
+        records = tracking.load_runs(refs)
+    except tracking.TrackingError as exc:
+        _fail(exc, debug)
+    if len(records) < 2:
+        _fail(ConfigError(f"{' '.join(refs)}: {len(records)} run found; compare needs two or "
+                          "more"), debug)
+    typer.echo(comparing.render(records))
+    fig = comparing.plot_curves(records)
+    fig.savefig(out, dpi=110)
+    typer.echo(f"learning curves: {out}")
 
 
 @app.command()

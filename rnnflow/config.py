@@ -147,6 +147,8 @@ class Plan(_Section):
     experiment: Experiment
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
+    # Train every point this many times, with seeds train.seed + i (i = 0 .. repeats - 1).
+    repeats: int = Field(1, ge=1, le=100)
     # Where the points train: `local` one after another in the flow's process, `dask` as
     # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
     runner: Literal["local", "dask"] = "local"
@@ -175,6 +177,13 @@ class Plan(_Section):
         """A grid (or variants) is one parent run with a child run per point."""
         return bool(self.grid or self.variants)
 
+    def trials(self, point: Experiment) -> list[Experiment]:
+        """The point's repeats: the same settings with seeds train.seed + i."""
+        if self.repeats == 1:
+            return [point]
+        return [point.model_copy(update={"train": point.train.model_copy(
+            update={"seed": point.train.seed + i})}) for i in range(self.repeats)]
+
     def varied_keys(self) -> list[str]:
         """The dotted keys that differ between the points of this grid."""
         keys = list(self.grid)
@@ -188,7 +197,7 @@ class Plan(_Section):
         return yaml.safe_dump(tree, sort_keys=False)
 
 
-_PLAN_KEYS = ("grid", "variants", "runner", "dask_address")
+_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address")
 _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 

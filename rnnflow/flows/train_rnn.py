@@ -29,6 +29,7 @@ from rnnflow.evaluate import Evaluation
 from rnnflow.model import stock_twin
 from rnnflow.predict import TextModel
 from rnnflow.report import summarize
+from rnnflow.results import PointResult, best_index, plot_test_accuracy, results_table
 from rnnflow.storage import Stage, content_key
 from rnnflow.tracking import Resume, RunContext
 from rnnflow.train import Fit, limit_threads
@@ -39,10 +40,10 @@ log = logging.getLogger("rnnflow.flow")
 @flow(name="train-rnn")
 def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
               fresh: bool = False) -> list[dict[str, Any]]:
-    """Run every point of a params file; returns one result row per point.
+    """Run every point of a params file, `repeats` times each; returns one row per run.
 
-    `overrides` maps dotted keys to values (`{"train.epochs": 3}`); `fresh` starts training
-    from scratch even where an earlier run could be continued.
+    `overrides` maps dotted keys to values (`{"train.epochs": 3}`); `fresh` trains from scratch
+    even where an earlier run could be reused or continued.
     """
     plan = load_plan(params_file, overrides)  # every point valid before any work
     ctx = RunContext(
@@ -51,28 +52,35 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
         tags={"prefect.flow_run_id": str(flow_run.id or ""),
               "git_commit": tracking.git_commit() or "", "params_file": str(params_file)})
     if plan.is_grid:
-        with tracking.start_run(ctx, f"{plan.name}-grid") as parent_id:
-            rows = _run_points(plan, ctx.under(parent_id))
-            table = _results_table(plan, rows)
-            tracking.log_grid(table, table.run_id[table.val_accuracy.idxmax()], plan.as_yaml())
+        with tracking.group_run(ctx, f"{plan.name}-grid") as parent_id:
+            points = _run_points(plan, ctx.under(parent_id))
+            table = results_table(points)
+            tracking.log_grid(parent_id, table, table.run_id[best_index(points)],
+                              plan.as_yaml(), {"test_accuracy.png": plot_test_accuracy(
+                                  table, plan.varied_keys())})
     else:
         parent_id = None
-        rows = _run_points(plan, ctx)
-        table = _results_table(plan, rows)
+        points = _run_points(plan, ctx)
+        table = results_table(points)
     _publish(plan.name, table, parent_id)
-    return rows
+    return [run for point in points for run in point.runs]
 
 
 def run_point(point: Experiment, ctx: RunContext, run_name: str,
               prepared: Prepared | None = None) -> dict[str, Any]:
     """Train, evaluate and log one point as an MLflow run; preprocess first unless `prepared`
-    (a grid on Dask prepares every point in the flow before the fan-out)."""
+    (a grid on Dask prepares every point in the flow before the fan-out). A FINISHED run that
+    trained the same way is reused instead, unless `ctx.fresh`."""
     started, clock = time.perf_counter(), _Clock()
-    # The MLflow run starts first, so a step that fails leaves a FAILED run with its error.
+    prep = prepared or _prepare(point, ctx, run_name)
+    if not ctx.fresh and (done := tracking.find_finished(
+            ctx.experiment_id, _train_key(point, prep), point.train.epochs)):
+        log.info("%s: reusing finished run %s (--fresh trains again)", run_name, done.run_id)
+        return {"run_id": done.run_id, "reused": True, **done.metrics}
+    # The MLflow run starts before training, so a failure leaves a FAILED run with its error.
     with tracking.start_run(ctx, run_name) as run_id, \
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(), sort_keys=False))
-        prep = prepared or preprocess(point)
         clock.seconds.update(prep.step_seconds)
         tracking.log_inputs(prep.stage_keys(), prep.reviews.file("reviews.parquet"), point.name)
         resume = _resume(point, ctx, prep, Path(scratch) / "from")
@@ -91,8 +99,18 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
     metrics = evaluation.metrics
     log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
              run_id, metrics["val_accuracy"], metrics["test_accuracy"])
-    return {"run_id": run_id, **metrics, "train_seconds": clock.seconds["train"],
+    return {"run_id": run_id, "reused": False, **metrics, "train_seconds": clock.seconds["train"],
             "preprocess_seconds": prep.seconds, "duration_seconds": duration}
+
+
+def _prepare(point: Experiment, ctx: RunContext, run_name: str) -> Prepared:
+    """Preprocess; a step that fails leaves a FAILED run with the error and the settings."""
+    try:
+        return preprocess(point)
+    except BaseException:
+        with tracking.start_run(ctx, run_name):
+            tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(), sort_keys=False))
+            raise
 
 
 def _resume(point: Experiment, ctx: RunContext, prep: Prepared, scratch: Path) -> Resume | None:
@@ -195,7 +213,7 @@ class _Clock:
 @task(name="train_point", cache_policy=NONE)
 def train_point(point: Experiment, prepared: Prepared, ctx: RunContext,
                 run_name: str) -> dict[str, Any]:
-    """One point in a Dask worker: train, evaluate and log a child run of `ctx.parent_id`."""
+    """One run in a Dask worker: train, evaluate and log a child run of `ctx.parent_id`."""
     from rnnflow.flows.on_dask import worker_threads
 
     limit_threads(worker_threads())  # before TensorFlow's first op in this worker
@@ -203,20 +221,41 @@ def train_point(point: Experiment, prepared: Prepared, ctx: RunContext,
     return run_point(point, ctx, run_name, prepared)
 
 
-def _run_points(plan: Plan, ctx: RunContext) -> list[dict]:
-    """Every point, in order: one after another here (`runner: local`), or, once every stage
-    is built here, as `train_point` tasks on Dask (`runner: dask`)."""
-    names = [_point_name(p, plan.varied_keys()) if plan.is_grid else plan.name
-             for p in plan.points]
-    if plan.runner == "local":
-        return [run_point(p, ctx, name) for p, name in zip(plan.points, names, strict=True)]
-    from rnnflow.flows.on_dask import run_on_dask
+def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
+    """Every point, `plan.repeats` times: one run after another here (`runner: local`), or,
+    once every stage is built here, as `train_point` tasks on Dask (`runner: dask`). A point
+    with repeats gets a run that groups them and logs their mean and spread."""
+    varied = plan.varied_keys()
+    names = [_point_name(p, varied) if plan.is_grid else plan.name for p in plan.points]
+    with contextlib.ExitStack() as groups:
+        group_ids = [groups.enter_context(tracking.group_run(ctx, name))
+                     if plan.repeats > 1 else None for name in names]
+        calls = [{"point": trial, "ctx": ctx.under(group) if group else ctx,
+                  "run_name": f"{name} #{i + 1}" if group else name}
+                 for point, name, group in zip(plan.points, names, group_ids, strict=True)
+                 for i, trial in enumerate(plan.trials(point))]
+        if plan.runner == "local":
+            rows = [run_point(**call) for call in calls]
+        else:
+            from rnnflow.flows.on_dask import run_on_dask
 
-    prepared = [preprocess(p) for p in plan.points]  # once per stage key: the rest are Cached
-    return run_on_dask(train_point, [
-        {"point": p, "prepared": prep, "ctx": ctx, "run_name": name}
-        for p, prep, name in zip(plan.points, prepared, names, strict=True)
-    ], plan.dask_address)
+            for call in calls:  # once per stage key: the rest are Cached
+                call["prepared"] = preprocess(call["point"])
+            rows = run_on_dask(train_point, calls, plan.dask_address)
+        points = []
+        for j, (point, group) in enumerate(zip(plan.points, group_ids, strict=True)):
+            runs = rows[j * plan.repeats:(j + 1) * plan.repeats]
+            flat = point.flat()
+            result = PointResult({k: flat[k] for k in varied}, runs, [
+                tracking.load_test_predictions(r["run_id"]) for r in runs], group)
+            if group:
+                tracking.log_group(group, {**flat, "train.seed": f"{point.train.seed}+i",
+                                           "repeats": plan.repeats},
+                                   result.summary_metrics(),
+                                   {"repeats": str(plan.repeats),  # reused runs are linked here
+                                    "runs": ",".join(r["run_id"] for r in runs)})
+            points.append(result)
+    return points
 
 
 def _point_name(point: Experiment, varied: list[str]) -> str:
@@ -226,23 +265,12 @@ def _point_name(point: Experiment, varied: list[str]) -> str:
 
 
 # --- what the flow run reports ------------------------------------------------------------------
-def _results_table(plan: Plan, rows: list[dict]) -> pd.DataFrame:
-    varied = plan.varied_keys()
-    records = []
-    for point, row in zip(plan.points, rows, strict=True):
-        flat = point.flat()
-        records.append({**{k: flat[k] for k in varied},
-                        "val_accuracy": row["val_accuracy"], "test_accuracy": row["test_accuracy"],
-                        "duration_seconds": round(row["duration_seconds"], 1),
-                        "run_id": row["run_id"]})
-    return pd.DataFrame.from_records(records)
-
-
 def _publish(name: str, table: pd.DataFrame, parent_id: str | None) -> None:
     """Prefect artifacts: the results table and a summary of the best point."""
     key = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "rnnflow"
-    best = table.loc[table.val_accuracy.idxmax()]
-    create_table_artifact(key=f"{key}-results", table=table.to_dict(orient="records"),
+    best = table.loc[table.vs_best == "best"].iloc[0]
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+    create_table_artifact(key=f"{key}-results", table=records,
                           description=f"train-rnn results for {name}, one row per point")
     lines = [f"# {name}: best of {len(table)} point(s) by val_accuracy", ""]
     lines += [f"- **{k}**: {best[k]}" for k in table.columns if k != "run_id"]

@@ -3,23 +3,30 @@
 - `store`: which tracking store, checking that it answers, the experiment;
 - `runs`: a run's lifecycle (`RunContext`, `start_run`), its params, metrics and artifacts;
 - `resume`: continued training, the "furthest run short of its epochs" policy;
-- `text_model`: the raw-text pyfunc, and finding the run `rnnflow predict` means.
+- `text_model`: the raw-text pyfunc, and finding the run `rnnflow predict` means;
+- `lookup`: runs by id or experiment, with what `rnnflow compare` needs.
 """
 
 import warnings
 
+from rnnflow.tracking.lookup import RunRecord, load_runs
 from rnnflow.tracking.resume import (
     EPOCHS_DONE_TAG,
     TRAIN_KEY_TAG,
+    Finished,
     Resume,
+    find_finished,
     find_resume,
     log_checkpoint,
 )
 from rnnflow.tracking.runs import (
     RunContext,
+    group_run,
+    load_test_predictions,
     log_epoch,
     log_frame,
     log_grid,
+    log_group,
     log_inputs,
     log_keras_model,
     log_metrics,
@@ -43,8 +50,10 @@ warnings.filterwarnings("ignore", message="The specified dataset source can be i
 warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
 
 __all__ = [
-    "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Resume", "RunContext", "TrackingError", "find_resume",
-    "git_commit", "load_text_model", "log_checkpoint", "log_epoch", "log_frame", "log_grid",
+    "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext", "RunRecord",
+    "TrackingError", "load_runs",
+    "find_finished", "find_resume", "git_commit", "group_run", "load_test_predictions",
+    "load_text_model", "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group",
     "log_inputs", "log_keras_model", "log_metrics", "log_params", "log_report", "log_text_model",
     "resolve_run", "set_tags", "start_run", "tracking_uri", "use_experiment", "use_tracking_uri",
 ]

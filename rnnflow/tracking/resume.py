@@ -1,5 +1,8 @@
-"""Continued training: every epoch's checkpoint is logged, and a run that asks for more epochs
-than an earlier run with the same training key got goes on from the furthest such run."""
+"""Reuse of earlier training. Runs with the same training key (every setting but the number of
+epochs) can stand in for one another:
+- a FINISHED run trained for exactly the epochs asked for is reused as it is (`find_finished`);
+- otherwise a run that asks for more epochs than such a run got goes on from the furthest one
+  (`find_resume`): every epoch's checkpoint is logged for that."""
 
 from __future__ import annotations
 
@@ -59,3 +62,21 @@ def find_resume(experiment_id: str, train_key: str, epochs: int, dst: Path) -> R
     path = mlflow.artifacts.download_artifacts(
         run_id=best.info.run_id, artifact_path="checkpoint/last.keras", dst_path=str(dst))
     return Resume(best.info.run_id, int(best.data.tags[EPOCHS_DONE_TAG]), Path(path))
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A finished run whose results stand for a point that would train the same way."""
+
+    run_id: str
+    metrics: dict[str, float]
+
+
+def find_finished(experiment_id: str, train_key: str, epochs: int) -> Finished | None:
+    """The newest FINISHED run with this training key that was asked for `epochs` epochs."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], filter_string=(
+            f"tags.{TRAIN_KEY_TAG} = '{train_key}' and params.`train.epochs` = '{epochs}' "
+            "and attributes.status = 'FINISHED'"),
+        order_by=["attributes.start_time DESC"], max_results=1)
+    return Finished(runs[0].info.run_id, dict(runs[0].data.metrics)) if runs else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import pandas as pd
 import pyarrow.parquet as pq
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 if TYPE_CHECKING:
     from rnnflow.report import RunReport
@@ -36,23 +39,47 @@ class RunContext:
 
 @contextlib.contextmanager
 def start_run(ctx: RunContext, run_name: str) -> Iterator[str]:
-    """An MLflow run that ends FINISHED, or FAILED with the error as a tag and error.txt.
-
-    A child run always names its parent by `ctx.parent_id`; where the parent is this process's
-    active run (a local grid), MLflow also wants `nested`.
-    """
+    """A training run, this process's active MLflow run, that ends FINISHED, or FAILED with
+    the error as a tag and error.txt. A child run names its parent by `ctx.parent_id`."""
     run = mlflow.start_run(experiment_id=ctx.experiment_id, run_name=run_name,
-                           nested=mlflow.active_run() is not None, parent_run_id=ctx.parent_id,
+                           parent_run_id=ctx.parent_id,
                            tags={k: v for k, v in ctx.tags.items() if v})
     try:
         yield run.info.run_id
     except BaseException as exc:
-        mlflow.set_tag("error", f"{exc.__class__.__name__}: {exc}"[:5000])
-        mlflow.log_text("".join(traceback.format_exception(exc)), "error.txt")
+        _record_error(MlflowClient(), run.info.run_id, exc)
         mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     else:
         mlflow.end_run(status="FINISHED")
+
+
+@contextlib.contextmanager
+def group_run(ctx: RunContext, run_name: str) -> Iterator[str]:
+    """A run that groups others (a grid's parent, a point's repeats), ended like `start_run`.
+
+    It is never this process's active run: its children, trained here or on Dask workers, all
+    name it by id, and several groups can be open at once.
+    """
+    client = MlflowClient()
+    tags = {k: v for k, v in ctx.tags.items() if v}
+    if ctx.parent_id:
+        tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_id
+    run_id = client.create_run(ctx.experiment_id, run_name=run_name, tags=tags).info.run_id
+    try:
+        yield run_id
+    except BaseException as exc:
+        _record_error(client, run_id, exc)
+        client.set_terminated(run_id, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                              else "FAILED")
+        raise
+    else:
+        client.set_terminated(run_id, "FINISHED")
+
+
+def _record_error(client: MlflowClient, run_id: str, exc: BaseException) -> None:
+    client.set_tag(run_id, "error", f"{exc.__class__.__name__}: {exc}"[:5000])
+    client.log_text(run_id, "".join(traceback.format_exception(exc)), "error.txt")
 
 
 def log_params(flat: dict[str, Any], config_yaml: str) -> None:
@@ -103,15 +130,20 @@ def _close(fig) -> None:
     plt.close(fig)
 
 
-def log_frame(frame: pd.DataFrame, artifact: str) -> None:
-    """Log a table as a CSV or Parquet artifact (by the name's suffix)."""
+def log_frame(frame: pd.DataFrame, artifact: str, run_id: str | None = None) -> None:
+    """Log a table as a CSV or Parquet artifact (by the name's suffix), to the active run or
+    to `run_id`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / Path(artifact).name
         if artifact.endswith(".parquet"):
             frame.to_parquet(path, index=False)
         else:
             frame.to_csv(path, index=False)
-        mlflow.log_artifact(str(path), str(Path(artifact).parent) if "/" in artifact else None)
+        folder = str(Path(artifact).parent) if "/" in artifact else None
+        if run_id is None:
+            mlflow.log_artifact(str(path), folder)
+        else:
+            MlflowClient().log_artifact(run_id, str(path), folder)
 
 
 def log_keras_model(model, name: str = "model") -> str:
@@ -132,10 +164,35 @@ def log_keras_model(model, name: str = "model") -> str:
     return info.model_uri
 
 
-def log_grid(table: pd.DataFrame, best_run_id: str, plan_yaml: str) -> None:
-    """On the parent run: the plan, the results table (CSV and Parquet) and the best point."""
-    mlflow.log_text(plan_yaml, "config.yaml")
-    log_frame(table, "results.csv")
-    log_frame(table, "results.parquet")
-    mlflow.set_tag("best_run_id", best_run_id)
-    MlflowClient().set_tag(best_run_id, "best", "true")
+def log_grid(run_id: str, table: pd.DataFrame, best_run_id: str, plan_yaml: str,
+             figures: dict) -> None:
+    """On a grid's parent run: the plan, the results table (CSV and Parquet), plots and the
+    best point."""
+    client = MlflowClient()
+    client.log_text(run_id, plan_yaml, "config.yaml")
+    log_frame(table, "results.csv", run_id)
+    log_frame(table, "results.parquet", run_id)
+    for filename, fig in figures.items():
+        client.log_figure(run_id, fig, f"plots/{filename}")
+        _close(fig)
+    client.set_tag(run_id, "best_run_id", best_run_id)
+    client.set_tag(best_run_id, "best", "true")
+
+
+def log_group(run_id: str, params: dict[str, Any], metrics: dict[str, float],
+              tags: dict[str, str]) -> None:
+    """On a point's group run: its settings, the mean and spread of its repeats."""
+    client = MlflowClient()
+    client.log_batch(run_id, params=[Param(k, "None" if v is None else str(v))
+                                     for k, v in params.items()],
+                     metrics=[Metric(k, float(v), int(time.time() * 1000), 0)
+                              for k, v in metrics.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def load_test_predictions(run_id: str) -> pd.DataFrame:
+    """A run's test_predictions.parquet (id, label, probability)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="test_predictions.parquet", dst_path=tmp)
+        return pd.read_parquet(path)

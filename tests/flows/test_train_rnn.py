@@ -51,8 +51,10 @@ def tracked(tmp_path_factory, sample_cut) -> Iterator[TrackedRun]:
         client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
         experiment = client.get_experiment_by_name("quick")
         (run,) = client.search_runs([experiment.experiment_id])
-        # A second run is a second MLflow run, with every preprocessing step cached.
-        second = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets)
+        # A second run, trained again (--fresh), is a second MLflow run, with every
+        # preprocessing step cached.
+        second = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets,
+                             "--fresh")
     yield TrackedRun(project, url, first, second, client, experiment.experiment_id, run)
 
 

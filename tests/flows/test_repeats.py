@@ -1,0 +1,126 @@
+"""Repeats, paired verdicts, reuse of finished runs and `rnnflow compare`, through the real
+`rnnflow` command on a tiny archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import TINY_GRID, rnnflow_cli, synthetic_reviews, write_tar
+
+pytestmark = pytest.mark.slow
+SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1"]
+
+
+def _run(project: Path, archive: Path, *sets: str, fresh: bool = False):
+    args = ["run", str(TINY_GRID), "--set", f"dataset.url={archive}"]
+    for s in (*SETS, *sets):
+        args += ["--set", s]
+    return rnnflow_cli(project, *args, *(["--fresh"] if fresh else []))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    project: Path
+    client: MlflowClient
+    first: object
+    again: object
+    fresh: object
+
+    def runs(self):
+        exp = self.client.get_experiment_by_name("tiny-grid")
+        return self.client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Scenario:
+    project = tmp_path_factory.mktemp("repeats")
+    archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
+    first = _run(project, archive)
+    again = _run(project, archive)  # nothing new: every run is reused
+    fresh = _run(project, archive, "grid={model.num_neurons: [2]}", "repeats=1", fresh=True)
+    return Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), first, again,
+                    fresh)
+
+
+def test_each_repeat_is_a_child_of_its_point(scenario):
+    assert scenario.first.returncode == 0, scenario.first.stderr[-3000:]
+    runs = [r for r in scenario.runs()
+            if r.info.start_time <= _finished_at(scenario, "first")]
+    by_id = {r.info.run_id: r for r in runs}
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    groups = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(g.info.run_name for g in groups) == ["num_neurons=2", "num_neurons=3"]
+    for group in groups:
+        children = [r for r in runs
+                    if r.data.tags.get("mlflow.parentRunId") == group.info.run_id]
+        assert sorted(c.data.params["train.seed"] for c in children) == ["1337", "1338"]
+        assert all(c.info.status == "FINISHED" for c in children)
+        accs = [c.data.metrics["test_accuracy"] for c in children]
+        assert group.data.metrics["test_accuracy_mean"] == pytest.approx(sum(accs) / 2)
+        assert group.data.metrics["test_accuracy_std"] == pytest.approx(
+            abs(accs[0] - accs[1]) / 2 ** 0.5)
+        assert group.info.status == "FINISHED"
+    assert len(by_id) == 1 + 2 + 4
+
+
+def test_results_table_has_mean_std_and_paired_verdicts(scenario):
+    runs = scenario.runs()
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags
+                 and r.info.start_time <= _finished_at(scenario, "first")]
+    table = pd.read_csv(scenario.client.download_artifacts(
+        parent.info.run_id, "results.csv", str(scenario.project)))
+    assert list(table["model.num_neurons"]) == [2, 3]
+    assert {"val_accuracy", "val_accuracy_std", "test_accuracy", "test_accuracy_std",
+            "repeats", "test_delta_vs_best", "delta_low", "delta_high", "vs_best"} <= set(table)
+    assert (table.repeats == 2).all() and (table.test_accuracy_std >= 0).all()
+    assert (table.vs_best == "best").sum() == 1
+    other = table[table.vs_best != "best"].iloc[0]
+    assert other.delta_low <= other.test_delta_vs_best <= other.delta_high
+    assert "at 95%" in other.vs_best
+    assert parent.data.tags["best_run_id"] == table.run_id[table.vs_best == "best"].iloc[0]
+    plots = {a.path for a in scenario.client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/test_accuracy.png" in plots
+
+
+def test_finished_points_are_reused_not_trained(scenario):
+    assert scenario.again.returncode == 0, scenario.again.stderr[-3000:]
+    # No training happened: Prefect ran no train_model task, and no run was added but the
+    # grid's new parent and its two groups.
+    assert "train_model" not in scenario.again.stderr
+    assert scenario.again.stdout.count("(reused)") == 4
+    first_ids = {line.split()[1].rstrip(":") for line in scenario.first.stdout.splitlines()
+                 if line.startswith("run ")}
+    again_ids = {line.split()[1].rstrip(":") for line in scenario.again.stdout.splitlines()
+                 if line.startswith("run ")}
+    assert first_ids == again_ids and len(first_ids) == 4
+
+
+def test_fresh_trains_again(scenario):
+    assert scenario.fresh.returncode == 0, scenario.fresh.stderr[-3000:]
+    assert "(reused)" not in scenario.fresh.stdout and "train_model" in scenario.fresh.stderr
+
+
+def test_compare_prints_what_differs_and_writes_curves(scenario):
+    out = scenario.project / "curves.png"
+    result = rnnflow_cli(scenario.project, "compare", "tiny-grid", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout
+    assert "params that differ" in text and "model.num_neurons" in text and "train.seed" in text
+    assert "pad.maxlen" not in text  # the same everywhere: not shown
+    assert "95%" in text and "McNemar" in text and "first stage that differs: none" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = rnnflow_cli(scenario.project, "compare", "nope", "alsonope")
+    assert missing.returncode == 2 and "no run with this id" in missing.stderr
+
+
+def _finished_at(scenario: Scenario, which: str) -> int:
+    """The start time of the second invocation's runs: runs of `first` began before it."""
+    if which != "first":
+        raise ValueError(which)
+    starts = sorted(r.info.start_time for r in scenario.runs())
+    return starts[6]  # the first invocation made 7 runs (parent, 2 groups, 4 repeats)
