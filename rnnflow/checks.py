@@ -119,4 +119,5 @@ def run_checks(text_model, cases: list[dict[str, Any]]) -> tuple[dict[str, float
                 "label": int(label[text]),
                 "variant_label": int(label[variant]) if variant else None})
     metrics = {f"checks_{k}": sum(v) / len(v) for k, v in passed.items()}
-    return metrics, pd.DataFrame(failures, columns=columns)
+    frame = pd.DataFrame(failures, columns=columns)
+    return metrics, frame.astype({"label": "Int64", "variant_label": "Int64"})

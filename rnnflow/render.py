@@ -42,7 +42,8 @@ figcaption{color:#57606a;font-size:13px}
 .tok.truncated{background:#eaeef2}
 .pad{font-size:11px;color:#57606a;border:1px dashed #8c959f;border-radius:3px;padding:1px 4px;
  margin:0 3px}
-.legend span{margin-right:12px}
+.legend{font-size:13px;color:#57606a}.key{padding:2px 5px;border-radius:3px;margin-right:10px;
+ color:#1f2328}.key.struck{text-decoration:line-through;color:#8c959f}
 """
 
 
@@ -101,10 +102,11 @@ def explanation_html(explanation: Explanation, heading: str = "") -> str:
     return f'<div class="text">{head}<div class="meta">{meta}</div>{tokens_html(explanation)}</div>'
 
 
-LEGEND = ('<p class="legend"><span class="tok seen" style="background:rgba(26,127,55,.6)">'
-          'positive</span><span class="tok seen" style="background:rgba(207,34,46,.6)">'
-          'negative</span><span class="tok oov">out of vocabulary</span>'
-          '<span class="tok truncated">truncated</span><span class="pad">n &times; pad</span> '
+LEGEND = ('<p class="legend"><span class="key" style="background:rgba(26,127,55,.6)">'
+          'positive</span><span class="key" style="background:rgba(207,34,46,.6)">'
+          'negative</span><span class="key struck">out of vocabulary</span>'
+          '<span class="key struck" style="background:#eaeef2">truncated</span>'
+          '<span class="pad">n &times; pad</span> '
           'Colour: integrated-gradients attribution to the probability of positive, relative '
           'to the text\'s largest; hover a token for its value.</p>')
 
@@ -135,7 +137,7 @@ def terminal(explanation: Explanation, color: bool) -> str:
     for token, status, attr in zip(p.tokens, p.status, explanation.attributions, strict=True):
         if status == SEEN:
             bar = ("+" if attr > 0 else "-") * round(10 * abs(attr) / scale)
-            row = f"  {token:<20} {attr:+.4f} {bar}"
+            row = f"  {token:<20} {attr:+.4f} {bar}".rstrip()
             if color:
                 code = "32" if attr > 0 else "31"
                 row = f"  \x1b[{code}m{token:<20}\x1b[0m {attr:+.4f} \x1b[{code}m{bar}\x1b[0m"
@@ -155,13 +157,16 @@ def png_data_uri(png: bytes) -> str:
 
 
 def _fmt(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
+        return f"{value:.4g}"
     return str(value)
 
 
-def _table(rows: Iterable[tuple[str, Any]], head: tuple[str, str]) -> str:
-    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td class=\"num\">"
+def _table(rows: Iterable[tuple[str, Any]], head: tuple[str, str], numbers: bool = True) -> str:
+    cell = '<td class="num">' if numbers else "<td>"
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td>{cell}"
                    f"{html.escape(_fmt(v))}</td></tr>" for k, v in rows)
     return f"<table><tr><th>{head[0]}</th><th>{head[1]}</th></tr>{body}</table>"
 
@@ -217,7 +222,7 @@ def report_page(*, title: str, params: dict[str, Any], metrics: dict[str, float]
                      if k in finals), ("kind", "pass rate")),
              "<h3>Failures</h3>", frame_html(failures)]
     body += ['<h2>Parameters and metrics</h2><div class="cols">',
-             _table(sorted(params.items()), ("parameter", "value")),
+             _table(sorted(params.items()), ("parameter", "value"), numbers=False),
              _table(sorted(finals.items()), ("metric", "value")), "</div>"]
     return page(title, "".join(body), "rnnflow run report")
 
