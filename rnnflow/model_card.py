@@ -118,7 +118,9 @@ def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
                          "(`mistakes_lost_sentiment_share`).")
             lines.append(f"- They average {mistakes.oov_tokens.mean():.1f} OOV tokens of "
                          f"{mistakes.tokens.mean():.0f}.")
-    if failures.empty:
+    if not any(k.startswith("checks_") for k in finals):
+        lines.append("- No behavioural checks were run (`evaluate.checks: none`).")
+    elif failures.empty:
         lines.append("- Every behavioural check passed.")
     for kind, group in failures.groupby("kind", sort=False) if not failures.empty else []:
         example = group.iloc[0]

@@ -34,7 +34,7 @@ details{margin:6px 0}summary{cursor:pointer;color:#0969da}
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #d0d7de}
 figcaption{color:#57606a;font-size:13px}
 .text{border:1px solid #d0d7de;border-radius:6px;padding:10px 12px;margin:10px 0}
-.meta{font-size:13px;color:#57606a;margin-bottom:6px}
+.text h3{margin-top:0}.meta{font-size:13px;color:#57606a;margin-bottom:6px}
 .meta b.pos{color:#1a7f37}.meta b.neg{color:#cf222e}
 .tokens{line-height:2.1;word-wrap:break-word}
 .tok{padding:2px 3px;border-radius:3px;margin:0 1px}
@@ -180,7 +180,7 @@ def frame_html(frame: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-HEADLINE = ("test_accuracy", "test_auc", "test_f1", "val_auc", "oov_rate",
+HEADLINE = ("val_accuracy", "test_accuracy", "test_auc", "test_f1", "oov_rate",
             "mistakes_lost_sentiment_share", "checks_mft", "checks_inv", "checks_dir")
 
 

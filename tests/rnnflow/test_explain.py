@@ -382,3 +382,19 @@ def test_model_card_fields(summarized):
                  "plain sentences given the wrong label", '"boring film"',
                  "NLTK `treebank`", "SimpleRNN(50)"):
         assert fact in card, fact
+
+
+def test_a_run_without_mistakes_or_checks_still_reports(tmp_path, hand_model):
+    from rnnflow.insight import analyse
+
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"id": ["a"], "split": ["test"], "text": ["great"]}).to_parquet(reviews)
+    empty = pd.DataFrame(columns=["id", "label", "probability", "confidence", "text"])
+    insight = analyse(text_model=hand_model, mistakes=empty, reviews_parquet=reviews,
+                      sentences=[], checks="none", params=Experiment(name="e").flat(),
+                      metrics={"test_accuracy": 1.0}, history={}, figures={})
+    assert insight.metrics == {}
+    assert insight.frames["confident_mistakes.csv"].empty
+    assert "made no mistakes" in insight.texts["report.html"]
+    assert "No wrong test predictions were listed" in insight.texts["model_card.md"]
+    assert "No behavioural checks were run" in insight.texts["model_card.md"]
