@@ -188,6 +188,52 @@ def serve(
     serve_params(params_dir, port)
 
 
+@app.command()
+def explain(
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to explain.")] = None,
+    run: Annotated[str, typer.Option(help="A run id, `latest` or `best` (val_accuracy).")
+                   ] = "latest",
+    experiment: Annotated[str | None, typer.Option(
+        help="Look for latest/best in this experiment only.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Read one text per line from this file.")
+                    ] = None,
+    html: Annotated[Path | None, typer.Option(
+        help="Also write the explanations as one self-contained HTML page.")] = None,
+    steps: Annotated[int, typer.Option(
+        min=1, help="Integrated-gradients steps (trapezoid rule).")] = 32,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Show what the network saw of each text and which words drove its prediction: tokens in
+    order, OOV and truncated ones marked, padding, integrated-gradients attribution per token."""
+    items = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            _fail(ConfigError(f"--file {file}: not found"), debug)
+        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        _fail(ConfigError("give texts to explain, or --file with one text per line"), debug)
+    _quiet_environment(debug)
+    from rnnflow import tracking
+    from rnnflow.explain import explain as explain_texts
+    from rnnflow.render import explain_page, terminal
+    from rnnflow.tracking.text_model_object import load_text_model_object
+
+    try:
+        run_id = tracking.resolve_run(run, experiment)
+        text_model = load_text_model_object(run_id)
+    except tracking.TrackingError as exc:
+        _fail(exc, debug)
+    explanations = explain_texts(text_model, items, steps=steps)
+    color = sys.stdout.isatty()
+    typer.echo(f"# run {run_id}", err=True)
+    for i, explanation in enumerate(explanations):
+        typer.echo(f"text {i + 1}: {terminal(explanation, color)}")
+    if html is not None:
+        html.write_text(explain_page(explanations, "rnnflow explain", f"run {run_id}"),
+                        encoding="utf-8")
+        typer.echo(f"# wrote {html}", err=True)
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         raise exc

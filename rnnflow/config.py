@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from rnnflow.checks import ChecksSpec
+
 
 class ConfigError(ValueError):
     """A params file, key or value that cannot be used. The message says which and why."""
@@ -116,6 +118,9 @@ class EvaluateConfig(_Section):
         "I want those two hours of my life back. Terrible script, worse direction.",
     ])
     mistakes: int = Field(20, ge=0)  # how many of the most confident test errors to list
+    # Behavioural checks: default (rnnflow/data/checks.yaml) | none | a YAML file | a list of
+    # cases; see rnnflow/checks.py.
+    checks: ChecksSpec = "default"
 
 
 class Experiment(_Section):

@@ -6,13 +6,14 @@ package logs it in one call (`tracking.log_report`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rnnflow import plots
+from rnnflow.config import Experiment
 from rnnflow.evaluate import Evaluation, confident_mistakes
 from rnnflow.predict import TextModel
 from rnnflow.train import Fit
@@ -26,14 +27,18 @@ class RunReport:
     metrics: dict[str, float]
     figures: dict[str, Any]  # plots/<name>: matplotlib figures
     frames: dict[str, pd.DataFrame]  # artifact name (.csv or .parquet): table
+    texts: dict[str, str] = field(default_factory=dict)  # artifact name: text (report.html, ...)
 
 
 def summarize(*, model, evaluation: Evaluation, history: dict[str, list[float]], fit: Fit,
               vector_stats: dict[str, float], seconds: dict[str, float],
               preprocess_seconds: float, reviews_parquet: Path, mistakes: int,
-              text_model: TextModel, sentences: list[str]) -> RunReport:
+              text_model: TextModel, sentences: list[str],
+              experiment: Experiment | None = None) -> RunReport:
     """`history` is the whole curve from epoch 1 (a continued run's earlier epochs included);
-    `seconds` the wall seconds per step, logged as `seconds_<step>`."""
+    `seconds` the wall seconds per step, logged as `seconds_<step>`. With the run's
+    `experiment`, also what the network saw and why (rnnflow.insight): the confident mistakes
+    traced, the behavioural checks, report.html and model_card.md."""
     metrics = {k: v for k, v in evaluation.metrics.items() if k not in history}
     metrics.update({
         "train_seconds": seconds["train"],
@@ -57,4 +62,13 @@ def summarize(*, model, evaluation: Evaluation, history: dict[str, list[float]],
         "examples.csv": pd.concat([pd.DataFrame({"text": sentences}),
                                    text_model.predict(sentences)], axis=1),
     }
-    return RunReport(metrics, figures, frames)
+    if experiment is None:
+        return RunReport(metrics, figures, frames)
+    from rnnflow.insight import analyse
+
+    insight = analyse(text_model=text_model, mistakes=frames["confident_mistakes.csv"],
+                      reviews_parquet=reviews_parquet, sentences=sentences,
+                      checks=experiment.evaluate.checks, params=experiment.flat(),
+                      metrics=metrics, history=history, figures=figures)
+    return RunReport({**metrics, **insight.metrics}, figures, {**frames, **insight.frames},
+                     insight.texts)

@@ -135,7 +135,7 @@ def _log_outcome(point: Experiment, prep: Prepared, model, fit: Fit, evaluation:
         history=resume.prepend(fit.history) if resume else fit.history,
         seconds=seconds, preprocess_seconds=prep.seconds,
         reviews_parquet=prep.reviews.file("reviews.parquet"), mistakes=point.evaluate.mistakes,
-        text_model=text_model, sentences=point.evaluate.sentences))
+        text_model=text_model, sentences=point.evaluate.sentences, experiment=point))
     tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
     tracking.log_text_model(model, text_model.vocab, point.tokenize.model_dump(),
                             point.pad.model_dump())

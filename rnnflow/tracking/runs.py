@@ -114,13 +114,15 @@ def log_inputs(stage_keys: dict[str, str], reviews_parquet: Path, name: str) -> 
 
 
 def log_report(report: RunReport) -> None:
-    """The run's final metrics, plots (closed once logged) and tables."""
+    """The run's final metrics, plots (closed once logged), tables and texts."""
     mlflow.log_metrics(report.metrics)
     for filename, fig in report.figures.items():
         mlflow.log_figure(fig, f"plots/{filename}")
         _close(fig)
     for artifact, frame in report.frames.items():
         log_frame(frame, artifact)
+    for artifact, text in report.texts.items():  # report.html, model_card.md
+        mlflow.log_text(text, artifact)
 
 
 def _close(fig) -> None:
