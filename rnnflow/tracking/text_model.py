@@ -14,33 +14,24 @@ from mlflow.tracking import MlflowClient
 from rnnflow.tracking.store import TrackingError, tracking_uri
 
 TEXT_MODEL_TAG = "rnnflow_text_model"
+# The pyfunc is this model from code: MLflow copies the file into the model and runs it to load.
+TEXT_PYFUNC_CODE = Path(__file__).with_name("text_pyfunc.py")
 
-class TextPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: a DataFrame with a `text` column in, probability/label/known_tokens out."""
 
-    def load_context(self, context) -> None:
-        import json
+def __getattr__(name: str):
+    # A text_model logged before it became a model from code is a pickled
+    # `rnnflow.tracking.text_model.TextPyfunc`: this keeps those runs loadable.
+    if name == "TextPyfunc":
+        from rnnflow.tracking.text_pyfunc import TextPyfunc
 
-        import keras
-
-        from rnnflow.config import PadConfig, TokenizeConfig
-        from rnnflow.predict import TextModel
-
-        cfg = json.loads(Path(context.artifacts["config"]).read_text())
-        vocab = json.loads(Path(context.artifacts["vocab"]).read_text())
-        model = keras.models.load_model(context.artifacts["keras_model"], safe_mode=True)
-        self.text_model = TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]),
-                                    PadConfig(**cfg["pad"]))
-
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc's signature
-        texts = (model_input["text"].tolist() if isinstance(model_input, pd.DataFrame)
-                 else list(model_input))
-        return self.text_model.predict(texts)
+        return TextPyfunc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
                    name: str = "text_model") -> str:
-    """Log the pyfunc that bundles the tokenizer settings, the vocabulary and the network."""
+    """Log the pyfunc that bundles the tokenizer settings, the vocabulary and the network: a
+    model from code (`text_pyfunc.py`), its three files as artifacts, nothing pickled."""
     import json
 
     import keras
@@ -63,7 +54,7 @@ def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
         )
         mlflow.set_tag(TEXT_MODEL_TAG, name)
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=TextPyfunc(),
+            name=name, python_model=str(TEXT_PYFUNC_CODE),
             artifacts={k: str(v) for k, v in paths.items()}, signature=signature,
             input_example=pd.DataFrame({"text": ["A wonderful, moving film."]}),
             code_paths=[str(Path(rnnflow.__file__).parent)],
@@ -71,7 +62,6 @@ def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
                               "nltk", "pyarrow", "pandas", "pydantic>=2", "pyyaml"],
         )
     return info.model_uri
-
 
 
 def resolve_run(which: str, experiment: str | None = None) -> str:
