@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -126,13 +129,16 @@ def predict(
     import pandas as pd
 
     from rnnflow import tracking
+    from rnnflow.predict import import_for_prediction
 
     try:
-        run_id = tracking.resolve_run(run, experiment)
-        model = tracking.load_text_model(run_id)
+        with _stderr_held_back(unless=debug):
+            run_id = tracking.resolve_run(run, experiment)
+            import_for_prediction()
+            model = tracking.load_text_model(run_id, quiet=not debug)
+            result = model.predict(pd.DataFrame({"text": items}))
     except tracking.TrackingError as exc:
         _fail(exc, debug)
-    result = model.predict(pd.DataFrame({"text": items}))
     names = {1: "positive", 0: "negative", -1: "unknown"}
     typer.echo(f"# run {run_id}", err=True)
     for text, prob, label in zip(items, result.probability, result.label, strict=True):
@@ -154,6 +160,35 @@ def serve(
     from rnnflow.flows.serve import serve_params
 
     serve_params(params_dir, port)
+
+
+@contextlib.contextmanager
+def _stderr_held_back(unless: bool) -> Iterator[None]:
+    """Hold back what the block writes to file descriptor 2 and let it out only if the block
+    fails. TensorFlow's C++ runtime writes its oneDNN notes there as it loads, whatever
+    TF_CPP_MIN_LOG_LEVEL says."""
+    if unless:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                sys.stderr.buffer.write(held.read())
+                sys.stderr.flush()
+                raise
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:

@@ -3,7 +3,11 @@ finding the run `rnnflow predict` means by `latest` or `best`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -91,6 +95,47 @@ def resolve_run(which: str, experiment: str | None = None) -> str:
     return runs[0].info.run_id
 
 
-def load_text_model(run_id: str):
+def load_text_model(run_id: str, *, quiet: bool = False):
+    """The run's raw-text pyfunc. Where the store keeps artifacts on this machine's disk (a
+    SQLite or file store), it is loaded from its folder in place; otherwise (an `mlflow server`
+    serving artifacts) it is downloaded first. `quiet`: without MLflow's dependency check (it
+    reads the metadata of every installed package) and without its download progress bars."""
     mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model")
+    where = local_model_dir(run_id) or f"runs:/{run_id}/text_model"
+    progress = contextlib.nullcontext() if not quiet else _environ(
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    with progress:
+        return mlflow.pyfunc.load_model(where, suppress_warnings=quiet)
+
+
+def local_model_dir(run_id: str, name: str = "text_model") -> str | None:
+    """The folder of the run's logged model `name` where it lies on this machine's disk, else
+    None (no such model, or artifacts kept elsewhere: a server, object storage)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    client = MlflowClient(tracking_uri())
+    experiment_id = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"name = '{name}' AND source_run_id = '{run_id}'",
+        max_results=1)
+    if not models:
+        return None
+    location = models[0].artifact_location
+    if urllib.parse.urlparse(location).scheme not in ("", "file"):
+        return None
+    folder = Path(local_file_uri_to_path(location))
+    return str(folder) if (folder / "MLmodel").is_file() else None
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -143,6 +143,27 @@ def test_text_model_is_a_model_from_code(tracked):
 
 
 @pytest.mark.slow
+def test_predict_prints_the_predictions_and_nothing_else(tracked):
+    """stdout: one line per text; stderr: only the `# run` line. No library warnings, no
+    download progress bars, no TensorFlow start-up notes."""
+    import mlflow.pyfunc
+
+    run_id = tracked.run.info.run_id
+    texts = ["A wonderful film, I loved it.", "Dull and far too long.", "   "]
+    result = rnnflow_cli(tracked.project, "predict", "--run", run_id, *texts)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == f"# run {run_id}\n"
+
+    mlflow.set_tracking_uri(f"sqlite:///{tracked.project / 'mlflow.db'}")
+    expected = mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model").predict(
+        pd.DataFrame({"text": texts}))
+    names = {1: "positive", 0: "negative", -1: "unknown"}
+    assert result.stdout.splitlines() == [
+        f"{p:.3f}\t{names[label]}\t{text}"
+        for text, p, label in zip(texts, expected.probability, expected.label, strict=True)]
+
+
+@pytest.mark.slow
 def test_second_run_is_a_new_run_with_every_step_cached(tracked):
     assert tracked.second.returncode == 0, tracked.second.stderr[-3000:]
     assert len(tracked.client.search_runs([tracked.experiment_id])) == 2
