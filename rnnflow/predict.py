@@ -3,10 +3,8 @@ trained with."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -58,18 +56,6 @@ class TextModel:
         label[known == 0] = NO_EVIDENCE_LABEL
         return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
                              "known_tokens": known})
-
-
-def load_text_model(keras_file: str | Path, vocab_file: str | Path,
-                    config_file: str | Path) -> TextModel:
-    """The TextModel of a logged raw-text model's three artifacts: the Keras file (loaded in
-    safe mode), the vocabulary (a JSON list) and {"tokenize": ..., "pad": ...} (JSON)."""
-    import keras
-
-    cfg = json.loads(Path(config_file).read_text())
-    vocab = json.loads(Path(vocab_file).read_text())
-    model = keras.models.load_model(keras_file, safe_mode=True)
-    return TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]), PadConfig(**cfg["pad"]))
 
 
 def import_for_prediction() -> None:

@@ -20,10 +20,21 @@ class TextPyfunc(PythonModel):
     """A DataFrame with a `text` column in, probability/label/known_tokens out."""
 
     def load_context(self, context) -> None:
-        from rnnflow.predict import load_text_model
+        # What a model logged today needs from the rnnflow it is loaded with (its own copy, in
+        # the model's code/ folder, unless rnnflow is already imported): the three names below.
+        import json
+        from pathlib import Path
 
-        self.text_model = load_text_model(context.artifacts["keras_model"],
-                                          context.artifacts["vocab"], context.artifacts["config"])
+        import keras
+
+        from rnnflow.config import PadConfig, TokenizeConfig
+        from rnnflow.predict import TextModel
+
+        cfg = json.loads(Path(context.artifacts["config"]).read_text())
+        vocab = json.loads(Path(context.artifacts["vocab"]).read_text())
+        model = keras.models.load_model(context.artifacts["keras_model"], safe_mode=True)
+        self.text_model = TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]),
+                                    PadConfig(**cfg["pad"]))
 
     # The type hints are what MLflow asks for; a DataFrame input is passed through as it is
     # (the logged signature, one string column `text`, validates it).
