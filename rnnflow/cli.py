@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +17,12 @@ from rnnflow.config import ConfigError, load_plan, parse_override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
+
+# The options `predict` and `explain` share: which run, and texts from a file.
+RunRef = Annotated[str, typer.Option(help="A run id, `latest` or `best` (val_accuracy).")]
+ExperimentName = Annotated[str | None, typer.Option(
+    help="Look for latest/best in this experiment only.")]
+TextsFile = Annotated[Path | None, typer.Option(help="Read one text per line from this file.")]
 
 # Errors a user can fix: one clear line and exit code 2, the traceback only with --debug.
 EXIT_BAD_INPUT = 2
@@ -110,33 +119,27 @@ def run(
 @app.command()
 def predict(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to score.")] = None,
-    run: Annotated[str, typer.Option(help="A run id, `latest` or `best` (val_accuracy).")
-                   ] = "latest",
-    experiment: Annotated[str | None, typer.Option(
-        help="Look for latest/best in this experiment only.")] = None,
-    file: Annotated[Path | None, typer.Option(help="Read one text per line from this file.")
-                    ] = None,
+    run: RunRef = "latest",
+    experiment: ExperimentName = None,
+    file: TextsFile = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Print the probability of a positive review and the label for each text."""
-    items = list(texts or [])
-    if file is not None:
-        if not file.is_file():
-            _fail(ConfigError(f"--file {file}: not found"), debug)
-        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not items:
-        _fail(ConfigError("give texts to score, or --file with one text per line"), debug)
+    items = _texts(texts, file, "score", debug)
     _quiet_environment(debug)
     import pandas as pd
 
     from rnnflow import tracking
+    from rnnflow.predict import import_for_prediction
 
     try:
-        run_id = tracking.resolve_run(run, experiment)
-        model = tracking.load_text_model(run_id)
+        with _stderr_held_back(unless=debug):
+            run_id = tracking.resolve_run(run, experiment)
+            import_for_prediction()
+            model = tracking.load_text_model(run_id, quiet=not debug)
+            result = model.predict(pd.DataFrame({"text": items}))
     except tracking.TrackingError as exc:
         _fail(exc, debug)
-    result = model.predict(pd.DataFrame({"text": items}))
     names = {1: "positive", 0: "negative", -1: "unknown"}
     typer.echo(f"# run {run_id}", err=True)
     for text, prob, label in zip(items, result.probability, result.label, strict=True):
@@ -191,12 +194,9 @@ def serve(
 @app.command()
 def explain(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to explain.")] = None,
-    run: Annotated[str, typer.Option(help="A run id, `latest` or `best` (val_accuracy).")
-                   ] = "latest",
-    experiment: Annotated[str | None, typer.Option(
-        help="Look for latest/best in this experiment only.")] = None,
-    file: Annotated[Path | None, typer.Option(help="Read one text per line from this file.")
-                    ] = None,
+    run: RunRef = "latest",
+    experiment: ExperimentName = None,
+    file: TextsFile = None,
     html: Annotated[Path | None, typer.Option(
         help="Also write the explanations as one self-contained HTML page.")] = None,
     steps: Annotated[int, typer.Option(
@@ -205,13 +205,7 @@ def explain(
 ) -> None:
     """Show what the network saw of each text and which words drove its prediction: tokens in
     order, OOV and truncated ones marked, padding, integrated-gradients attribution per token."""
-    items = list(texts or [])
-    if file is not None:
-        if not file.is_file():
-            _fail(ConfigError(f"--file {file}: not found"), debug)
-        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not items:
-        _fail(ConfigError("give texts to explain, or --file with one text per line"), debug)
+    items = _texts(texts, file, "explain", debug)
     _quiet_environment(debug)
     from rnnflow import tracking
     from rnnflow.explain import explain as explain_texts
@@ -232,6 +226,47 @@ def explain(
         html.write_text(explain_page(explanations, "rnnflow explain", f"run {run_id}"),
                         encoding="utf-8")
         typer.echo(f"# wrote {html}", err=True)
+
+
+@contextlib.contextmanager
+def _stderr_held_back(unless: bool) -> Iterator[None]:
+    """Hold back what the block writes to file descriptor 2 and let it out only if the block
+    fails. TensorFlow's C++ runtime writes its oneDNN notes there as it loads, whatever
+    TF_CPP_MIN_LOG_LEVEL says."""
+    if unless:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as held:
+            os.dup2(held.fileno(), 2)
+            try:
+                yield
+            except BaseException:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                held.seek(0)
+                sys.stderr.buffer.write(held.read())
+                sys.stderr.flush()
+                raise
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _texts(texts: list[str] | None, file: Path | None, verb: str, debug: bool) -> list[str]:
+    """The texts given as arguments, then the non-empty lines of `file`."""
+    items = list(texts or [])
+    if file is not None:
+        if not file.is_file():
+            _fail(ConfigError(f"--file {file}: not found"), debug)
+        items += [line for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not items:
+        _fail(ConfigError(f"give texts to {verb}, or --file with one text per line"), debug)
+    return items
 
 
 def _fail(exc: BaseException, debug: bool) -> None:

@@ -3,6 +3,7 @@ trained with."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,10 @@ from rnnflow.tokens import make_tokenizer
 # rather than the score of an all-padding input, which would look like an opinion.
 NO_EVIDENCE_PROBABILITY = 0.5
 NO_EVIDENCE_LABEL = -1
+
+# Optional packages that NLTK and Keras import when installed, for features prediction never
+# uses (scikit-learn wrappers, plots, statistics): over a second of a prediction's start.
+_NOT_FOR_PREDICTION = ("sklearn", "matplotlib", "scipy.stats")
 
 
 @dataclass
@@ -51,3 +56,20 @@ class TextModel:
         label[known == 0] = NO_EVIDENCE_LABEL
         return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
                              "known_tokens": known})
+
+
+def import_for_prediction() -> None:
+    """Import NLTK's tokenizers and Keras (TensorFlow) without the optional packages above, in
+    a process that only predicts (`rnnflow predict`). Both import them under `try: ... except
+    ImportError`, so they simply go without; the packages stay importable afterwards, but
+    Keras' scikit-learn wrappers and plotting helpers do not work in this process."""
+    blocked = [name for name in _NOT_FOR_PREDICTION if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment] - makes `import name` fail
+    try:
+        import keras  # noqa: F401
+        import nltk.tokenize  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]

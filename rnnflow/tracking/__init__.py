@@ -42,7 +42,12 @@ from rnnflow.tracking.store import (
     use_experiment,
     use_tracking_uri,
 )
-from rnnflow.tracking.text_model import load_text_model, log_text_model, resolve_run
+from rnnflow.tracking.text_model import (
+    load_text_model,
+    local_model_dir,
+    log_text_model,
+    resolve_run,
+)
 
 # A local Parquet path matches two of MLflow's dataset-source kinds, which resolve the same.
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
@@ -51,9 +56,9 @@ warnings.filterwarnings("ignore", message="Hint: Inferred schema contains intege
 
 __all__ = [
     "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext", "RunRecord",
-    "TrackingError", "load_runs",
-    "find_finished", "find_resume", "git_commit", "group_run", "load_test_predictions",
-    "load_text_model", "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group",
-    "log_inputs", "log_keras_model", "log_metrics", "log_params", "log_report", "log_text_model",
+    "TrackingError", "find_finished", "find_resume", "git_commit", "group_run",
+    "load_runs", "load_test_predictions", "load_text_model", "local_model_dir",
+    "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs",
+    "log_keras_model", "log_metrics", "log_params", "log_report", "log_text_model",
     "resolve_run", "set_tags", "start_run", "tracking_uri", "use_experiment", "use_tracking_uri",
 ]

@@ -3,7 +3,11 @@ finding the run `rnnflow predict` means by `latest` or `best`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -14,32 +18,24 @@ from mlflow.tracking import MlflowClient
 from rnnflow.tracking.store import TrackingError, tracking_uri
 
 TEXT_MODEL_TAG = "rnnflow_text_model"
+# The pyfunc is this model from code: MLflow copies the file into the model and runs it to load.
+TEXT_PYFUNC_CODE = Path(__file__).with_name("text_pyfunc.py")
 
-class TextPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: a DataFrame with a `text` column in, probability/label/known_tokens out."""
 
-    def load_context(self, context) -> None:
-        import json
+def __getattr__(name: str):
+    # A text_model logged before it became a model from code is a pickled
+    # `rnnflow.tracking.text_model.TextPyfunc`: this keeps those runs loadable.
+    if name == "TextPyfunc":
+        from rnnflow.tracking.text_pyfunc import TextPyfunc
 
-        from rnnflow.config import PadConfig, TokenizeConfig
-        from rnnflow.model import load_model
-        from rnnflow.predict import TextModel
-
-        cfg = json.loads(Path(context.artifacts["config"]).read_text())
-        vocab = json.loads(Path(context.artifacts["vocab"]).read_text())
-        model = load_model(context.artifacts["keras_model"])
-        self.text_model = TextModel(model, vocab, TokenizeConfig(**cfg["tokenize"]),
-                                    PadConfig(**cfg["pad"]))
-
-    def predict(self, context, model_input, params=None):  # noqa: ARG002 - pyfunc's signature
-        texts = (model_input["text"].tolist() if isinstance(model_input, pd.DataFrame)
-                 else list(model_input))
-        return self.text_model.predict(texts)
+        return TextPyfunc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
                    name: str = "text_model") -> str:
-    """Log the pyfunc that bundles the tokenizer settings, the vocabulary and the network."""
+    """Log the pyfunc that bundles the tokenizer settings, the vocabulary and the network: a
+    model from code (`text_pyfunc.py`), its three files as artifacts, nothing pickled."""
     import json
 
     import keras
@@ -62,7 +58,7 @@ def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
         )
         mlflow.set_tag(TEXT_MODEL_TAG, name)
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=TextPyfunc(),
+            name=name, python_model=str(TEXT_PYFUNC_CODE),
             artifacts={k: str(v) for k, v in paths.items()}, signature=signature,
             input_example=pd.DataFrame({"text": ["A wonderful, moving film."]}),
             code_paths=[str(Path(rnnflow.__file__).parent)],
@@ -70,7 +66,6 @@ def log_text_model(model, vocab: list[str], tokenize: dict, pad: dict,
                               "nltk", "pyarrow", "pandas", "pydantic>=2", "pyyaml"],
         )
     return info.model_uri
-
 
 
 def resolve_run(which: str, experiment: str | None = None) -> str:
@@ -100,6 +95,47 @@ def resolve_run(which: str, experiment: str | None = None) -> str:
     return runs[0].info.run_id
 
 
-def load_text_model(run_id: str):
+def load_text_model(run_id: str, *, quiet: bool = False):
+    """The run's raw-text pyfunc. Where the store keeps artifacts on this machine's disk (a
+    SQLite or file store), it is loaded from its folder in place; otherwise (an `mlflow server`
+    serving artifacts) it is downloaded first. `quiet`: without MLflow's dependency check (it
+    reads the metadata of every installed package) and without its download progress bars."""
     mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model")
+    where = local_model_dir(run_id) or f"runs:/{run_id}/text_model"
+    progress = contextlib.nullcontext() if not quiet else _environ(
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    with progress:
+        return mlflow.pyfunc.load_model(where, suppress_warnings=quiet)
+
+
+def local_model_dir(run_id: str, name: str = "text_model") -> str | None:
+    """The folder of the run's logged model `name` where it lies on this machine's disk, else
+    None (no such model, or artifacts kept elsewhere: a server, object storage)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    client = MlflowClient(tracking_uri())
+    experiment_id = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"name = '{name}' AND source_run_id = '{run_id}'",
+        max_results=1)
+    if not models:
+        return None
+    location = models[0].artifact_location
+    if urllib.parse.urlparse(location).scheme not in ("", "file"):
+        return None
+    folder = Path(local_file_uri_to_path(location))
+    return str(folder) if (folder / "MLmodel").is_file() else None
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

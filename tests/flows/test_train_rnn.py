@@ -102,10 +102,13 @@ def test_run_records_its_inputs_and_origin(tracked):
 
 
 @pytest.mark.slow
-def test_keras_and_text_models_load_and_predict(tracked):
+def test_keras_and_text_models_load_and_predict(tracked, monkeypatch):
     import mlflow.keras
     import mlflow.pyfunc
     import numpy as np
+
+    # The text model is a model from code: loading it must not need to unpickle anything.
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
     run_id = tracked.run.info.run_id
     mlflow.set_tracking_uri(f"sqlite:///{tracked.project / 'mlflow.db'}")
@@ -117,6 +120,49 @@ def test_keras_and_text_models_load_and_predict(tracked):
     out = text_model.predict(pd.DataFrame({"text": ["A wonderful film, I loved it.", "  "]}))
     assert list(out.columns) == ["probability", "label", "known_tokens"]
     assert out.label[1] == -1 and out.known_tokens[0] > 0 and 0 <= out.probability[0] <= 1
+
+
+@pytest.mark.slow
+def test_text_model_is_a_model_from_code(tracked):
+    """The pyfunc is logged as code (text_pyfunc.py) plus artifacts: no pickle in the model."""
+    import yaml
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    run_id = tracked.run.info.run_id
+    (logged,) = tracked.client.search_logged_models(
+        [tracked.experiment_id],
+        filter_string=f"name = 'text_model' AND source_run_id = '{run_id}'")
+    folder = Path(local_file_uri_to_path(logged.artifact_location))
+    assert (folder / "MLmodel").is_file()
+    assert not [p for p in folder.rglob("*") if p.suffix in (".pkl", ".pickle", ".cloudpickle")]
+    pyfunc = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    assert Path(pyfunc["model_code_path"]).name == "text_pyfunc.py"
+    assert (folder / "text_pyfunc.py").is_file() and "python_model" not in pyfunc
+    assert set(pyfunc["artifacts"]) == {"keras_model", "vocab", "config"}
+    # Logging it no longer warns that the model is serialized with CloudPickle.
+    assert "CloudPickle" not in tracked.first.stderr
+
+
+@pytest.mark.slow
+def test_predict_prints_the_predictions_and_nothing_else(tracked):
+    """stdout: one line per text; stderr: only the `# run` line. No library warnings, no
+    download progress bars, no TensorFlow start-up notes."""
+    import mlflow.pyfunc
+
+    run_id = tracked.run.info.run_id
+    texts = ["A wonderful film, I loved it.", "Dull and far too long.", "   "]
+    result = rnnflow_cli(tracked.project, "predict", "--run", run_id, *texts)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == f"# run {run_id}\n"
+
+    mlflow.set_tracking_uri(f"sqlite:///{tracked.project / 'mlflow.db'}")
+    expected = mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model").predict(
+        pd.DataFrame({"text": texts}))
+    names = {1: "positive", 0: "negative", -1: "unknown"}
+    assert result.stdout.splitlines() == [
+        f"{p:.3f}\t{names[label]}\t{text}"
+        for text, p, label in zip(texts, expected.probability, expected.label, strict=True)]
 
 
 @pytest.mark.slow
@@ -153,8 +199,10 @@ def test_predict_finds_runs_and_scores_texts(tracked):
 
 @pytest.mark.slow
 def test_text_model_serves_over_rest(tracked):
-    """`mlflow models serve` answers a POST of raw text on loopback."""
-    _serve_and_post(tracked.project, tracked.run.info.run_id)
+    """`mlflow models serve` answers a POST of raw text on loopback, with unpickling
+    disallowed (the text model is a model from code)."""
+    _serve_and_post(tracked.project, tracked.run.info.run_id,
+                    MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
 
 
 def test_bad_params_exit_2_and_touch_nothing(project):
@@ -167,7 +215,7 @@ def test_bad_params_exit_2_and_touch_nothing(project):
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
 
 
-def _serve_and_post(project: Path, run_id: str) -> None:
+def _serve_and_post(project: Path, run_id: str, **extra_env: str) -> None:
     import json
     import signal
     import socket
@@ -179,7 +227,8 @@ def _serve_and_post(project: Path, run_id: str) -> None:
         port = s.getsockname()[1]
     # The scoring server execs `uvicorn`, which must be on PATH (it is in an activated venv).
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           **extra_env}
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     log = (project / "serve.log").open("w")
     server = subprocess.Popen(

@@ -65,3 +65,44 @@ def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
             "config.yaml", "table.csv"}
     assert "database is locked" not in server_log.read_text()
+
+
+@pytest.mark.slow
+def test_predict_downloads_the_text_model_from_a_server_quietly(mlflow_server, tmp_path,
+                                                                monkeypatch):
+    """From a server with served artifacts the model cannot be read in place: `rnnflow
+    predict` downloads it, and still prints nothing but the predictions and the `# run` line."""
+    import subprocess
+    import sys
+
+    import mlflow
+    import numpy as np
+
+    from rnnflow.config import ModelConfig, PadConfig, TokenizeConfig
+    from rnnflow.model import build_model
+    from rnnflow.predict import TextModel
+    from tests.helpers import project_env
+
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    mlflow.set_tracking_uri(url)
+    weights = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    model = build_model(ModelConfig(num_neurons=2), weights, maxlen=5)
+    with mlflow.start_run(experiment_id=MlflowClient(url).create_experiment("served")) as run:
+        tracking.log_text_model(model, ["good", "bad"], TokenizeConfig().model_dump(),
+                                PadConfig(maxlen=5).model_dump())
+    run_id = run.info.run_id
+    assert tracking.local_model_dir(run_id) is None
+
+    texts = ["good good bad", "nothing known"]
+    result = subprocess.run(
+        [sys.executable, "-m", "rnnflow.cli", "predict", "--run", run_id, *texts], cwd=tmp_path,
+        env={**project_env(tmp_path), "MLFLOW_TRACKING_URI": url}, capture_output=True,
+        text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == f"# run {run_id}\n"
+    expected = TextModel(model, ["good", "bad"], TokenizeConfig(), PadConfig(maxlen=5)).predict(
+        texts)
+    assert result.stdout.splitlines() == [
+        f"{expected.probability[0]:.3f}\t{'positive' if expected.label[0] else 'negative'}\t"
+        f"{texts[0]}", f"0.500\tunknown\t{texts[1]}"]
