@@ -172,11 +172,6 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
     return out
 
 
-def is_onehot(embeddings: Stage) -> bool:
-    """Whether the table is a one-hot vocabulary (no vectors)."""
-    return "vector" not in pq.read_schema(embeddings.file("table.parquet")).names
-
-
 def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray | None]:
     """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector; None
     instead of the matrix for a one-hot vocabulary."""
