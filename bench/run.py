@@ -5,6 +5,10 @@
     (c) cold      `rnnflow run` with an empty data cache and a new MLflow store
     (d) warm      `rnnflow run` again with only model.num_neurons changed
     (e) stock     (d) with the stock Keras recurrent layers (`model.kernel: keras`)
+    (f) last      (d) keeping the last state (`model.return_sequences: false`), no Flatten
+    (g) bucketed  (f) with batches drawn from length buckets, each trimmed to its longest
+                  review and masked (`pad.bucket: true`): (g) against (f) is what bucketing
+                  saves, the model otherwise the same
 
 and, apart, `python -m bench.kernels`: fit and predict samples/s of the fused against the stock
 layers for simple_rnn, gru and lstm on the lesson's shapes.
@@ -62,10 +66,12 @@ def _protocol(args: argparse.Namespace) -> list[str]:
     return out + (["--limit", str(args.limit)] if args.limit else [])
 
 
-def _rnnflow_sets(args: argparse.Namespace, neurons: int, kernel: str) -> list[str]:
+def _rnnflow_sets(args: argparse.Namespace, neurons: int, kernel: str,
+                  extra: dict | None = None) -> list[str]:
     sets = {"dataset.url": Path(args.data).resolve().as_uri(), "embedding.source": "train",
             "pad.maxlen": args.maxlen, "embedding.vector_size": args.dim,
-            "train.epochs": args.epochs, "model.num_neurons": neurons, "model.kernel": kernel}
+            "train.epochs": args.epochs, "model.num_neurons": neurons, "model.kernel": kernel,
+            **(extra or {})}
     if args.limit:
         sets["dataset.limit"] = args.limit
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
@@ -89,14 +95,14 @@ def run_peer(name: str, script: str, extra: list[str], work: Path) -> dict:
 
 
 def run_rnnflow(name: str, args: argparse.Namespace, neurons: int, work: Path,
-                kernel: str = "fused") -> dict:
+                kernel: str = "fused", extra: dict | None = None) -> dict:
     env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     if args.src:  # another checkout's rnnflow, flows and tasks, for before/after comparisons
         env["PYTHONPATH"] = str(Path(args.src).resolve())
     cmd = [str(Path(sys.executable).parent / "rnnflow"), "run", str(REPO / "params" /
-           "lesson16.yaml"), *_rnnflow_sets(args, neurons, kernel), "--fresh"]
+           "lesson16.yaml"), *_rnnflow_sets(args, neurons, kernel, extra), "--fresh"]
     print(f"\n== {name}: {' '.join(cmd)}", flush=True)
     meter = measure(cmd, env=env, cwd=work)
     if meter["returncode"] != 0:
@@ -166,7 +172,8 @@ def _met(key: str, value: float) -> str:
 def markdown(results: dict, targets: dict, meta: dict, kernels: dict) -> str:
     labels = {"book": "(a) book script", "script": "(b) hand-written",
               "cold": "(c) rnnflow cold", "warm": "(d) rnnflow warm",
-              "stock": "(e) warm, stock Keras layers"}
+              "stock": "(e) warm, stock Keras layers", "last": "(f) warm, last state",
+              "bucketed": "(g) warm, last state, bucketed"}
     base = results.get("script")
     lines = [f"# bench {meta['date']}: {meta['data']}", "",
              f"{meta['machine']}; book script on {meta['book_docs']} sampled docs", "",
@@ -209,8 +216,9 @@ def main() -> None:
                         help="reviews the book script samples from each of train and test")
     parser.add_argument("--limit", type=int, help="reviews per split for (b)-(d); default all")
     add_lesson_args(parser)
-    parser.add_argument("--only", default="book,script,cold,warm,stock,kernels",
-                        help="comma-separated subset of book,script,cold,warm,stock,kernels")
+    parser.add_argument("--only", default="book,script,cold,warm,stock,last,bucketed,kernels",
+                        help="comma-separated subset of "
+                        "book,script,cold,warm,stock,last,bucketed,kernels")
     parser.add_argument("--tiny", action="store_true",
                         help="a smoke run: 200 reviews per split, maxlen 50, 16-d, 1 epoch")
     parser.add_argument("--src", help="run (c) and (d) from this checkout of rnnflow instead of "
@@ -242,6 +250,12 @@ def main() -> None:
         results["warm"] = run_rnnflow("warm", args, args.neurons + 10, work)
     if "stock" in only:
         results["stock"] = run_rnnflow("stock", args, args.neurons + 10, work, kernel="keras")
+    last_state = {"model.return_sequences": "false"}
+    if "last" in only:
+        results["last"] = run_rnnflow("last", args, args.neurons + 10, work, extra=last_state)
+    if "bucketed" in only:
+        results["bucketed"] = run_rnnflow("bucketed", args, args.neurons + 10, work,
+                                          extra={**last_state, "pad.bucket": "true"})
     kernels = run_kernels(args, work) if "kernels" in only else {}
 
     n_docs = results.get("script", {}).get("docs", 0)

@@ -62,7 +62,9 @@ class TokenizeConfig(_Section):
 
 
 class EmbeddingConfig(_Section):
-    source: Literal["gensim", "file", "train"] = "gensim"
+    # `onehot`: no vectors; each token is a one-hot vector over the corpus vocabulary, which the
+    # network sees as a trainable row lookup of its input weights (rnnflow/model.py).
+    source: Literal["gensim", "file", "train", "onehot"] = "gensim"
     name: str = "word2vec-google-news-300"  # gensim-data model name (source: gensim)
     url: str | None = None  # word2vec file by URL or path (source: file)
     binary: bool = True
@@ -73,6 +75,9 @@ class EmbeddingConfig(_Section):
     min_count: int = Field(5, ge=1)
     epochs: int = Field(5, ge=1)
     trainable: bool = False  # true fine-tunes the vectors with the network
+    # source: onehot: the vocabulary is the `max_tokens` most frequent tokens of the train split
+    # (the rest are dropped as OOV). Part of the stage key for onehot only.
+    max_tokens: int = Field(20_000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _file_needs_url(self) -> EmbeddingConfig:
@@ -82,9 +87,13 @@ class EmbeddingConfig(_Section):
 
 
 class PadConfig(_Section):
-    maxlen: int = Field(400, ge=1, le=100_000)
+    # None: no fixed length; every batch is padded to its own longest review (bucketed, masked).
+    maxlen: int | None = Field(400, ge=1, le=100_000)
     padding: Literal["pre", "post"] = "post"
     truncating: Literal["pre", "post"] = "post"
+    # Batches drawn from length buckets, each trimmed to its longest review and masked
+    # (implied by maxlen: null); needs a last-state model.
+    bucket: bool = False
 
 
 class ModelConfig(_Section):
@@ -134,6 +143,17 @@ class Experiment(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @model_validator(mode="after")
+    def _flatten_needs_a_fixed_length(self) -> Experiment:
+        if self.model.return_sequences and (self.pad.maxlen is None or self.pad.bucket):
+            why = "pad.maxlen: null" if self.pad.maxlen is None else "pad.bucket: true"
+            raise ValueError(
+                f"{why} gives batches of varying length, but model.return_sequences: true "
+                "flattens every time step into the Dense layer, which needs a fixed length; "
+                "set model.return_sequences: false (the last state) or a fixed pad.maxlen "
+                "without pad.bucket")
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Every resolved setting as a dotted key, the form MLflow params and `--set` use.
@@ -260,6 +280,8 @@ def _validate(model: type[_Section], tree: dict[str, Any], where: str, prefix: s
                 close = difflib.get_close_matches(loc, _valid_keys(), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 reasons.append(f"unknown key '{loc}'{hint}")
+            elif not loc and err["type"] == "value_error":  # a check across sections
+                reasons.append(err["msg"].removeprefix("Value error, "))  # it names the keys
             else:
                 reasons.append(f"{loc or 'params'}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{where}: " + "; ".join(reasons)) from None

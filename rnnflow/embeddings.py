@@ -1,6 +1,10 @@
 """build_embeddings: a word-vector table restricted to the corpus, as table.parquet.
 
 Row 0 is reserved for padding (the zero vector), so table rows are numbered 1..V.
+
+`source: onehot` has no vectors: the table is the vocabulary alone (row, token, count), the
+`max_tokens` most frequent tokens of the train split, and the network learns one row of input
+weights per token (rnnflow/model.py).
 """
 
 from __future__ import annotations
@@ -46,6 +50,17 @@ def _corpus_vocab(tokens_path: Path) -> pa.Array:
     counts = pc.value_counts(pc.list_flatten(column).combine_chunks())
     order = pc.sort_indices(counts, sort_keys=[("counts", "descending"), ("values", "ascending")])
     return counts.field("values").take(order)
+
+
+def _train_vocab(tokens_path: Path, max_tokens: int) -> tuple[pa.Array, pa.Array]:
+    """The `max_tokens` most frequent tokens of the train split and their counts, most frequent
+    first (ties by token), so the vocabulary never depends on the val or test reviews."""
+    table = pq.read_table(tokens_path, columns=["split", "tokens"])
+    train = table["tokens"].filter(pc.equal(table["split"], "train"))
+    counts = pc.value_counts(pc.list_flatten(train.combine_chunks()))
+    order = pc.sort_indices(counts, sort_keys=[("counts", "descending"), ("values", "ascending")])
+    order = order[:max_tokens]
+    return counts.field("values").take(order), counts.field("counts").take(order)
 
 
 def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
@@ -107,7 +122,10 @@ def _load_vectors(cfg: EmbeddingConfig):
 
 
 def embeddings_stage(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
-    section = cfg.model_dump()
+    if cfg.source == "onehot":  # only these two settings shape a one-hot vocabulary
+        return stage("embeddings", {"source": "onehot", "max_tokens": cfg.max_tokens},
+                     tokens.key, VERSION)
+    section = cfg.model_dump(exclude={"max_tokens"})  # the keys of the tables built before it
     if cfg.source == "train":
         section["seed"] = seed
     return stage("embeddings", section, tokens.key, VERSION)
@@ -121,6 +139,17 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
         return out
 
     tokens_path = tokens.file("tokens.parquet")
+    if cfg.source == "onehot":
+        keep, counts = _train_vocab(tokens_path, cfg.max_tokens)
+        if not len(keep):
+            raise EmbeddingError("the train split has no tokens: no one-hot vocabulary")
+        log.info("embeddings: one-hot over the %d most frequent train tokens", len(keep))
+        with writing(out) as tmp:
+            write_parquet(pa.table({
+                "row": pa.array(np.arange(1, len(keep) + 1, dtype=np.int32)),
+                "token": keep.cast(pa.string()), "count": counts,
+            }), tmp / "table.parquet")
+        return out
     corpus = _corpus_vocab(tokens_path)
     if cfg.source == "train":
         wv = _train_word2vec(tokens_path, cfg, seed)
@@ -143,9 +172,12 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
     return out
 
 
-def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray]:
-    """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector."""
+def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray | None]:
+    """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector; None
+    instead of the matrix for a one-hot vocabulary."""
     table = pq.read_table(embeddings.file("table.parquet"))
+    if "vector" not in table.column_names:
+        return table["token"].to_pylist(), None
     vec = table["vector"].combine_chunks()
     dim = vec.type.list_size
     weights = np.zeros((table.num_rows + 1, dim), dtype=np.float32)

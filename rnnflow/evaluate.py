@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
-from rnnflow.pad import load_split
+from rnnflow import buckets
+from rnnflow.pad import load_sequences, load_split, pad_layout
 from rnnflow.storage import Stage, release_memory
 
 
@@ -47,10 +48,15 @@ def evaluate_model(model, padded: Stage, batch_size: int = 128) -> Evaluation:
     results: dict[str, float] = {}
     confusion: dict[str, np.ndarray] = {}
     predictions: dict[str, pd.DataFrame] = {}
+    layout = pad_layout(padded)
     for split in ("val", "test"):
         path = padded.file(f"{split}.parquet")
-        x, y = load_split(path)
-        prob = model.predict(x, batch_size=batch_size, verbose=0).ravel()
+        if layout.bucketed:  # length-sorted batches, each padded to its longest review
+            x, y = load_sequences(path, layout)
+            prob = buckets.predict(model, x, batch_size)
+        else:
+            x, y = load_split(path)
+            prob = model.predict(x, batch_size=batch_size, verbose=0).ravel()
         results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
         confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
         ids = pq.read_table(path, columns=["id"])["id"].to_pylist()

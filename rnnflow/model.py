@@ -1,4 +1,5 @@
-"""build_model: the lesson's network, fed int32 token ids through a frozen word2vec Embedding."""
+"""build_model: the lesson's network, fed int32 token ids through a frozen word2vec Embedding
+(or, with one-hot inputs, a trainable row lookup of the input weights: rnnflow/onehot.py)."""
 
 from __future__ import annotations
 
@@ -11,49 +12,92 @@ from rnnflow.config import ModelConfig
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: ModelConfig, weights: np.ndarray, maxlen: int,
-                trainable_embedding: bool = False):
+def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
+                trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
+                mask: bool = False, stock: bool = False):
+    """The lesson's network over int32 token ids of length `maxlen` (None: any length).
+
+    `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
+    input is one-hot over `onehot_tokens` (V) tokens (rnnflow/onehot.py). `mask`: padding (id 0)
+    is masked, so the recurrent layers carry their state through it: what bucketed batches and
+    `pad.maxlen: null` need. `stock`: stock Keras layers only (the one-hot lookup becomes an
+    Embedding with a zero row 0, its selection an ordinary kernel): see `stock_twin`.
+    """
     import keras
     from keras import layers
 
     from rnnflow.fused import recurrent_layer
+    from rnnflow.onehot import GATES, OneHotProjection, pinned
 
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
-    # Looking ids up in a frozen copy of the word2vec table is the same function as the book's
-    # docs x maxlen x 300 float input, without materialising it. No mask: like the book, padding
-    # reaches the RNN as zero vectors.
-    embed = layers.Embedding(weights.shape[0], weights.shape[1], trainable=trainable_embedding,
-                             name="word2vec")
+    onehot = weights is None
+    directions = 2 if cfg.bidirectional else 1
+    if onehot:
+        width = directions * GATES[cfg.cell] * cfg.num_neurons
+        embed = (layers.Embedding(onehot_tokens + 1, width, mask_zero=mask, name="onehot")
+                 if stock else
+                 OneHotProjection(onehot_tokens, width, blocks=directions, mask_zero=mask,
+                                  name="onehot"))
+    else:
+        # Looking ids up in a frozen copy of the word2vec table is the same function as the
+        # book's docs x maxlen x 300 float input, without materialising it. Unmasked (the
+        # book): padding reaches the RNN as zero vectors.
+        embed = layers.Embedding(weights.shape[0], weights.shape[1],
+                                 trainable=trainable_embedding, mask_zero=mask, name="word2vec")
     x = embed(inputs)
+    kernel = "keras" if stock else cfg.kernel
     for i in range(cfg.num_layers):
         # Stacked layers hand every time step on; only the last one may return its last state.
         sequences = cfg.return_sequences or i < cfg.num_layers - 1
         name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
-        rnn, fallback = recurrent_layer(cfg.cell, cfg.num_neurons, return_sequences=sequences,
-                                        kernel=cfg.kernel, name=name)
-        if fallback:  # never fails: a configuration the fused layer cannot do trains stock
-            log.info("%s", fallback)
-        x = (layers.Bidirectional(rnn, name=f"bi_{name}") if cfg.bidirectional else rnn)(x)
+
+        # Only the first layer reads the one-hot input: its kernel selects its direction's block.
+        select = onehot and i == 0 and not stock
+
+        def make(backwards: bool, name=name, sequences=sequences, select=select):
+            rnn, fallback = recurrent_layer(
+                cfg.cell, cfg.num_neurons, return_sequences=sequences, kernel=kernel,
+                name=f"backward_{name}" if backwards else name,
+                **({"go_backwards": True} if backwards else {}))
+            if fallback:  # never fails: a configuration the fused layer cannot do trains stock
+                log.info("%s", fallback)
+            return pinned(rnn, int(backwards)) if select else rnn
+
+        if not cfg.bidirectional:
+            x = make(False)(x)
+        else:  # each direction of a one-hot input has its own block of input weights
+            x = layers.Bidirectional(make(False), backward_layer=make(True) if select else None,
+                                     name=f"bi_{name}")(x)
     x = layers.Dropout(cfg.dropout)(x)
     if cfg.return_sequences:
         x = layers.Flatten()(x)
     outputs = layers.Dense(1, activation="sigmoid", name="sentiment")(x)
     model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
-    # Set after building, not via an initializer: a Constant initializer would copy the whole
-    # table into the model's JSON config.
-    embed.set_weights([weights])
+    if not onehot:
+        # Set after building, not via an initializer: a Constant initializer would copy the
+        # whole table into the model's JSON config.
+        embed.set_weights([weights])
     return model
 
 
 def stock_twin(model, cfg: ModelConfig):
     """The same network and weights with the stock Keras layers: what is exported as the run's
     Keras model, which then loads in any Keras 3 without rnnflow installed."""
-    if cfg.kernel == "keras":
+    names = [layer.name for layer in model.layers]
+    onehot = "onehot" in names
+    if cfg.kernel == "keras" and not onehot:
         return model
-    embed = model.get_layer("word2vec")
+    embed = model.get_layer("onehot" if onehot else "word2vec")
+    if onehot:
+        twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
+                           mask=embed.mask_zero, stock=True)
+        first, *rest = model.get_weights()
+        # The lookup's rows 1..V, below the zero padding row an Embedding needs.
+        twin.set_weights([np.vstack([np.zeros_like(first[:1]), first]), *rest])
+        return twin
     twin = build_model(cfg.model_copy(update={"kernel": "keras"}),
                        np.zeros(embed.embeddings.shape, dtype="float32"),
-                       model.input_shape[1], embed.trainable)
+                       model.input_shape[1], embed.trainable, mask=embed.mask_zero)
     twin.set_weights(model.get_weights())  # the fused layers keep the stock weight layout
     return twin
 
@@ -64,5 +108,6 @@ def load_model(path):
     import keras
 
     import rnnflow.fused  # noqa: F401 - registers the fused layers' names
+    import rnnflow.onehot  # noqa: F401 - and the one-hot ones
 
     return keras.models.load_model(path, safe_mode=True)

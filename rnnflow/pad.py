@@ -1,8 +1,15 @@
-"""pad_sequences: each review's ids cut or zero-padded to maxlen, one Parquet file per split."""
+"""pad_sequences: each review's ids cut or zero-padded to maxlen, one Parquet file per split.
+
+`maxlen: null` keeps every review whole (x: list<int32>); batches are padded when they are made
+(rnnflow/buckets.py). Every split file records its pad settings in its Parquet metadata
+(`rnnflow.pad`), which tells training and evaluation how to batch it (`pad_layout`).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +27,11 @@ SPLITS = ("train", "val", "test")
 
 
 def pad_ids(ids: pa.ListArray, cfg: PadConfig) -> np.ndarray:
-    """docs x maxlen int32, 0 marking padding, with pre/post padding and truncation."""
+    """docs x maxlen int32, 0 marking padding, with pre/post padding and truncation; with
+    `maxlen: null`, docs x the longest review's length."""
     lengths = pc.list_value_length(ids).to_numpy(zero_copy_only=False)
+    if cfg.maxlen is None:
+        cfg = cfg.model_copy(update={"maxlen": max(1, int(lengths.max(initial=0)))})
     flat = pc.list_flatten(ids).to_numpy(zero_copy_only=False)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     kept = np.minimum(lengths, cfg.maxlen)
@@ -36,27 +46,76 @@ def pad_ids(ids: pa.ListArray, cfg: PadConfig) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class PadLayout:
+    """How a padded stage is batched: fixed rows of `maxlen` (None: whole reviews), trimmed per
+    batch and masked when `bucketed`."""
+
+    maxlen: int | None
+    padding: str
+    bucketed: bool
+
+
+def _section(cfg: PadConfig) -> dict:
+    """What shapes the stage's files. `bucket: false` is left out, so the stages built before
+    the key existed keep their keys; a bucketed stage holds the same rows under its own key,
+    marked bucketed. `maxlen: null` stores whole reviews: truncating and bucket do not apply."""
+    if cfg.maxlen is None:
+        return {"maxlen": None, "padding": cfg.padding}
+    return cfg.model_dump(exclude=set() if cfg.bucket else {"bucket"})
+
+
 def padded_stage(vectors: Stage, cfg: PadConfig) -> Stage:
-    return stage("padded", cfg.model_dump(), vectors.key, VERSION)
+    return stage("padded", _section(cfg), vectors.key, VERSION)
 
 
 def pad_sequences(vectors: Stage, cfg: PadConfig) -> Stage:
-    """Write data/padded/<key>/{train,val,test}.parquet: id, label, x (int32[maxlen])."""
+    """Write data/padded/<key>/{train,val,test}.parquet: id, label, x (int32[maxlen]; with
+    `maxlen: null`, list<int32>)."""
     out = padded_stage(vectors, cfg)
     if out.done():
         log.info("padded: reusing %s", out.path)
         return out
     table = pq.read_table(vectors.file("ids.parquet"))
+    layout = PadLayout(cfg.maxlen, cfg.padding, cfg.bucket or cfg.maxlen is None)
+    meta = {"rnnflow.pad": json.dumps(layout.__dict__)}
     with writing(out) as tmp:
         for split in SPLITS:
             part = table.filter(pc.equal(table["split"], split))
-            x = pad_ids(part["token_ids"].combine_chunks(), cfg)
-            write_parquet(pa.table({
-                "id": part["id"], "label": part["label"],
-                "x": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), cfg.maxlen),
-            }), tmp / f"{split}.parquet")
-    log.info("padded %d reviews to maxlen %d -> %s", table.num_rows, cfg.maxlen, out.path)
+            if cfg.maxlen is None:
+                x = part["token_ids"].combine_chunks()
+            else:
+                flat = pad_ids(part["token_ids"].combine_chunks(), cfg)
+                x = pa.FixedSizeListArray.from_arrays(pa.array(flat.ravel()), cfg.maxlen)
+            write_parquet(pa.table({"id": part["id"], "label": part["label"], "x": x})
+                          .replace_schema_metadata(meta), tmp / f"{split}.parquet")
+    log.info("padded %d reviews to maxlen %s -> %s", table.num_rows, cfg.maxlen, out.path)
     return out
+
+
+def pad_layout(padded: Stage) -> PadLayout:
+    """The stage's layout; a stage written before it was recorded is fixed and unbucketed."""
+    schema = pq.read_schema(padded.file("train.parquet"))
+    raw = (schema.metadata or {}).get(b"rnnflow.pad")
+    if raw is None:
+        return PadLayout(schema.field("x").type.list_size, "post", False)
+    return PadLayout(**json.loads(raw))
+
+
+def load_sequences(path: Path, layout: PadLayout):
+    """(buckets.Sequences, y float32) of one split: whole reviews, or the fixed rows without
+    their padding, to be batched by length."""
+    from rnnflow.buckets import Sequences
+
+    if layout.maxlen is not None:
+        x, y = load_split(path)
+        return Sequences.from_padded(x, layout.padding), y
+    table = pq.read_table(path, columns=["label", "x"])
+    x = table["x"].combine_chunks()
+    offsets = x.offsets.to_numpy().astype(np.int64)
+    values = x.values.to_numpy(zero_copy_only=False).astype(np.int32)
+    seqs = Sequences(values[offsets[0]:offsets[-1]], offsets - offsets[0], layout.padding, None)
+    return seqs, table["label"].to_numpy().astype(np.float32)
 
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:

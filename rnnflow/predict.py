@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from rnnflow import buckets
 from rnnflow.config import PadConfig, TokenizeConfig
 from rnnflow.pad import pad_ids
 from rnnflow.tokens import make_tokenizer
@@ -37,9 +38,14 @@ class TextModel:
         self._rows = {token: i + 1 for i, token in enumerate(self.vocab)}
         self._tokenizer = make_tokenizer(self.tokenize)
 
+    def _lists(self, texts: list[str]) -> list[list[int]]:
+        return [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
+                for text in texts]
+
     def ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        lists = [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
-                 for text in texts]
+        """Padded ids (texts x maxlen; with `pad.maxlen: null`, x the longest text) and the
+        number of known tokens of each text."""
+        lists = self._lists(texts)
         known = np.array([len(ids) for ids in lists], dtype=np.int64)
         return pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad), known
 
@@ -47,11 +53,19 @@ class TextModel:
         """One row per text: probability (of positive), label (1, 0, or -1 with no evidence),
         known_tokens (tokens found in the vocabulary)."""
         texts = ["" if t is None else str(t) for t in texts]
-        x, known = self.ids(texts)
         prob = np.full(len(texts), NO_EVIDENCE_PROBABILITY, dtype=np.float64)
-        if (known > 0).any():
-            scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
-            prob[known > 0] = scored
+        if self.pad.maxlen is None:  # whole texts, in length-sorted batches, as in evaluation
+            lists = self._lists(texts)
+            known = np.array([len(ids) for ids in lists], dtype=np.int64)
+            if (known > 0).any():
+                seqs = buckets.Sequences.from_lists(
+                    [ids for ids in lists if ids], self.pad.padding)
+                prob[known > 0] = buckets.predict(self.model, seqs, 64)
+        else:
+            x, known = self.ids(texts)
+            if (known > 0).any():
+                scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
+                prob[known > 0] = scored
         label = np.where(prob >= self.threshold, 1, 0)
         label[known == 0] = NO_EVIDENCE_LABEL
         return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),

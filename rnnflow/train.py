@@ -8,10 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from rnnflow.buckets import TrainBatches, inference_dataset
 from rnnflow.config import ModelConfig, TrainConfig
 from rnnflow.embeddings import load_table
 from rnnflow.model import build_model, load_model
-from rnnflow.pad import load_split
+from rnnflow.pad import load_sequences, load_split, pad_layout
 from rnnflow.storage import Stage, release_memory
 
 log = logging.getLogger(__name__)
@@ -31,12 +34,16 @@ def _optimizer(cfg: TrainConfig):
 
 @dataclass(frozen=True)
 class Fit:
-    """What training measured: the per-epoch series of this call, and `model.fit`'s own time
-    (without loading and building)."""
+    """What training measured: the per-epoch series of this call, `model.fit`'s own time
+    (without loading and building), and the time steps a training batch had: its mean padded
+    length, and the saving against padding every batch to maxlen (for `pad.maxlen: null`,
+    against the longest train review), 0 without bucketing."""
 
     history: dict[str, list[float]]
     fit_seconds: float
     train_samples_per_s: float
+    mean_batch_length: float = float("nan")
+    padding_step_saving: float = 0.0
 
 
 def train_model(
@@ -61,19 +68,38 @@ def train_model(
 
     release_memory()  # whatever preprocessing left behind, before TensorFlow allocates
     keras.utils.set_random_seed(train_cfg.seed + initial_epoch)
-    x_train, y_train = load_split(padded.file("train.parquet"))
-    x_val, y_val = load_split(padded.file("val.parquet"))
+    layout = pad_layout(padded)
+    if layout.bucketed:
+        seqs, y_train = load_sequences(padded.file("train.parquet"), layout)
+        val_seqs, y_val = load_sequences(padded.file("val.parquet"), layout)
+        batches = TrainBatches(seqs, y_train, train_cfg.batch_size, train_cfg.seed, initial_epoch)
+        train_data = {"x": batches.dataset(), "shuffle": False}  # the plan shuffles
+        val_data = inference_dataset(val_seqs, y_val, train_cfg.batch_size)[0]
+        # The longest review is the length every batch would have without bucketing.
+        full_length = layout.maxlen or int(seqs.lengths.max(initial=1))
+    else:
+        x_train, y_train = load_split(padded.file("train.parquet"))
+        x_val, y_val = load_split(padded.file("val.parquet"))
+        full_length = x_train.shape[1]
+        train_data = {"x": x_train, "y": y_train, "batch_size": train_cfg.batch_size,
+                      "shuffle": True}
+        val_data = (x_val, y_val)
+        del x_train, x_val  # held by train_data and val_data, dropped with them
     if resume_from is not None:
         model = load_model(resume_from)
         log.info("continuing %s from epoch %d", model.name, initial_epoch)
     else:
-        _, weights = load_table(embeddings)
-        model = build_model(model_cfg, weights, x_train.shape[1], trainable_embedding)
+        vocab, weights = load_table(embeddings)
+        model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
+                            trainable_embedding, onehot_tokens=len(vocab),
+                            mask=layout.bucketed)
         model.compile(optimizer=_optimizer(train_cfg), loss="binary_crossentropy",
                       metrics=["accuracy"])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
+    if layout.bucketed:
+        callbacks.insert(0, batches.callback())  # each epoch draws its own batches
     if train_cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=train_cfg.early_stopping, restore_best_weights=True))
@@ -85,18 +111,24 @@ def train_model(
     log.info("training %s on %d reviews, validating on %d", model.name, len(y_train), len(y_val))
     fit_started = time.perf_counter()
     history = model.fit(
-        x_train, y_train, validation_data=(x_val, y_val), batch_size=train_cfg.batch_size,
-        epochs=train_cfg.epochs, initial_epoch=initial_epoch, shuffle=True,
-        callbacks=callbacks, verbose=2,
+        **train_data, validation_data=val_data, epochs=train_cfg.epochs,
+        initial_epoch=initial_epoch, callbacks=callbacks, verbose=2,
     )
     fit_seconds = time.perf_counter() - fit_started
     samples = len(history.epoch) * len(y_train)
-    del x_train, y_train, x_val, y_val
+    mean_length = (float(np.mean(batches.lengths_served))
+                   if layout.bucketed and batches.lengths_served else float(full_length))
+    if layout.bucketed:
+        log.info("bucketed batches: %.1f time steps on average against %d (%.1f%% fewer)",
+                 mean_length, full_length, 100 * (1 - mean_length / full_length))
+    del train_data, val_data, y_train, y_val
     release_memory()  # training's batches and buffers, before inference allocates its own
     return model, Fit(
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
         fit_seconds=fit_seconds,
         train_samples_per_s=samples / max(fit_seconds, 1e-9),
+        mean_batch_length=mean_length,
+        padding_step_saving=1.0 - mean_length / full_length,
     )
 
 

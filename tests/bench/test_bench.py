@@ -23,7 +23,8 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
 
     (report,) = (tmp_path / "out").glob("*-tiny.json")
     result = json.loads(report.read_text())
-    assert list(result["results"]) == ["book", "script", "cold", "warm", "stock"]
+    assert list(result["results"]) == ["book", "script", "cold", "warm", "stock", "last",
+                                       "bucketed"]
     for name, row in result["results"].items():
         assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50, name
         assert row["stages"]["fit"] > 0 and row["train_samples_per_s"] > 0, name
@@ -43,4 +44,5 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     table = (tmp_path / "out" / report.name.replace(".json", ".md")).read_text()
     assert "(c) rnnflow cold" in table and "| target |" in table
     assert "(e) warm, stock Keras layers" in table and "| lstm(50) |" in table
+    assert "(g) warm, last state, bucketed" in table
     assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written

@@ -173,3 +173,51 @@ def test_mapping_keys_take_a_mapping_or_one_entry(tmp_path):
         load_plan(path, ["dataset.read_option.sep=;"])
     with pytest.raises(ConfigError, match="unknown key 'model.cells.x'"):
         load_plan(path, ["model.cells.x=1"])
+
+
+@pytest.mark.parametrize("sets", [
+    ["pad.maxlen=null"],
+    ["pad.bucket=true"],
+    ["pad.maxlen=null", "model.return_sequences=true", "model.cell=gru"],
+])
+def test_flatten_head_needs_a_fixed_length(tmp_path, sets):
+    """The lesson's return_sequences + Flatten cannot take batches of varying length: refused
+    before any work, saying what to set."""
+    path = _write(tmp_path, "name: t\n")
+    with pytest.raises(ConfigError) as err:
+        load_plan(path, sets)
+    assert str(path) in str(err.value) and "model.return_sequences: false" in str(err.value)
+    assert sets[0].replace("=", ": ") in str(err.value)
+    assert load_plan(path, [*sets, "model.return_sequences=false"]).experiment
+
+
+def test_a_grid_point_with_flatten_and_no_maxlen_is_refused(tmp_path):
+    path = _write(tmp_path, "model: {return_sequences: false}\n"
+                            "grid: {pad.maxlen: [100, null], "
+                            "model.return_sequences: [false, true]}\n")
+    with pytest.raises(ConfigError, match=r"grid point \(pad.maxlen=None, "
+                                          r"model.return_sequences=True\).*return_sequences"):
+        load_plan(path)
+
+
+def test_max_tokens_keys_the_one_hot_vocabulary_only():
+    from rnnflow.config import EmbeddingConfig
+    from rnnflow.embeddings import embeddings_stage
+    from rnnflow.storage import Stage
+
+    tokens = Stage("tokens", "abc", Path("data"))
+    for source in ("train", "gensim"):
+        a, b = (embeddings_stage(tokens, EmbeddingConfig(source=source, max_tokens=n))
+                for n in (10, 20))
+        assert a.key == b.key
+    # The key of a word2vec table is what it was before max_tokens existed.
+    old = EmbeddingConfig(source="train").model_dump(exclude={"max_tokens"})
+    from rnnflow.embeddings import VERSION
+    from rnnflow.storage import stage
+    assert embeddings_stage(tokens, EmbeddingConfig(source="train")).key == stage(
+        "embeddings", {**old, "seed": 0}, "abc", VERSION).key
+    a, b = (embeddings_stage(tokens, EmbeddingConfig(source="onehot", max_tokens=n))
+            for n in (10, 20))
+    assert a.key != b.key
+    assert a.key == embeddings_stage(tokens, EmbeddingConfig(source="onehot", max_tokens=10,
+                                                             vector_size=7)).key

@@ -49,3 +49,38 @@ def test_low_coverage_and_all_padding_reviews_are_reported(project, tiny_archive
     assert stats["empty_docs"] > 0 and stats["oov_tokens"] / stats["tokens"] > 0.5
     assert "have no token in the embedding vocabulary" in caplog.text
     assert "covers only" in caplog.text
+
+
+def test_pad_keys_and_layouts(project):
+    """`bucket: false` keeps the keys stages had before it existed; a bucketed or maxlen-null
+    stage records how it is batched; maxlen null keeps whole reviews."""
+    from rnnflow.pad import PadLayout, load_sequences, pad_layout, pad_sequences, padded_stage
+    from rnnflow.storage import Stage, stage, writing
+
+    vectors = Stage("vectors", "v", project / "data")
+    old = {"maxlen": 7, "padding": "post", "truncating": "post"}
+    from rnnflow.pad import VERSION
+    assert padded_stage(vectors, PadConfig(maxlen=7)).key == stage("padded", old, "v",
+                                                                   VERSION).key
+    assert padded_stage(vectors, PadConfig(maxlen=7, bucket=True)).key != stage(
+        "padded", old, "v", VERSION).key
+    assert padded_stage(vectors, PadConfig(maxlen=None, truncating="pre")).key == (
+        padded_stage(vectors, PadConfig(maxlen=None, bucket=True)).key)
+
+    lists = [[1, 2, 3], [], [4] * 12, [5, 6]]
+    table = pa.table({"id": ["a", "b", "c", "d"], "split": ["train", "val", "train", "test"],
+                      "label": pa.array([1, 0, 1, 0], pa.int8()),
+                      "token_ids": pa.array(lists, pa.list_(pa.int32()))})
+    with writing(vectors) as tmp:
+        import pyarrow.parquet as pq
+        pq.write_table(table, tmp / "ids.parquet")
+    whole = pad_sequences(vectors, PadConfig(maxlen=None, padding="pre"))
+    assert pad_layout(whole) == PadLayout(None, "pre", True)
+    seqs, y = load_sequences(whole.file("train.parquet"), pad_layout(whole))
+    assert list(seqs.lengths) == [3, 12] and list(y) == [1.0, 1.0] and seqs.cap is None
+    np.testing.assert_array_equal(seqs.batch(np.array([0])), [[0] * 5 + [1, 2, 3]])
+    fixed = pad_sequences(vectors, PadConfig(maxlen=10, bucket=True, truncating="pre"))
+    assert pad_layout(fixed) == PadLayout(10, "post", True)
+    seqs, _ = load_sequences(fixed.file("train.parquet"), pad_layout(fixed))
+    assert list(seqs.lengths) == [3, 10] and seqs.cap == 10
+    assert pad_layout(pad_sequences(vectors, PadConfig(maxlen=10))).bucketed is False
