@@ -49,6 +49,9 @@ def summarize(*, model, evaluation: Evaluation, history: dict[str, list[float]],
         **{f"seconds_{step}": v for step, v in seconds.items()},
         "fit_seconds": fit.fit_seconds,
         "train_samples_per_s": fit.train_samples_per_s,
+        # Bucketed batches (pad.bucket, or maxlen null): the time steps a batch really had.
+        "mean_batch_length": fit.mean_batch_length,
+        "padding_step_saving": fit.padding_step_saving,
     })
     figures = {
         "learning_curves.png": plots.plot_learning_curves(history),
