@@ -180,6 +180,7 @@ class Plan(_Section):
     dask_address: str | None = None
     # grid x variants, each a validated Experiment; built once by load_plan.
     points: list[Experiment] = Field(default_factory=list, exclude=True)
+    labels: list[str] = Field(default_factory=list, exclude=True)  # a short name per point
 
     @field_validator("dask_address")
     @classmethod
@@ -325,18 +326,19 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
     for i, variant in enumerate(plan.variants):
         for dotted in variant:
             _check_key(dotted, f"{path} variants[{i}]")
-    plan.points = _expand(plan, where)
+    plan.points, plan.labels = _expand(plan, where)
     return plan
 
 
-def _expand(plan: Plan, where: str) -> list[Experiment]:
+def _expand(plan: Plan, where: str) -> tuple[list[Experiment], list[str]]:
     """The cartesian product of `grid`, each combined with every entry of `variants` (override
-    mappings for points that are not a product); no grid and no variants is one point."""
+    mappings for points that are not a product); no grid and no variants is one point. Each
+    point is labelled by its own overrides, e.g. `num_neurons=100 maxlen=200`."""
     if not plan.is_grid:
-        return [plan.experiment]
+        return [plan.experiment], [plan.name]
     keys = list(plan.grid)
     base = plan.experiment.model_dump()
-    points = []
+    points, labels = [], []
     for combo in itertools.product(*(plan.grid[k] for k in keys)):
         for variant in plan.variants or [{}]:
             overrides = {**dict(zip(keys, combo, strict=True)), **variant}
@@ -345,4 +347,6 @@ def _expand(plan: Plan, where: str) -> list[Experiment]:
                 _set_dotted(tree, dotted, value)
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
             points.append(_validate(Experiment, tree, f"{where} grid point ({label})"))
-    return points
+            labels.append(" ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items())
+                          or "base")
+    return points, labels

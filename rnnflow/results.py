@@ -94,12 +94,11 @@ def _verdict(delta: float, distinguishable: bool) -> str:
     return f"{'better' if delta > 0 else 'worse'} than the best at {pct}"
 
 
-def plot_test_accuracy(table: pd.DataFrame, varied: list[str]):
-    """Test accuracy per point with an error bar of one std over repeats."""
+def plot_test_accuracy(table: pd.DataFrame, labels: list[str]):
+    """Test accuracy per point (labelled in table order) with an error bar of one std over
+    repeats."""
     import matplotlib.pyplot as plt
 
-    labels = [" ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in varied) or "point"
-              for _, row in table.iterrows()]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(table) + 2), 3.5))
     colors = ["tab:green" if v == "best" else "tab:gray" if v.startswith("not") else
               "tab:red" for v in table.vs_best]

@@ -57,7 +57,7 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
             table = results_table(points)
             tracking.log_grid(parent_id, table, table.run_id[best_index(points)],
                               plan.as_yaml(), {"test_accuracy.png": plot_test_accuracy(
-                                  table, plan.varied_keys())})
+                                  table, plan.labels)})
     else:
         parent_id = None
         points = _run_points(plan, ctx)
@@ -226,7 +226,7 @@ def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
     once every stage is built here, as `train_point` tasks on Dask (`runner: dask`). A point
     with repeats gets a run that groups them and logs their mean and spread."""
     varied = plan.varied_keys()
-    names = [_point_name(p, varied) if plan.is_grid else plan.name for p in plan.points]
+    names = plan.labels
     with contextlib.ExitStack() as groups:
         group_ids = [groups.enter_context(tracking.group_run(ctx, name))
                      if plan.repeats > 1 else None for name in names]
@@ -246,7 +246,7 @@ def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
         for j, (point, group) in enumerate(zip(plan.points, group_ids, strict=True)):
             runs = rows[j * plan.repeats:(j + 1) * plan.repeats]
             flat = point.flat()
-            result = PointResult({k: flat[k] for k in varied}, runs, [
+            result = PointResult({"point": names[j], **{k: flat[k] for k in varied}}, runs, [
                 tracking.load_test_predictions(r["run_id"]) for r in runs], group)
             if group:
                 tracking.log_group(group, {**flat, "train.seed": f"{point.train.seed}+i",
@@ -256,12 +256,6 @@ def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
                                     "runs": ",".join(r["run_id"] for r in runs)})
             points.append(result)
     return points
-
-
-def _point_name(point: Experiment, varied: list[str]) -> str:
-    """A child run's name: what sets it apart, e.g. `num_neurons=100 maxlen=200`."""
-    flat = point.flat()
-    return " ".join(f"{k.rsplit('.', 1)[-1]}={flat[k]}" for k in varied) or point.name
 
 
 # --- what the flow run reports ------------------------------------------------------------------
