@@ -87,22 +87,25 @@ def trace(tokens: list[str], rows: dict[str, int], maxlen: int, padding: str,
 
 # --- integrated gradients ------------------------------------------------------------------------
 def embedding_head(model) -> tuple[object, Callable]:
-    """(the Embedding layer "word2vec", a function from embedded inputs to the sigmoid output):
-    the layers after the embedding, called in order at inference (dropout off)."""
+    """(the input layer: the Embedding "word2vec", or the one-hot lookup; a function from its
+    output and the padding mask to the sigmoid output): the layers after it, called in order
+    at inference (dropout off), the mask handed to those that take one."""
+    import inspect
+
+    import keras
+
+    from rnnflow.onehot import OneHotProjection
+
     layers = model.layers
-    names = [layer.name for layer in layers]
-    if "word2vec" in names:
-        start = names.index("word2vec")
-    else:  # a model of another origin: its first Embedding
-        import keras
-
-        start = next(i for i, layer in enumerate(layers)
-                     if isinstance(layer, keras.layers.Embedding))
+    start = next(i for i, layer in enumerate(layers)
+                 if isinstance(layer, keras.layers.Embedding | OneHotProjection))
     embed, rest = layers[start], layers[start + 1:]
+    takes_mask = [("mask" in inspect.signature(layer.call).parameters) for layer in rest]
 
-    def head(x):
-        for layer in rest:
-            x = layer(x, training=False)
+    def head(x, mask=None):
+        for layer, masked in zip(rest, takes_mask, strict=True):
+            x = layer(x, training=False, **({"mask": mask} if masked and mask is not None
+                                            else {}))
         return x
 
     return embed, head
@@ -134,12 +137,16 @@ def integrated_gradients(model, x: np.ndarray, steps: int = IG_STEPS,
     per_chunk = max(1, batch // (steps + 1))
     values, outputs, baselines = [], [], []
     for start in range(0, len(x), per_chunk):
-        e = tf.convert_to_tensor(embed(x[start:start + per_chunk]))  # n x T x D
+        ids = x[start:start + per_chunk]
+        e = tf.convert_to_tensor(embed(ids))  # n x T x D
         n = int(e.shape[0])
         path = tf.reshape(alphas[None] * e[:, None], [n * (steps + 1), *e.shape[1:]])
+        mask = embed.compute_mask(ids)  # masked models skip padding on every path point
+        if mask is not None:
+            mask = tf.repeat(tf.convert_to_tensor(mask), steps + 1, axis=0)
         with tf.GradientTape() as tape:
             tape.watch(path)
-            out = tf.reshape(head(path), [n, steps + 1])
+            out = tf.reshape(head(path, mask), [n, steps + 1])
         grads = tf.reshape(tape.gradient(out, path), [n, steps + 1, *e.shape[1:]])
         avg = tf.reduce_sum(grads * weights[None, :, :, :], axis=1)  # n x T x D
         values.append(tf.reduce_sum(avg * e, axis=-1).numpy())

@@ -78,6 +78,31 @@ def test_attributions_are_complete_and_agree_across_kernels(cell, shape):
     np.testing.assert_allclose(attributions["fused"], attributions["keras"], atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "gru"])
+@pytest.mark.parametrize("inputs", ["onehot", "masked"])
+def test_attributions_are_complete_for_one_hot_and_masked_inputs(cell, inputs):
+    """One-hot inputs attribute through the lookup's output; a masked model (pad.bucket,
+    maxlen null) is explained with its mask, so padding is skipped as in prediction."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(4)
+    cfg = ModelConfig(cell=cell, num_neurons=4, return_sequences=False)
+    if inputs == "onehot":
+        model = build_model(cfg, None, 12, onehot_tokens=29)
+    else:
+        table = (rng.normal(size=(30, 8)) * 0.5).astype("float32")
+        table[0] = 0
+        model = build_model(cfg, table, None, mask=True)
+    x = rng.integers(1, 30, size=(3, 12)).astype("int32")
+    x[0, 7:] = 0  # post padding
+    ig = integrated_gradients(model, x, steps=32)
+    np.testing.assert_allclose(ig.output, model.predict(x, verbose=0).ravel(), atol=1e-6)
+    gap = np.abs(ig.values.sum(axis=1) - (ig.output - ig.baseline))
+    assert gap.max() < COMPLETENESS_TOL, gap
+    assert (ig.values[0, 7:] == 0).all() and (ig.values[0, :7] != 0).any()
+
+
 def test_too_few_steps_break_completeness():
     """The completeness check has teeth: one step (a plain gradient x input) misses."""
     import keras
