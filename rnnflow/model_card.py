@@ -22,7 +22,9 @@ def model_card(*, params: dict[str, Any], metrics: dict[str, float],
                "file": f"word2vec file `{p['embedding.url']}`",
                "train": (f"gensim Word2Vec trained on the train split ({p['embedding.vector_size']}"
                          f"-d, window {p['embedding.window']}, min_count "
-                         f"{p['embedding.min_count']}, {p['embedding.epochs']} epochs)")
+                         f"{p['embedding.min_count']}, {p['embedding.epochs']} epochs)"),
+               "onehot": (f"one-hot over the {p['embedding.max_tokens']:,} most frequent train "
+                          "tokens, a trainable row lookup of the input weights"),
                }[p["embedding.source"]]
     cell = {"simple_rnn": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}[p["model.cell"]]
     layers = (f"{p['model.num_layers']} x " if p["model.num_layers"] > 1 else "") + (
@@ -49,13 +51,19 @@ def model_card(*, params: dict[str, Any], metrics: dict[str, float],
         "## Preprocessing",
         f"- Tokenizer: NLTK `{p['tokenize.tokenizer']}`, lowercase {p['tokenize.lowercase']}, "
         f"HTML tags stripped {p['tokenize.strip_html']}",
-        f"- Vectors: {vectors}; frozen: {not p['embedding.trainable']}",
+        f"- Vectors: {vectors}"
+        + ("" if p["embedding.source"] == "onehot" else
+           f"; frozen: {not p['embedding.trainable']}"),
         f"- Out-of-vocabulary tokens are dropped: OOV rate {m.get('oov_rate', '?')}, "
         f"{_f(finals.get('empty_docs', 0), 0)} reviews with no known token",
-        f"- Sequence length: maxlen {p['pad.maxlen']}, padding `{p['pad.padding']}`, "
-        f"truncating `{p['pad.truncating']}` "
-        f"({'the first' if p['pad.truncating'] == 'pre' else 'the last'} tokens of a longer "
-        "review are cut)",
+        (f"- Sequence length: maxlen {p['pad.maxlen']}, padding `{p['pad.padding']}`, "
+         f"truncating `{p['pad.truncating']}` "
+         f"({'the first' if p['pad.truncating'] == 'pre' else 'the last'} tokens of a longer "
+         "review are cut)" + (", batches bucketed by length, padding masked"
+                              if p.get("pad.bucket") else "")
+         if p["pad.maxlen"] is not None else
+         "- Sequence length: not fixed (maxlen null): each batch is padded to its longest "
+         "review, padding masked, nothing cut"),
         "",
         "## Model and training",
         f"- Network: Embedding (word2vec) -> {layers}, returning {out} -> Dropout "

@@ -423,3 +423,21 @@ def test_a_run_without_mistakes_or_checks_still_reports(tmp_path, hand_model):
     assert "made no mistakes" in insight.texts["report.html"]
     assert "No wrong test predictions were listed" in insight.texts["model_card.md"]
     assert "No behavioural checks were run" in insight.texts["model_card.md"]
+
+
+@pytest.mark.parametrize(("settings", "fact"), [
+    ({"embedding": {"source": "gensim"}}, "gensim-data `word2vec-google-news-300`"),
+    ({"embedding": {"source": "train"}}, "gensim Word2Vec trained on the train split"),
+    ({"embedding": {"source": "onehot", "max_tokens": 500}}, "one-hot over the 500 most"),
+    ({"embedding": {"source": "file", "url": "v.bin"}}, "word2vec file `v.bin`"),
+    ({"pad": {"maxlen": None}, "model": {"return_sequences": False}}, "not fixed (maxlen null)"),
+    ({"pad": {"bucket": True}, "model": {"return_sequences": False}}, "bucketed by length"),
+])
+def test_model_card_describes_every_input_setting(settings, fact):
+    from rnnflow.config import Experiment
+    from rnnflow.model_card import model_card
+
+    params = Experiment.model_validate(settings).flat()
+    card = model_card(params=params, metrics={}, history={}, split_sizes={"test": 1},
+                      mistakes=pd.DataFrame(), failures=pd.DataFrame())
+    assert fact in card
