@@ -77,8 +77,11 @@ def start_run(ctx: RunContext, run_name: str) -> Iterator[str]:
 
 
 def _log_peak(peak: system.PeakRss) -> None:
+    """The run's last system-metrics sample and its peak RSS, before it ends."""
     peak.__exit__(None, None, None)
     mlflow.log_metric(system.PEAK_RSS_METRIC, peak.peak_mb)
+    if run := mlflow.active_run():
+        system.flush_system_metrics(run.info.run_id)
 
 
 @contextlib.contextmanager

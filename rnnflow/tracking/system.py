@@ -84,3 +84,29 @@ class PeakRss:
     @property
     def peak_mb(self) -> float:
         return round(self.peak / 2**20, 1)
+
+
+def flush_system_metrics(run_id: str) -> None:
+    """Stop MLflow's system-metrics monitor of `run_id` and publish the sample it holds.
+
+    MLflow's monitor drops the sample in flight when its run ends, so a run shorter than one
+    interval (a trial pruned after a second) would log no system metrics at all. Called just
+    before the run ends; `mlflow.end_run` then finds no monitor left to stop. Relies on
+    MLflow's registry of monitors (mlflow.tracking.fluent); without it, does nothing.
+    """
+    try:
+        from mlflow.tracking import fluent
+
+        monitor = fluent.run_id_to_system_metrics_monitor.pop(run_id, None)
+    except Exception:  # another MLflow layout: MLflow stops its monitor itself
+        return
+    if monitor is None:
+        return
+    monitor.finish()
+    try:
+        metrics = monitor.aggregate_metrics()
+        if metrics:
+            monitor.publish_metrics(metrics)
+            monitor.mlflow_logger.flush()
+    except Exception:  # never fail a run over its system metrics
+        pass
