@@ -229,9 +229,11 @@ def _on_dask(plan: Plan, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from rnnflow.flows.train_rnn import preprocess
     from rnnflow.search import preprocessing_combinations
 
+    if not calls:
+        return []
     for combo in preprocessing_combinations(plan) or [plan.experiment]:
         preprocess(combo)  # built once here; a trial's worker finds them Cached
-    return run_on_dask(search_trial, calls, plan.dask_address) if calls else []
+    return run_on_dask(search_trial, calls, plan.dask_address)
 
 
 def trials_table(study) -> pd.DataFrame:
