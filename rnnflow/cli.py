@@ -111,6 +111,10 @@ def run(
         except _user_errors() as exc:
             _fail(exc, debug)
     for row in results:
+        if row.get("state") == "PRUNED":  # a search trial the pruner stopped
+            typer.echo(f"run {row['run_id']} (trial {row['trial']}, pruned at epoch "
+                       f"{row['pruned_at_epoch']})")
+            continue
         typer.echo(f"run {row['run_id']}{' (reused)' if row.get('reused') else ''}: "
                    f"val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
@@ -122,6 +126,9 @@ def predict(
     run: RunRef = "latest",
     experiment: ExperimentName = None,
     file: TextsFile = None,
+    model_ref: Annotated[str | None, typer.Option(
+        "--model", help="A registered model instead of a run: NAME@champion, NAME@challenger, "
+                        "NAME/VERSION or models:/...")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Print the probability of a positive review and the label for each text."""
@@ -134,14 +141,17 @@ def predict(
 
     try:
         with _stderr_held_back(unless=debug):
-            run_id = tracking.resolve_run(run, experiment)
             import_for_prediction()
-            model = tracking.load_text_model(run_id, quiet=not debug)
+            if model_ref is not None:
+                model, run_id = tracking.load_registered_model(model_ref)
+            else:
+                run_id = tracking.resolve_run(run, experiment)
+                model = tracking.load_text_model(run_id, quiet=not debug)
             result = model.predict(pd.DataFrame({"text": items}))
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     names = {1: "positive", 0: "negative", -1: "unknown"}
-    typer.echo(f"# run {run_id}", err=True)
+    typer.echo(f"# {'model' if model_ref is not None else 'run'} {run_id}", err=True)
     for text, prob, label in zip(items, result.probability, result.label, strict=True):
         short = text if len(text) <= 70 else text[:67] + "..."
         typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")

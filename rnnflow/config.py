@@ -166,6 +166,35 @@ class Experiment(_Section):
                    for key, value in fields.items()}}
 
 
+class SearchConfig(_Section):
+    """A hyperparameter search (optuna): `trials` points drawn from `space`, each a run.
+
+    `space` maps dotted keys to a list of choices, `{int: [low, high]}` or
+    `{float: [low, high]}` (with `log: true` and `step:` optional); rnnflow/search.py reads it.
+    """
+
+    trials: int = Field(20, ge=1, le=10_000)  # the study's target: finished + pruned trials
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"  # maximised / minimised
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    # Keyword arguments of the pruner, e.g. {n_startup_trials: 5, n_warmup_steps: 1}.
+    pruner_options: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0  # the sampler's seed
+    space: dict[str, Any] = Field(default_factory=dict)
+    # optuna storage URL; none: optuna.db beside a SQLite mlflow.db, else under
+    # RNNFLOW_DATA_DIR. Workers on other machines need an RDB URL (postgresql://...).
+    storage: str | None = None
+
+
+class RegistryConfig(_Section):
+    """After a run, the best point's text model becomes a version of `model_name`, alias
+    `challenger`, and `champion` if it beats the champion (rnnflow/champion.py)."""
+
+    enabled: bool = True
+    model_name: str | None = Field(None, min_length=1)  # none: the params file's `name`
+    min_delta: float = Field(0.0, ge=0.0, le=1.0)  # test accuracy a challenger must gain
+
+
 class Plan(_Section):
     """A params file: its experiment, the points it expands to, and where they train."""
 
@@ -178,6 +207,8 @@ class Plan(_Section):
     # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
     runner: Literal["local", "dask"] = "local"
     dask_address: str | None = None
+    search: SearchConfig | None = None
+    registry: RegistryConfig = RegistryConfig()
     # grid x variants, each a validated Experiment; built once by load_plan.
     points: list[Experiment] = Field(default_factory=list, exclude=True)
     labels: list[str] = Field(default_factory=list, exclude=True)  # a short name per point
@@ -223,12 +254,18 @@ class Plan(_Section):
         return yaml.safe_dump(tree, sort_keys=False)
 
 
-_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address")
+_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address", "search", "registry")
+# Plan sections whose keys `--set search.trials=30` sets one by one (their own models).
+_PLAN_SECTIONS = {"search": SearchConfig, "registry": RegistryConfig}
 _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
 def _valid_keys() -> list[str]:
     return list(Experiment().flat())
+
+
+def _plan_section_keys() -> list[str]:
+    return [f"{name}.{key}" for name, model in _PLAN_SECTIONS.items() for key in model.model_fields]
 
 
 def _mapping_keys() -> list[str]:
@@ -278,7 +315,7 @@ def _validate(model: type[_Section], tree: dict[str, Any], where: str, prefix: s
         for err in exc.errors():
             loc = prefix + ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                close = difflib.get_close_matches(loc, _valid_keys(), n=1)
+                close = difflib.get_close_matches(loc, _valid_keys() + _plan_section_keys(), n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 reasons.append(f"unknown key '{loc}'{hint}")
             elif not loc and err["type"] == "value_error":  # a check across sections
@@ -312,6 +349,9 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
         if dotted in ("name", *_PLAN_KEYS):  # top-level values: `--set grid={}`
             tree[dotted] = value
             continue
+        if dotted.split(".", 1)[0] in _PLAN_SECTIONS:  # `--set search.trials=30`
+            _set_plan_key(tree, dotted, value, f"{path} (override)")
+            continue
         _check_key(dotted, f"{path} (override)")
         _set_dotted(tree, dotted, value)
 
@@ -327,7 +367,35 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
         for dotted in variant:
             _check_key(dotted, f"{path} variants[{i}]")
     plan.points, plan.labels = _expand(plan, where)
+    if plan.search is not None:
+        from rnnflow.search import check_search  # it builds on this module
+
+        check_search(plan, where)
     return plan
+
+
+def _set_plan_key(tree: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """One key of a plan section (`search.trials`), or one entry of its mapping keys
+    (`search.space.model.cell`: the entry's own key is dotted)."""
+    section, _, key = dotted.partition(".")
+    model = _PLAN_SECTIONS[section]
+    node = tree.get(section)
+    if node is None:
+        node = tree[section] = {}
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: {section} is not a mapping")
+    field, _, entry = key.partition(".")
+    keys = [f"{section}.{k}" for k in model.model_fields]
+    info = model.model_fields.get(field)
+    if info is None or (entry and typing.get_origin(info.annotation) is not dict):
+        close = difflib.get_close_matches(dotted, keys, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{where}: unknown key '{dotted}'.{hint}")
+    if entry:
+        mapping = node.get(field)
+        node[field] = {**(mapping if isinstance(mapping, dict) else {}), entry: value}
+    else:
+        node[field] = value
 
 
 def _expand(plan: Plan, where: str) -> tuple[list[Experiment], list[str]]:

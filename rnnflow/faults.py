@@ -1,6 +1,7 @@
 """Fault injection for testing recovery: RNNFLOW_FAULT=<point> makes the process SIGKILL itself.
 
-Points: `after_epoch:<n>` (once epoch n is saved and logged), and `<step>` (e.g. `vectorize`,
+Points: `after_epoch:<n>` (once epoch n is saved and logged), `after_trial:<n>` (once search
+trial n is told to its study), and `<step>` (e.g. `vectorize`,
 `download`) just before that step writes its output. A real kill, so the tests see exactly
 what a crash or an OOM kill leaves behind. Unset, it costs one environment lookup.
 """

@@ -94,3 +94,13 @@ def worker_threads() -> int:
         return get_worker().state.nthreads
     except ValueError:  # not in a worker
         return cores()
+
+
+def worker_tags() -> dict[str, str]:
+    """Tags naming the Dask worker that trains a run (its node is tagged by every run)."""
+    from distributed import get_worker
+
+    try:
+        return {"dask_worker": get_worker().address}
+    except ValueError:  # not in a worker
+        return {}

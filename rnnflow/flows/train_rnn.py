@@ -32,7 +32,7 @@ from rnnflow.report import summarize
 from rnnflow.results import PointResult, best_index, plot_test_accuracy, results_table
 from rnnflow.storage import Stage, content_key
 from rnnflow.tracking import Resume, RunContext
-from rnnflow.train import Fit, limit_threads
+from rnnflow.train import EpochHook, Fit, limit_threads
 
 log = logging.getLogger("rnnflow.flow")
 
@@ -51,6 +51,10 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
         tracking_uri=tracking.tracking_uri(), fresh=fresh,
         tags={"prefect.flow_run_id": str(flow_run.id or ""),
               "git_commit": tracking.git_commit() or "", "params_file": str(params_file)})
+    if plan.search is not None:  # a search (a grid beside it only seeds its first trials)
+        from rnnflow.flows.search import run_search
+
+        return run_search(plan, ctx)
     if plan.is_grid:
         with tracking.group_run(ctx, f"{plan.name}-grid") as parent_id:
             points = _run_points(plan, ctx.under(parent_id))
@@ -63,14 +67,21 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
         points = _run_points(plan, ctx)
         table = results_table(points)
     _publish(plan.name, table, parent_id)
+    if plan.registry.enabled:
+        from rnnflow.flows.search import register_winner
+
+        best = points[best_index(points)]
+        register_winner(plan, max(best.runs, key=lambda r: r["val_accuracy"])["run_id"])
     return [run for point in points for run in point.runs]
 
 
 def run_point(point: Experiment, ctx: RunContext, run_name: str,
-              prepared: Prepared | None = None) -> dict[str, Any]:
+              prepared: Prepared | None = None,
+              on_epoch_end: EpochHook | None = None) -> dict[str, Any]:
     """Train, evaluate and log one point as an MLflow run; preprocess first unless `prepared`
     (a grid on Dask prepares every point in the flow before the fan-out). A FINISHED run that
-    trained the same way is reused instead, unless `ctx.fresh`."""
+    trained the same way is reused instead, unless `ctx.fresh`. `on_epoch_end` replaces the
+    per-epoch logging of metrics and checkpoint (a search trial reports to its study)."""
     started, clock = time.perf_counter(), _Clock()
     prep = prepared or _prepare(point, ctx, run_name)
     if not ctx.fresh and (done := tracking.find_finished(
@@ -88,7 +99,8 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
             model, fit = tasks.train_model(
                 padded=prep.padded, embeddings=prep.embeddings, model_cfg=point.model,
                 train_cfg=point.train, checkpoint_dir=Path(scratch) / "ckpt",
-                trainable_embedding=point.embedding.trainable, on_epoch_end=_log_epoch,
+                trainable_embedding=point.embedding.trainable,
+                on_epoch_end=on_epoch_end or _log_epoch,
                 resume_from=resume and resume.path, initial_epoch=resume.epoch if resume else 0)
         with clock("evaluate"):
             evaluation = tasks.evaluate_model(model, prep.padded)
@@ -214,10 +226,13 @@ class _Clock:
 def train_point(point: Experiment, prepared: Prepared, ctx: RunContext,
                 run_name: str) -> dict[str, Any]:
     """One run in a Dask worker: train, evaluate and log a child run of `ctx.parent_id`."""
-    from rnnflow.flows.on_dask import worker_threads
+    import dataclasses
+
+    from rnnflow.flows.on_dask import worker_tags, worker_threads
 
     limit_threads(worker_threads())  # before TensorFlow's first op in this worker
     tracking.use_tracking_uri(ctx.tracking_uri)
+    ctx = dataclasses.replace(ctx, tags={**ctx.tags, **worker_tags()})
     return run_point(point, ctx, run_name, prepared)
 
 

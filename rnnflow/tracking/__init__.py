@@ -4,12 +4,20 @@
 - `runs`: a run's lifecycle (`RunContext`, `start_run`), its params, metrics and artifacts;
 - `resume`: continued training, the "furthest run short of its epochs" policy;
 - `text_model`: the raw-text pyfunc, and finding the run `rnnflow predict` means;
-- `lookup`: runs by id or experiment, with what `rnnflow compare` needs.
+- `lookup`: runs by id or experiment, with what `rnnflow compare` needs;
+- `registry`: the winner as a registered model, `challenger` and `champion` aliases;
+- `system`: system metrics and the peak RSS of each training run.
 """
 
 import warnings
 
 from rnnflow.tracking.lookup import RunRecord, load_runs
+from rnnflow.tracking.registry import (
+    Registered,
+    load_registered_model,
+    model_uri,
+    register_winner,
+)
 from rnnflow.tracking.resume import (
     EPOCHS_DONE_TAG,
     TRAIN_KEY_TAG,
@@ -21,7 +29,9 @@ from rnnflow.tracking.resume import (
 )
 from rnnflow.tracking.runs import (
     RunContext,
+    active_run_id,
     group_run,
+    kill_stale_runs,
     load_test_predictions,
     log_epoch,
     log_frame,
@@ -32,6 +42,7 @@ from rnnflow.tracking.runs import (
     log_metrics,
     log_params,
     log_report,
+    log_search,
     set_tags,
     start_run,
 )
@@ -56,9 +67,10 @@ warnings.filterwarnings("ignore", message="Hint: Inferred schema contains intege
 
 __all__ = [
     "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext", "RunRecord",
-    "TrackingError", "find_finished", "find_resume", "git_commit", "group_run",
-    "load_runs", "load_test_predictions", "load_text_model", "local_model_dir",
-    "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs",
-    "log_keras_model", "log_metrics", "log_params", "log_report", "log_text_model",
+    "TrackingError", "active_run_id", "find_finished", "find_resume", "git_commit",
+    "group_run", "kill_stale_runs", "load_registered_model", "load_runs", "load_test_predictions",
+    "load_text_model", "local_model_dir", "log_checkpoint", "log_epoch", "log_frame",
+    "log_grid", "log_group", "log_inputs", "log_keras_model", "log_metrics", "log_params",
+    "log_report", "log_search", "log_text_model", "model_uri", "Registered", "register_winner",
     "resolve_run", "set_tags", "start_run", "tracking_uri", "use_experiment", "use_tracking_uri",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import tempfile
 import time
 import traceback
@@ -17,6 +18,8 @@ import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+from rnnflow.tracking import system
 
 if TYPE_CHECKING:
     from rnnflow.report import RunReport
@@ -40,32 +43,65 @@ class RunContext:
 @contextlib.contextmanager
 def start_run(ctx: RunContext, run_name: str) -> Iterator[str]:
     """A training run, this process's active MLflow run, that ends FINISHED, or FAILED with
-    the error as a tag and error.txt. A child run names its parent by `ctx.parent_id`."""
+    the error as a tag and error.txt. A child run names its parent by `ctx.parent_id`.
+
+    An exception with a `run_status` attribute (a pruned search trial: "KILLED") ends the run
+    with that status and its `run_tags` instead, and is not recorded as an error. Every run is
+    tagged with its `node` (hostname), logs MLflow's system metrics while it is active
+    (MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false turns them off) and `peak_rss_mb` when it ends.
+    """
+    system.system_metrics_interval()
+    tags = {k: v for k, v in ctx.tags.items() if v}
+    tags.setdefault(system.NODE_TAG, system.node())
+    opt_out = os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").lower() in (
+        "false", "0")
     run = mlflow.start_run(experiment_id=ctx.experiment_id, run_name=run_name,
-                           parent_run_id=ctx.parent_id,
-                           tags={k: v for k, v in ctx.tags.items() if v})
+                           parent_run_id=ctx.parent_id, tags=tags,
+                           log_system_metrics=not opt_out)
+    peak = system.PeakRss().__enter__()
     try:
         yield run.info.run_id
     except BaseException as exc:
-        _record_error(MlflowClient(), run.info.run_id, exc)
-        mlflow.end_run(status="KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        _log_peak(peak)
+        status = getattr(exc, "run_status", None)
+        if status:
+            mlflow.set_tags(getattr(exc, "run_tags", {}))
+        else:
+            _record_error(MlflowClient(), run.info.run_id, exc)
+            status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        mlflow.end_run(status=status)
         raise
     else:
+        _log_peak(peak)
         mlflow.end_run(status="FINISHED")
 
 
+def _log_peak(peak: system.PeakRss) -> None:
+    """The run's last system-metrics sample and its peak RSS, before it ends."""
+    peak.__exit__(None, None, None)
+    mlflow.log_metric(system.PEAK_RSS_METRIC, peak.peak_mb)
+    if run := mlflow.active_run():
+        system.flush_system_metrics(run.info.run_id)
+
+
 @contextlib.contextmanager
-def group_run(ctx: RunContext, run_name: str) -> Iterator[str]:
+def group_run(ctx: RunContext, run_name: str, reopen: str | None = None) -> Iterator[str]:
     """A run that groups others (a grid's parent, a point's repeats), ended like `start_run`.
 
     It is never this process's active run: its children, trained here or on Dask workers, all
-    name it by id, and several groups can be open at once.
+    name it by id, and several groups can be open at once. `reopen` names an earlier group run
+    to go on with (a resumed search's parent) instead of creating one, if it still exists.
     """
     client = MlflowClient()
     tags = {k: v for k, v in ctx.tags.items() if v}
     if ctx.parent_id:
         tags[MLFLOW_PARENT_RUN_ID] = ctx.parent_id
-    run_id = client.create_run(ctx.experiment_id, run_name=run_name, tags=tags).info.run_id
+    run_id = _reopen(client, reopen, ctx.experiment_id) if reopen else None
+    if run_id:
+        client.update_run(run_id, status="RUNNING")
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    else:
+        run_id = client.create_run(ctx.experiment_id, run_name=run_name, tags=tags).info.run_id
     try:
         yield run_id
     except BaseException as exc:
@@ -75,6 +111,15 @@ def group_run(ctx: RunContext, run_name: str) -> Iterator[str]:
         raise
     else:
         client.set_terminated(run_id, "FINISHED")
+
+
+def _reopen(client: MlflowClient, run_id: str, experiment_id: str) -> str | None:
+    try:
+        run = client.get_run(run_id)
+    except Exception:  # deleted, or another store
+        return None
+    ok = run.info.experiment_id == experiment_id and run.info.lifecycle_stage == "active"
+    return run_id if ok else None
 
 
 def _record_error(client: MlflowClient, run_id: str, exc: BaseException) -> None:
@@ -198,3 +243,50 @@ def load_test_predictions(run_id: str) -> pd.DataFrame:
         path = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path="test_predictions.parquet", dst_path=tmp)
         return pd.read_parquet(path)
+
+
+def active_run_id() -> str | None:
+    """The id of this process's active run (the training run inside `start_run`), if any."""
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def log_search(run_id: str, table: pd.DataFrame, best_run_id: str | None, plan_yaml: str,
+               best: dict[str, Any], figures: dict) -> None:
+    """On a search's parent run: the plan, the trials table (CSV and Parquet), the best
+    trial's values (best_params.json, `best.<key>` tags, `best_<metric>` metrics) and plots.
+    A resumed search logs into the same parent again: tags and files are replaced."""
+    import json
+
+    client = MlflowClient()
+    client.log_text(run_id, plan_yaml, "config.yaml")
+    log_frame(table, "trials.csv", run_id)
+    log_frame(table, "trials.parquet", run_id)
+    client.log_text(run_id, json.dumps(best, indent=2, default=str), "best_params.json")
+    for filename, fig in figures.items():
+        client.log_figure(run_id, fig, f"plots/{filename}")
+        _close(fig)
+    tags = [RunTag(f"best.{k}", str(v)) for k, v in best.get("params", {}).items()]
+    before = client.get_run(run_id).data.tags.get("best_run_id")
+    if before and before != best_run_id:  # a resumed search found a better trial
+        with contextlib.suppress(Exception):
+            client.delete_tag(before, "best")
+    if best_run_id:
+        tags.append(RunTag("best_run_id", best_run_id))
+        client.set_tag(best_run_id, "best", "true")
+    metrics = [Metric(f"best_{k}", float(v), int(time.time() * 1000), 0)
+               for k, v in best.get("metrics", {}).items()]
+    metrics += [Metric(f"trials_{k}", float(v), int(time.time() * 1000), 0)
+                for k, v in table.state.value_counts().items()] if len(table) else []
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+
+
+def kill_stale_runs(experiment_id: str, tag: str, value: str) -> list[str]:
+    """Mark KILLED the runs tagged `tag=value` still RUNNING: their process is gone (a killed
+    search's trials). Returns their ids."""
+    client = MlflowClient()
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.{tag} = '{value}' and attributes.status = 'RUNNING'"), max_results=1000)
+    for run in runs:
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [r.info.run_id for r in runs]

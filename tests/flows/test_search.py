@@ -1,0 +1,192 @@
+"""A pruned search, killed and resumed, its winner registered and served as NAME@champion;
+the registry's decision for an equal challenger; system metrics on every run. Through the real
+`rnnflow` command on a tiny archive."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import free_port, project_env, rnnflow_cli, synthetic_reviews, write_tar
+
+pytestmark = pytest.mark.slow
+
+# Trial 0 and 1 are the grid's points, in order: 1 explodes (SGD at learning rate 100), so its
+# val_loss after epoch 1 is far above trial 0's, the only median there is: pruned, certainly.
+SEARCH = """\
+name: s
+dataset: {{url: {archive}}}
+embedding: {{source: train, vector_size: 8, min_count: 1, epochs: 1}}
+pad: {{maxlen: 20}}
+model: {{num_neurons: 4}}
+train: {{epochs: 2, optimizer: sgd}}
+grid:
+  train.learning_rate: [0.01, 100.0]
+search:
+  trials: 4
+  metric: val_loss
+  sampler: random
+  pruner: median
+  pruner_options: {{n_startup_trials: 1, n_warmup_steps: 0}}
+  space:
+    train.learning_rate: {{float: [0.001, 100.0], log: true}}
+    model.num_neurons: [2, 4]
+"""
+
+
+def _cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`rnnflow ARGS` in its own session, output to files: a SIGKILLed run's Prefect server
+    child would hold a pipe open. The session is cleaned up afterwards."""
+    out, err = (project / f"cli-{time.monotonic_ns()}.{s}" for s in ("out", "err"))
+    with out.open("w") as fo, err.open("w") as fe:
+        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", *args], cwd=project,
+                                env=project_env(project, PREFECT_LOGGING_LEVEL="INFO", **env),
+                                stdout=fo, stderr=fe, start_new_session=True)
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, code, out.read_text(), err.read_text())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    project: Path
+    client: MlflowClient
+    killed: subprocess.CompletedProcess
+    trials_after_kill: int
+    resumed: subprocess.CompletedProcess
+    more: subprocess.CompletedProcess
+    first: subprocess.CompletedProcess
+    equal: subprocess.CompletedProcess
+
+    def runs(self):
+        exp = self.client.get_experiment_by_name("s")
+        return self.client.search_runs([exp.experiment_id], max_results=1000)
+
+    def study(self):
+        return optuna.load_study(study_name="s",
+                                 storage=f"sqlite:///{self.project / 'optuna.db'}")
+
+
+def _counted(study) -> int:
+    return sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Scenario:
+    project = tmp_path_factory.mktemp("search")
+    archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
+    (project / "s.yaml").write_text(SEARCH.format(archive=archive))
+    killed = _cli(project, "run", "s.yaml", RNNFLOW_FAULT="after_trial:1")
+    storage = f"sqlite:///{project / 'optuna.db'}"
+    trials_after_kill = _counted(optuna.load_study(study_name="s", storage=storage))
+    resumed = _cli(project, "run", "s.yaml")
+    more = _cli(project, "run", "s.yaml", "--set", "search.trials=5")
+    # A plain run under another model name, then the same run again from scratch: equal
+    # test predictions, so the second is a challenger that is not promoted.
+    plain = ["--set", "search=null", "--set", "grid={}", "--set", "registry.model_name=plain",
+             "--set", "train.learning_rate=0.01"]
+    first = _cli(project, "run", "s.yaml", *plain)
+    equal = _cli(project, "run", "s.yaml", *plain, "--fresh")
+    return Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), killed,
+                    trials_after_kill, resumed, more, first, equal)
+
+
+def test_a_killed_search_resumes_where_it_stopped(scenario):
+    assert scenario.killed.returncode != 0  # SIGKILLed after trial 1 was told
+    assert scenario.trials_after_kill == 2
+    assert scenario.resumed.returncode == 0, scenario.resumed.stderr[-3000:]
+    assert "2 of 4 trial(s) done, 2 to run" in scenario.resumed.stderr
+    assert scenario.more.returncode == 0, scenario.more.stderr[-3000:]
+    assert "4 of 5 trial(s) done, 1 to run" in scenario.more.stderr
+    study = scenario.study()
+    assert _counted(study) == 5
+    assert [t.params["train.learning_rate"] for t in study.trials[:2]] == [0.01, 100.0]
+
+
+def test_trials_are_children_of_one_parent_and_a_pruned_trial_is_killed(scenario):
+    runs = scenario.runs()
+    parents = [r for r in runs if r.info.run_name == "s-search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # reopened, not new
+    parent = parents[0]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_name for r in trials) == [f"trial-{i}" for i in range(5)]
+    exploded = next(r for r in trials if r.info.run_name == "trial-1")
+    assert exploded.info.status == "KILLED"
+    assert exploded.data.tags["pruned"] == "true"
+    assert exploded.data.tags["pruned_at_epoch"] == "1"
+    assert "error" not in exploded.data.tags
+    study = scenario.study()
+    assert study.trials[1].state.name == "PRUNED"
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in trials)
+    assert parent.data.tags["best_run_id"] == study.best_trial.user_attrs["run_id"]
+    assert parent.data.tags["best.train.learning_rate"] == str(
+        study.best_trial.params["train.learning_rate"])
+    files = {a.path for a in scenario.client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "trials.parquet", "best_params.json", "config.yaml"} <= files
+    plots = {a.path for a in scenario.client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+    assert "trial 1 pruned at epoch 1" in scenario.killed.stderr
+    pruned_here = [t.number for t in study.trials[2:4] if t.state.name == "PRUNED"]
+    for number in pruned_here:  # the resumed invocation prints its pruned trials
+        assert f"(trial {number}, pruned at epoch" in scenario.resumed.stdout
+
+
+def test_every_training_run_logs_system_metrics_and_peak_rss(scenario):
+    for run in scenario.runs():
+        if run.info.run_name == "s-search":
+            continue
+        metrics = run.data.metrics
+        assert metrics["peak_rss_mb"] > 100  # TensorFlow alone holds more
+        assert "system/cpu_utilization_percentage" in metrics
+        assert "system/system_memory_usage_megabytes" in metrics
+        assert run.data.tags["node"] == os.uname().nodename
+
+
+def test_the_search_winner_is_the_champion_and_predicts(scenario):
+    champion = scenario.client.get_model_version_by_alias("s", "champion")
+    assert champion.run_id == scenario.study().best_trial.user_attrs["run_id"]
+    assert scenario.client.get_model_version_by_alias("s", "challenger").version == \
+        champion.version
+    result = rnnflow_cli(scenario.project, "predict", "--model", "s@champion",
+                         "A wonderful, superb film.")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "models:/s@champion" in result.stderr
+    prob, label, _ = result.stdout.strip().split("\t")
+    assert 0 <= float(prob) <= 1 and label in ("positive", "negative", "unknown")
+    assert rnnflow_cli(scenario.project, "predict", "--run", "latest", "Fine.").returncode == 0
+
+
+def test_an_equal_challenger_is_not_promoted(scenario):
+    assert scenario.first.returncode == 0, scenario.first.stderr[-3000:]
+    assert scenario.equal.returncode == 0, scenario.equal.stderr[-3000:]
+    assert "promoted to champion (no champion): no champion yet" in scenario.first.stderr
+    v1 = scenario.client.get_model_version_by_alias("plain", "champion")
+    v2 = scenario.client.get_model_version_by_alias("plain", "challenger")
+    assert (str(v1.version), str(v2.version)) == ("1", "2")
+    assert v2.tags["promoted"] == "false" and v2.tags["decision_test"] == "paired_bootstrap"
+    assert float(v2.tags["delta_low"]) <= 0 <= float(v2.tags["delta_high"])
+    assert "not better beyond the noise" in v2.tags["decision_reason"]
+    assert v2.tags["champion_test_accuracy"] and v2.tags["challenger_test_accuracy"]
+    assert "not promoted" in scenario.equal.stderr
+
+
+def test_a_missing_model_or_an_unreachable_registry_exits_2(scenario):
+    missing = rnnflow_cli(scenario.project, "predict", "--model", "nope@champion", "Fine.")
+    assert missing.returncode == 2 and "not in the model registry" in missing.stderr
+    down = _cli(scenario.project, "predict", "--model", "s@champion", "Fine.",
+                MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}")
+    assert down.returncode == 2 and "not reachable" in down.stderr
+    assert "Traceback" not in down.stderr
