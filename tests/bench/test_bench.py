@@ -17,15 +17,16 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
         pytest.skip(f"{SAMPLE} is not present")
     done = subprocess.run(
         ["make", "--no-print-directory", "bench", f"DATA={SAMPLE}",
-         # (f), the unbucketed last state, differs from (g) by one setting: left out for time.
-         "BENCH_ARGS=--tiny --only book,script,cold,warm,stock,bucketed,kernels "
+         # (e)-(g) are (d) with one or two settings changed, each run end to end by the flow
+         # tests (kernel: keras, pad.bucket): left out here for time.
+         "BENCH_ARGS=--tiny --only book,script,cold,warm,kernels "
          f"--work {tmp_path / 'work'} --out {tmp_path / 'out'}"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     (report,) = (tmp_path / "out").glob("*-tiny.json")
     result = json.loads(report.read_text())
-    assert list(result["results"]) == ["book", "script", "cold", "warm", "stock", "bucketed"]
+    assert list(result["results"]) == ["book", "script", "cold", "warm"]
     for name, row in result["results"].items():
         assert row["wall_s"] > 0 and row["peak_rss_mb"] > 50, name
         assert row["stages"]["fit"] > 0 and row["train_samples_per_s"] > 0, name
@@ -36,13 +37,12 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     assert warm["stages"]["tokenize"] < cold["stages"]["tokenize"]
     assert set(result["targets"]) == {"cold_vs_script_wall", "cold_peak_rss_mb",
                                       "warm_preprocess_s", "tokenize_speedup",
-                                      "fit_samples_ratio", "fused_fit_ratio", "fused_eval_ratio",
+                                      "fit_samples_ratio",
                                       "kernel_fit_simple_rnn"}  # --tiny compares one cell
     assert set(result["kernels"]) == {"simple_rnn"}
     for cell, row in result["kernels"].items():
         assert row["fused_fit_samples_per_s"] > 0 and row["keras_predict_samples_per_s"] > 0, cell
     table = (tmp_path / "out" / report.name.replace(".json", ".md")).read_text()
     assert "(c) rnnflow cold" in table and "| target |" in table
-    assert "(e) warm, stock Keras layers" in table and "| simple_rnn(50) |" in table
-    assert "(g) warm, last state, bucketed" in table
+    assert "| simple_rnn(50) |" in table
     assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written
