@@ -84,8 +84,9 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
     per-epoch logging of metrics and checkpoint (a search trial reports to its study)."""
     started, clock = time.perf_counter(), _Clock()
     prep = prepared or _prepare(point, ctx, run_name)
+    train_key = _train_key(point, prep)
     if not ctx.fresh and (done := tracking.find_finished(
-            ctx.experiment_id, _train_key(point, prep), point.train.epochs)):
+            ctx.experiment_id, train_key, point.train.epochs)):
         log.info("%s: reusing finished run %s (--fresh trains again)", run_name, done.run_id)
         return {"run_id": done.run_id, "reused": True, **done.metrics}
     # The MLflow run starts before training, so a failure leaves a FAILED run with its error.
@@ -94,7 +95,7 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(), sort_keys=False))
         clock.seconds.update(prep.step_seconds)
         tracking.log_inputs(prep.stage_keys(), prep.reviews.file("reviews.parquet"), point.name)
-        resume = _resume(point, ctx, prep, Path(scratch) / "from")
+        resume = _resume(point, ctx, train_key, Path(scratch) / "from")
         with clock("train"):
             model, fit = tasks.train_model(
                 padded=prep.padded, embeddings=prep.embeddings, model_cfg=point.model,
@@ -125,10 +126,10 @@ def _prepare(point: Experiment, ctx: RunContext, run_name: str) -> Prepared:
             raise
 
 
-def _resume(point: Experiment, ctx: RunContext, prep: Prepared, scratch: Path) -> Resume | None:
+def _resume(point: Experiment, ctx: RunContext, train_key: str,
+            scratch: Path) -> Resume | None:
     """The earlier run this one continues, if any (never with `fresh`); tags the training key,
     by which a later run finds this one."""
-    train_key = _train_key(point, prep)
     resume = None if ctx.fresh else tracking.find_resume(
         ctx.experiment_id, train_key, point.train.epochs, scratch)
     tracking.set_tags({tracking.TRAIN_KEY_TAG: train_key,
