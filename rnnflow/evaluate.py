@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 from rnnflow import buckets
+from rnnflow.model import inference_model
 from rnnflow.pad import load_sequences, load_split, pad_layout
 from rnnflow.storage import Stage, release_memory
 
@@ -38,25 +39,47 @@ class Evaluation:
     predictions: dict[str, pd.DataFrame]  # per split: id, label, probability
 
 
-def evaluate_model(model, padded: Stage, batch_size: int = 128) -> Evaluation:
-    """Score the val and test splits of `padded` with `model`.
+# Bytes of one batch's looked-up input projection (batch x steps x width float32) that a
+# projected model's inference batch is sized to; see `inference_batch`.
+PROJECTED_BATCH_BYTES = 40 * 2**20
 
-    Inference holds batch x maxlen x dim floats (the embedded batch, and its time-major copy):
-    about 1 MB per review at the lesson's 400 x 300. Measured on 25k test reviews: batch 256
-    adds 340 MB of peak memory, 128 about 250 MB and runs as fast, 64 is half as fast.
+
+def inference_batch(model, steps: int, default: int = 128) -> int:
+    """Reviews per inference batch. A model from `inference_model` reads (gates x units) floats
+    per step, not the word vectors, so it takes as many reviews as keep one batch's projected
+    inputs near 40 MB, between 128 and 1024: at the lesson's SimpleRNN(50) x 400 steps that is
+    512, which on 2 cores ran 1.6x as fast as 128 (the loop's per-step cost is paid per batch).
+    Any other model gets `default`: it holds batch x steps x dim floats (the embedded batch and
+    its time-major copy), about 1 MB per review at 400 x 300; on 25k test reviews batch 256
+    added 340 MB of peak memory, 128 about 250 MB and ran as fast, 64 half as fast.
     """
+    try:
+        width = model.get_layer("word2vec_projected").output_dim
+    except ValueError:
+        return default
+    fits = PROJECTED_BATCH_BYTES // (4 * max(steps, 1) * width) // 64 * 64
+    return int(min(1024, max(128, fits)))
+
+
+def evaluate_model(model, padded: Stage, batch_size: int | None = None) -> Evaluation:
+    """Score the val and test splits of `padded` with `model` (through `inference_model`, the
+    same function with the first layer's input projection looked up); `batch_size` overrides
+    `inference_batch`."""
     results: dict[str, float] = {}
     confusion: dict[str, np.ndarray] = {}
     predictions: dict[str, pd.DataFrame] = {}
     layout = pad_layout(padded)
+    model = inference_model(model)
     for split in ("val", "test"):
         path = padded.file(f"{split}.parquet")
         if layout.bucketed:  # length-sorted batches, each padded to its longest review
             x, y = load_sequences(path, layout)
-            prob = buckets.predict(model, x, batch_size)
+            steps = x.batch_length(np.arange(len(x)))  # the longest batch's length
+            prob = buckets.predict(model, x, batch_size or inference_batch(model, steps))
         else:
             x, y = load_split(path)
-            prob = model.predict(x, batch_size=batch_size, verbose=0).ravel()
+            batch = batch_size or inference_batch(model, x.shape[1])
+            prob = model.predict(x, batch_size=batch, verbose=0).ravel()
         results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
         confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
         ids = pq.read_table(path, columns=["id"])["id"].to_pylist()

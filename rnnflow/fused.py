@@ -42,6 +42,10 @@ fused model: LSTM fit 1.44x instead of 2.97x, SimpleRNN + Flatten fit 0.09x), `t
 ``parallel_iterations``, stock ``unroll=True`` (the graph takes minutes to build at 400
 steps), einsum for the projection (2.6x slower backward).
 
+For inference a layer may take its inputs already projected (``projected_input=True``):
+`rnnflow.model.inference_model` multiplies the frozen word-vector table by the input kernel
+once, so evaluation looks each token's ``x @ W + b`` up instead of computing it per step.
+
 Configurations the hand-written kernel does not cover (``recurrent_dropout``,
 activations other than tanh/sigmoid, ``reset_after=False``, non-float32
 compute, backends other than TensorFlow, cuDNN-eligible GRU/LSTM on a GPU)
@@ -372,11 +376,14 @@ class _FusedLoop:
 
     _kind = None  # "simple_rnn" | "gru" | "lstm"
 
-    def _init_fused(self, steps):
+    def _init_fused(self, steps, projected_input):
         steps = int(steps)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.steps = steps
+        # Inputs are already x @ W + b (the input bias, for GRU); the layer's own kernel and
+        # input bias are then unused. Inference only: see `rnnflow.model.inference_model`.
+        self.projected_input = bool(projected_input)
 
     def fused_unsupported(self, training=False):
         """Why this layer's call runs the stock Keras loop, or None."""
@@ -397,6 +404,9 @@ class _FusedLoop:
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if tree.is_nested(mask):
             mask = mask[0]
+        if self.projected_input and (training or self.fused_unsupported() is not None):
+            raise ValueError(f"{self.name}: projected inputs are for inference with the fused "
+                             "loop only")
         if self.fused_unsupported(training) is not None:
             return super().inner_loop(sequences, initial_state, mask=mask, training=training)
         cell = self.cell
@@ -405,23 +415,22 @@ class _FusedLoop:
             # Same cached mask the stock cell applies at every step.
             x = x * tf.expand_dims(cell.get_dropout_mask(x[:, 0, :]), 1)
         units = cell.units
-        kernel = _value(cell.kernel)
         u_mat = _value(cell.recurrent_kernel)
         bias = None if cell.bias is None else _value(cell.bias)
+        b_rec = bias[1] if bias is not None and self._kind == "gru" else None
 
-        # The hoisted input projection: one 2-D GEMM for all time steps.
-        shape = tf.shape(x)
-        batch, time = shape[0], shape[1]
-        xw = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
-        b_rec = None
-        if bias is not None:
-            if self._kind == "gru":
-                xw = xw + bias[0]
-                b_rec = bias[1]
-            else:
-                xw = xw + bias
-        xw = tf.reshape(xw, [batch, time, kernel.shape[-1]])
-        xw.set_shape([x.shape[0], x.shape[1], kernel.shape[-1]])
+        if self.projected_input:
+            xw = x
+        else:
+            # The hoisted input projection: one 2-D GEMM for all time steps.
+            kernel = _value(cell.kernel)
+            shape = tf.shape(x)
+            batch, time = shape[0], shape[1]
+            xw = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
+            if bias is not None:
+                xw = xw + (bias[0] if self._kind == "gru" else bias)
+            xw = tf.reshape(xw, [batch, time, kernel.shape[-1]])
+            xw.set_shape([x.shape[0], x.shape[1], kernel.shape[-1]])
         xw = tf.transpose(xw, [1, 0, 2])  # time-major
 
         m = None
@@ -463,6 +472,8 @@ class _FusedLoop:
     def get_config(self):
         config = super().get_config()
         config["steps"] = self.steps
+        if self.projected_input:
+            config["projected_input"] = True
         return config
 
 
@@ -470,42 +481,45 @@ class _FusedLoop:
 class FusedSimpleRNN(_FusedLoop, keras.layers.SimpleRNN):
     """`keras.layers.SimpleRNN` with a fused CPU loop (same weights, same math).
 
-    ``steps``: time steps per loop iteration (default 8).
+    ``steps``: time steps per loop iteration (default 8); ``projected_input``: the inputs are
+    already ``x @ kernel + bias`` (inference only).
     """
 
     _kind = "simple_rnn"
 
-    def __init__(self, units, steps=DEFAULT_STEPS, **kwargs):
+    def __init__(self, units, steps=DEFAULT_STEPS, projected_input=False, **kwargs):
         super().__init__(units, **kwargs)
-        self._init_fused(steps)
+        self._init_fused(steps, projected_input)
 
 
 @keras.saving.register_keras_serializable(package="rnnflow")
 class FusedGRU(_FusedLoop, keras.layers.GRU):
     """`keras.layers.GRU` (reset_after=True) with a fused CPU loop.
 
-    ``steps``: time steps per loop iteration (default 8).
+    ``steps``: time steps per loop iteration (default 8); ``projected_input``: the inputs are
+    already ``x @ kernel + bias`` (inference only).
     """
 
     _kind = "gru"
 
-    def __init__(self, units, steps=DEFAULT_STEPS, **kwargs):
+    def __init__(self, units, steps=DEFAULT_STEPS, projected_input=False, **kwargs):
         super().__init__(units, **kwargs)
-        self._init_fused(steps)
+        self._init_fused(steps, projected_input)
 
 
 @keras.saving.register_keras_serializable(package="rnnflow")
 class FusedLSTM(_FusedLoop, keras.layers.LSTM):
     """`keras.layers.LSTM` with a fused CPU loop (same weights, same math).
 
-    ``steps``: time steps per loop iteration (default 8).
+    ``steps``: time steps per loop iteration (default 8); ``projected_input``: the inputs are
+    already ``x @ kernel + bias`` (inference only).
     """
 
     _kind = "lstm"
 
-    def __init__(self, units, steps=DEFAULT_STEPS, **kwargs):
+    def __init__(self, units, steps=DEFAULT_STEPS, projected_input=False, **kwargs):
         super().__init__(units, **kwargs)
-        self._init_fused(steps)
+        self._init_fused(steps, projected_input)
 
 
 _FUSED = {"simple_rnn": FusedSimpleRNN, "gru": FusedGRU, "lstm": FusedLSTM}

@@ -102,6 +102,47 @@ def stock_twin(model, cfg: ModelConfig):
     return twin
 
 
+def inference_model(model):
+    """`model`'s function for prediction, with the first recurrent layer's input projection
+    looked up instead of computed: the same network when it can be, else `model` itself.
+
+    With a word2vec table E feeding a fused recurrent layer, every step of every review
+    computes E[id] @ W + b, 300 x (gates x units) multiply-adds per token: at the lesson's
+    shapes most of the arithmetic of inference. Here the table is projected once, E @ W + b
+    (V rows, about 1 GFLOP at 35k x 300 x 50), and the layer reads its rows; the rest of the
+    model is `model`'s own layers. Outputs equal `model.predict`'s to float32 rounding
+    (tests/rnnflow/test_fused.py). Not for training: W is not learnt through the table.
+    Anything else (one-hot inputs, which are already a projected lookup; stock layers; a
+    Bidirectional first layer) is returned unchanged.
+    """
+    import keras
+
+    from rnnflow.fused import _FusedLoop
+
+    names = [layer.name for layer in model.layers]
+    if "word2vec" not in names:
+        return model
+    at = names.index("word2vec")
+    embed, rnn = model.layers[at], model.layers[at + 1]
+    if not isinstance(rnn, _FusedLoop) or rnn.fused_unsupported() is not None:
+        return model
+    kernel, recurrent, *bias = (np.asarray(w) for w in rnn.cell.get_weights())
+    table = embed.get_weights()[0].astype(np.float64) @ kernel.astype(np.float64)
+    if bias:
+        table += bias[0][0] if rnn._kind == "gru" else bias[0]
+    inputs = keras.Input(shape=model.input_shape[1:], dtype="int32", name="token_ids")
+    lookup = keras.layers.Embedding(table.shape[0], table.shape[1], trainable=False,
+                                    mask_zero=embed.mask_zero, name="word2vec_projected")
+    projected = type(rnn).from_config({**rnn.get_config(), "projected_input": True})
+    x = projected(lookup(inputs))
+    lookup.set_weights([table.astype(np.float32)])
+    weights = projected.cell.get_weights()  # its kernel is (gates x units) square, unused
+    projected.cell.set_weights([weights[0], recurrent, *bias])
+    for layer in model.layers[at + 2:]:  # the rest of the network, the very same layers
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_inference")
+
+
 def load_model(path):
     """A saved rnnflow model, loaded with Keras safe mode (no code is deserialised); the fused
     layers are registered with Keras on import."""

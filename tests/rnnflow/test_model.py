@@ -39,6 +39,55 @@ def test_stock_twin_computes_the_same_function_without_rnnflow_layers(cfg):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize(("cfg", "mask"), [
+    (ModelConfig(num_neurons=4), False),  # the lesson's shape: every step to Flatten
+    (ModelConfig(cell="gru", num_neurons=3, return_sequences=False), False),
+    (ModelConfig(cell="lstm", num_neurons=3, return_sequences=False), False),
+    (ModelConfig(cell="gru", num_neurons=3, num_layers=2, return_sequences=False), True),
+    (ModelConfig(cell="lstm", num_neurons=3, return_sequences=False), True),
+    (ModelConfig(cell="simple_rnn", num_neurons=3, return_sequences=False), True),
+])
+def test_inference_model_looks_up_the_projection_and_predicts_the_same(cfg, mask):
+    from rnnflow.model import inference_model
+
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(9, 5)).astype(np.float32)
+    weights[0] = 0
+    model = build_model(cfg, weights, maxlen=None if mask else 11, mask=mask)
+    for w in model.trainable_weights:  # nonzero biases, so their folding is checked too
+        w.assign(rng.normal(scale=0.5, size=w.shape).astype(np.float32))
+    fast = inference_model(model)
+    assert fast is not model
+    first = fast.layers[2]
+    lookup = fast.get_layer("word2vec_projected")  # one row of x @ W + b per token
+    assert first.projected_input and lookup.output_dim == first.cell.recurrent_kernel.shape[1]
+    ids = rng.integers(1, 9, size=(7, 11)).astype(np.int32)
+    if mask:  # ragged reviews, padded at either end
+        ids[1, :4] = 0
+        ids[2, 6:] = 0
+    np.testing.assert_allclose(fast.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(num_neurons=3, kernel="keras"),
+    ModelConfig(cell="gru", num_neurons=3, bidirectional=True, return_sequences=False),
+])
+def test_inference_model_leaves_what_it_cannot_project(cfg):
+    from rnnflow.model import inference_model
+
+    model = build_model(cfg, np.ones((4, 5), "float32"), maxlen=6)
+    assert inference_model(model) is model
+
+
+def test_projected_layer_refuses_training():
+    from rnnflow.model import inference_model
+
+    model = build_model(ModelConfig(num_neurons=3), np.ones((4, 5), "float32"), maxlen=6)
+    with pytest.raises(ValueError, match="inference"):
+        inference_model(model)(np.ones((2, 6), "int32"), training=True)
+
+
 def _all_layers(model):
     for layer in model.layers:
         yield layer

@@ -63,3 +63,39 @@ def test_limit_threads_holds_tensorflow_before_its_first_op():
                          timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1", "1", "True", "False"]
+
+
+@pytest.mark.parametrize("maxlen", [20, None])  # fixed length, and bucketed with a mask
+def test_evaluation_through_the_projected_model_scores_as_the_model_does(
+        project, tiny_archive, tmp_path, maxlen):
+    """evaluate_model predicts with `inference_model` and larger batches; its probabilities
+    equal the trained model's own `predict` on the same reviews."""
+    import numpy as np
+
+    from rnnflow.evaluate import evaluate_model, inference_batch
+    from rnnflow.model import inference_model
+    from rnnflow.pad import load_sequences, load_split, pad_layout
+
+    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
+    emb = build_embeddings(toks, EmbeddingConfig(source="train", vector_size=8, min_count=1,
+                                                 epochs=1))
+    padded = pad_sequences(vectorize_tokens(toks, emb)[0], PadConfig(maxlen=maxlen))
+    model, _ = train_model(padded=padded, embeddings=emb,
+                           model_cfg=ModelConfig(cell="gru", num_neurons=3,
+                                                 return_sequences=False),
+                           train_cfg=TrainConfig(epochs=1, batch_size=8),
+                           checkpoint_dir=tmp_path)
+    assert inference_batch(inference_model(model), 400) > inference_batch(model, 400) == 128
+    got = evaluate_model(model, padded)
+    layout = pad_layout(padded)
+    for split in ("val", "test"):
+        if layout.bucketed:
+            from rnnflow import buckets
+
+            seqs, _ = load_sequences(padded.file(f"{split}.parquet"), layout)
+            expected = buckets.predict(model, seqs, 4)
+        else:
+            x, _ = load_split(padded.file(f"{split}.parquet"))
+            expected = model.predict(x, batch_size=4, verbose=0).ravel()
+        np.testing.assert_allclose(got.predictions[split].probability, expected,
+                                   rtol=1e-5, atol=1e-6)
