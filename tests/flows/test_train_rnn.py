@@ -199,9 +199,10 @@ def test_predict_finds_runs_and_scores_texts(tracked):
 
 @pytest.mark.slow
 def test_text_model_serves_over_rest(tracked):
-    """`mlflow models serve` answers a POST of raw text on loopback, with unpickling
-    disallowed (the text model is a model from code)."""
-    _serve_and_post(tracked.project, tracked.run.info.run_id,
+    """`mlflow models serve -m models:/NAME@champion` (the README's command) answers a POST of
+    raw text on loopback, with unpickling disallowed (the text model is a model from code)."""
+    tracked.client.get_model_version_by_alias("quick", "champion")  # raises if there is none
+    _serve_and_post(tracked.project, "models:/quick@champion",
                     MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
 
 
@@ -215,7 +216,7 @@ def test_bad_params_exit_2_and_touch_nothing(project):
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
 
 
-def _serve_and_post(project: Path, run_id: str, **extra_env: str) -> None:
+def _serve_and_post(project: Path, model_uri: str, **extra_env: str) -> None:
     import json
     import signal
     import socket
@@ -232,7 +233,7 @@ def _serve_and_post(project: Path, run_id: str, **extra_env: str) -> None:
     mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
     log = (project / "serve.log").open("w")
     server = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", f"runs:/{run_id}/text_model", "--env-manager",
+        [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager",
          "local", "--host", "127.0.0.1", "--port", str(port)],
         cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
