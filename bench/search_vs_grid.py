@@ -11,8 +11,9 @@ Both start from `params/lesson16.yaml` with word2vec trained on the corpus
 once 4 trials have finished. Each run gets its own empty data folder and MLflow store, so each
 pays for its own preprocessing (one word2vec table per vector size it meets) and neither
 reuses the other's runs. Printed per run: wall time, peak RSS of the process tree, points
-trained, points pruned, summed fit seconds, and the best point by val_accuracy with its test
-accuracy.
+trained, points pruned, the fit seconds of the points that finished, and the best point by
+val_accuracy with its test accuracy; then the two winners compared review by review on the
+test split (paired bootstrap interval of the difference in accuracy, McNemar's exact p).
 """
 
 from __future__ import annotations
@@ -53,6 +54,30 @@ def _command(archive: Path, *sets: str) -> list[str]:
     for item in sets:
         args += ["--set", item]
     return args
+
+
+def _test_right(store: Path, run_id: str):
+    """Per test review (sorted by id): whether the run's prediction was right."""
+    import mlflow
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = mlflow.MlflowClient(tracking_uri=f"sqlite:///{store}").download_artifacts(
+            run_id, "test_predictions.parquet", tmp)
+        frame = pd.read_parquet(path).sort_values("id")
+    return frame.id.to_numpy(), ((frame.probability >= 0.5) == (frame.label == 1)).to_numpy()
+
+
+def _compare(results: dict, work: Path) -> dict:
+    from rnnflow.stats import mcnemar_exact, paired_bootstrap
+
+    (ids_s, right_s), (ids_g, right_g) = (
+        _test_right(work / label / "mlflow.db", results[label]["best"]["run_id"])
+        for label in ("search", "grid"))
+    assert (ids_s == ids_g).all(), "the two winners scored different test reviews"
+    diff = paired_bootstrap(right_s.astype(float), right_g.astype(float))
+    return {"search_minus_grid_test_accuracy": diff.delta, "low": diff.low, "high": diff.high,
+            "mcnemar_p": mcnemar_exact(right_s, right_g)}
 
 
 def _summary(store: Path) -> dict:
@@ -114,6 +139,11 @@ def main() -> None:
               f"val {best.get('val_accuracy', float('nan')):.4f} test "
               f"{best.get('test_accuracy', float('nan')):.4f} at {best.get('params')}",
               flush=True)
+    if len(results) == 2 and all(r["best"] for r in results.values()):
+        results["search_vs_grid"] = c = _compare(results, work)
+        print(f"search - grid, test accuracy: {100 * c['search_minus_grid_test_accuracy']:+.2f} "
+              f"points, 95% [{100 * c['low']:+.2f}, {100 * c['high']:+.2f}], McNemar p "
+              f"{c['mcnemar_p']:.3g}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"grid": GRID, "search": SEARCH, "archive": str(archive),

@@ -59,11 +59,14 @@ name, so a stock model's weights file does not load into a fused model directly.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import tensorflow as tf
 from keras.src import activations, tree
 
 __all__ = [
+    "TokenVectors",
     "FusedGRU",
     "FusedLSTM",
     "FusedSimpleRNN",
@@ -371,6 +374,57 @@ def _value(v):
     return tf.convert_to_tensor(v.value if hasattr(v, "value") else v)
 
 
+# --------------------------------------------------------------------------
+# Distinct tokens: the input projection of a word-vector lookup.
+# --------------------------------------------------------------------------
+
+# The latest TokenVectors call: (weak reference to its output, its ids, weak reference to the
+# layer). A fused layer called on exactly that output tensor projects the batch's distinct
+# tokens instead of every position; on any other input (a later call replaced the record, an
+# interpolated input as in integrated gradients, another thread's batch) it projects x as is.
+_LATEST_LOOKUP = None
+
+
+@keras.saving.register_keras_serializable(package="rnnflow")
+class TokenVectors(keras.layers.Embedding):
+    """`keras.layers.Embedding` (same weights, config and outputs) whose output tells a fused
+    recurrent layer which token ids it holds.
+
+    The projection ``x @ W + b`` of a batch of word vectors repeats the same rows: a batch of
+    32 IMDB reviews x 400 steps holds about 2,000 distinct ids among its 12,800 positions
+    (padding included). Given the ids, the fused layer computes ``table[unique] @ W + b`` and
+    gathers it back to the positions: the same numbers, with about a sixth of the
+    multiply-adds in the forward pass and in the gradient of ``W``.
+    """
+
+    def call(self, inputs):
+        global _LATEST_LOOKUP
+        outputs = super().call(inputs)
+        _LATEST_LOOKUP = (weakref.ref(outputs), inputs, weakref.ref(self))
+        return outputs
+
+
+def _token_source(sequences):
+    """(ids, table) when `sequences` is the latest TokenVectors output, else None."""
+    latest = _LATEST_LOOKUP
+    if latest is None or latest[0]() is not sequences:
+        return None
+    layer = latest[2]()
+    return None if layer is None else (latest[1], _value(layer.embeddings))
+
+
+def _project_distinct(ids, table, kernel, bias):
+    """``table[ids] @ kernel + bias`` with each distinct id projected once."""
+    distinct, where = tf.unique(tf.reshape(ids, [-1]))
+    rows = tf.matmul(tf.gather(table, distinct), kernel)
+    if bias is not None:
+        rows = rows + bias
+    shape = tf.shape(ids)
+    xw = tf.reshape(tf.gather(rows, where), [shape[0], shape[1], kernel.shape[-1]])
+    xw.set_shape([ids.shape[0], ids.shape[1], kernel.shape[-1]])
+    return xw
+
+
 class _FusedLoop:
     """Mixin: replaces `RNN.inner_loop` with the fused kernel when it can."""
 
@@ -419,16 +473,21 @@ class _FusedLoop:
         bias = None if cell.bias is None else _value(cell.bias)
         b_rec = bias[1] if bias is not None and self._kind == "gru" else None
 
+        in_bias = None if bias is None else (bias[0] if self._kind == "gru" else bias)
+        source = None if x is not sequences else _token_source(sequences)
         if self.projected_input:
             xw = x
+        elif source is not None:
+            # x is a TokenVectors lookup: project each distinct token of the batch once.
+            xw = _project_distinct(*source, _value(cell.kernel), in_bias)
         else:
             # The hoisted input projection: one 2-D GEMM for all time steps.
             kernel = _value(cell.kernel)
             shape = tf.shape(x)
             batch, time = shape[0], shape[1]
             xw = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
-            if bias is not None:
-                xw = xw + (bias[0] if self._kind == "gru" else bias)
+            if in_bias is not None:
+                xw = xw + in_bias
             xw = tf.reshape(xw, [batch, time, kernel.shape[-1]])
             xw.set_shape([x.shape[0], x.shape[1], kernel.shape[-1]])
         xw = tf.transpose(xw, [1, 0, 2])  # time-major

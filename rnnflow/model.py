@@ -26,7 +26,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     import keras
     from keras import layers
 
-    from rnnflow.fused import recurrent_layer
+    from rnnflow.fused import TokenVectors, recurrent_layer
     from rnnflow.onehot import GATES, OneHotProjection, pinned
 
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
@@ -42,8 +42,11 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
         # Looking ids up in a frozen copy of the word2vec table is the same function as the
         # book's docs x maxlen x 300 float input, without materialising it. Unmasked (the
         # book): padding reaches the RNN as zero vectors.
-        embed = layers.Embedding(weights.shape[0], weights.shape[1],
-                                 trainable=trainable_embedding, mask_zero=mask, name="word2vec")
+        # With fused layers the lookup is a TokenVectors (an Embedding that tells the first
+        # recurrent layer its ids, so it projects each distinct token of a batch once).
+        lookup = layers.Embedding if stock or cfg.kernel == "keras" else TokenVectors
+        embed = lookup(weights.shape[0], weights.shape[1], trainable=trainable_embedding,
+                       mask_zero=mask, name="word2vec")
     x = embed(inputs)
     kernel = "keras" if stock else cfg.kernel
     for i in range(cfg.num_layers):

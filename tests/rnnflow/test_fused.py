@@ -304,3 +304,84 @@ def test_config_round_trip_keeps_steps():
     clone = FusedGRU.from_config(layer.get_config())
     assert clone.steps == 4 and clone.go_backwards and clone.return_sequences
     assert keras.saving.get_registered_name(FusedGRU) == "rnnflow>FusedGRU"
+
+
+# --- TokenVectors: the fused layer projects each distinct token once -----------------------------
+def _lookup_model(kernel, cell, variant, mask_zero, trainable, vocab=9, t=T):
+    """ids -> word vectors (TokenVectors for fused, Embedding for stock) -> recurrent -> Dense."""
+    from rnnflow.fused import TokenVectors
+
+    lookup = TokenVectors if kernel == "fused" else keras.layers.Embedding
+    inputs = keras.Input((t,), dtype="int32")
+    x = lookup(vocab, D, mask_zero=mask_zero, trainable=trainable)(inputs)
+    if variant == "bidirectional":
+        x = keras.layers.Bidirectional(_rnn(kernel, cell, return_sequences=True))(x)
+    else:
+        x = _rnn(kernel, cell, return_sequences=True, go_backwards=variant == "backwards")(x)
+    return keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(x)))
+
+
+@pytest.mark.parametrize(("variant", "mask_zero", "trainable"), [
+    ("plain", False, False), ("plain", True, False), ("backwards", False, True),
+    ("bidirectional", True, True)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_distinct_token_projection_gives_the_stock_outputs_and_gradients(
+        cell, variant, mask_zero, trainable):
+    stock = _lookup_model("keras", cell, variant, mask_zero, trainable)
+    fused = _lookup_model("fused", cell, variant, mask_zero, trainable)
+    rng = np.random.default_rng(3)
+    weights = [w + rng.normal(scale=0.3, size=w.shape).astype("float32")
+               for w in stock.get_weights()]
+    stock.set_weights(weights)
+    fused.set_weights(weights)
+    ids = rng.integers(1, 9, size=(B, T)).astype("int32")  # 9 ids over 65 positions: repeats
+    ids[0, 9:] = 0
+    ids[3, :4] = 0
+    y_stock, g_stock = _loss_and_grads(stock, ids)
+    y_fused, g_fused = _loss_and_grads(fused, ids)
+    np.testing.assert_allclose(y_fused, y_stock, rtol=1e-5, atol=1e-5)
+    dense = [[tf.convert_to_tensor(g) for g in grads] for grads in (g_stock, g_fused)]
+    _assert_grads_close(*dense)  # the table's gradient, if trainable, is IndexedSlices
+
+
+def _traced_ops(model, training):
+    fn = tf.function(lambda ids: model(ids, training=training))
+    graph = fn.get_concrete_function(tf.TensorSpec((None, T), tf.int32)).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_the_fused_layer_projects_distinct_tokens_only_behind_token_vectors():
+    fused = _lookup_model("fused", "lstm", "plain", False, False)
+    assert "Unique" in _traced_ops(fused, training=True)
+    assert "Unique" in _traced_ops(fused, training=False)
+    # Input dropout draws a mask per review, so every position is projected.
+    inputs = keras.Input((T,), dtype="int32")
+    from rnnflow.fused import TokenVectors
+
+    x = FusedLSTM(U, dropout=0.3)(TokenVectors(9, D)(inputs))
+    dropped = keras.Model(inputs, x)
+    assert "Unique" not in _traced_ops(dropped, training=True)
+    assert "Unique" in _traced_ops(dropped, training=False)
+    # A fused layer on plain vectors (no lookup in front) never sees ids.
+    plain = _model("fused", "lstm", "plain", False)
+    fn = tf.function(lambda v: plain(v, training=True))
+    graph = fn.get_concrete_function(tf.TensorSpec((None, T, D), tf.float32)).graph
+    assert "Unique" not in {op.type for op in graph.get_operations()}
+
+
+def test_a_later_lookup_does_not_leak_into_another_call():
+    """The record of the latest lookup is matched by tensor identity: a fused layer called on
+    other vectors of the same shape computes with those vectors."""
+    from rnnflow.fused import TokenVectors
+
+    lookup = TokenVectors(9, D)
+    rnn = FusedGRU(U, return_sequences=True)
+    stock = keras.layers.GRU(U, return_sequences=True)
+    ids = np.random.default_rng(4).integers(0, 9, size=(B, T)).astype("int32")
+    looked_up = lookup(ids)
+    other = tf.random.normal(looked_up.shape, seed=1)
+    rnn(other)
+    stock(other)
+    stock.set_weights(rnn.get_weights())
+    np.testing.assert_allclose(rnn(other), stock(other), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rnn(looked_up), stock(looked_up), rtol=1e-5, atol=1e-6)

@@ -10,8 +10,9 @@ def _trainable(model) -> int:
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
-@pytest.mark.parametrize(("kernel", "rnn"), [("fused", "FusedSimpleRNN"), ("keras", "SimpleRNN")])
-def test_lesson_model_has_the_books_parameter_count(kernel, rnn):
+@pytest.mark.parametrize(("kernel", "lookup", "rnn"), [
+    ("fused", "TokenVectors", "FusedSimpleRNN"), ("keras", "Embedding", "SimpleRNN")])
+def test_lesson_model_has_the_books_parameter_count(kernel, lookup, rnn):
     import keras
 
     weights = np.zeros((10, 300), dtype=np.float32)
@@ -19,8 +20,9 @@ def test_lesson_model_has_the_books_parameter_count(kernel, rnn):
     # SimpleRNN: 300*50 + 50*50 + 50 = 17,550; Dense over 400*50 flattened outputs: 20,001.
     assert _trainable(model) == 37_551
     assert [layer.__class__.__name__ for layer in model.layers] == [
-        "InputLayer", "Embedding", rnn, "Dropout", "Flatten", "Dense"]
+        "InputLayer", lookup, rnn, "Dropout", "Flatten", "Dense"]
     assert isinstance(model.layers[2], keras.layers.SimpleRNN)  # the fused layer is one too
+    assert isinstance(model.layers[1], keras.layers.Embedding)  # and TokenVectors is one
 
 
 @pytest.mark.parametrize("cfg", [
