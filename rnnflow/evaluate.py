@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 from rnnflow import buckets
-from rnnflow.model import inference_model
+from rnnflow.model import inference_batch, inference_model
 from rnnflow.pad import load_sequences, load_split, pad_layout
 from rnnflow.storage import Stage, release_memory
 
@@ -37,28 +37,6 @@ class Evaluation:
     metrics: dict[str, float]  # {'val_accuracy': ..., 'test_auc': ...}
     confusion: dict[str, np.ndarray]  # per split; rows true neg/pos, columns predicted neg/pos
     predictions: dict[str, pd.DataFrame]  # per split: id, label, probability
-
-
-# Bytes of one batch's looked-up input projection (batch x steps x width float32) that a
-# projected model's inference batch is sized to; see `inference_batch`.
-PROJECTED_BATCH_BYTES = 40 * 2**20
-
-
-def inference_batch(model, steps: int, default: int = 128) -> int:
-    """Reviews per inference batch. A model from `inference_model` reads (gates x units) floats
-    per step, not the word vectors, so it takes as many reviews as keep one batch's projected
-    inputs near 40 MB, between 128 and 1024: at the lesson's SimpleRNN(50) x 400 steps that is
-    512, which on 2 cores ran 1.6x as fast as 128 (the loop's per-step cost is paid per batch).
-    Any other model gets `default`: it holds batch x steps x dim floats (the embedded batch and
-    its time-major copy), about 1 MB per review at 400 x 300; on 25k test reviews batch 256
-    added 340 MB of peak memory, 128 about 250 MB and ran as fast, 64 half as fast.
-    """
-    try:
-        width = model.get_layer("word2vec_projected").output_dim
-    except ValueError:
-        return default
-    fits = PROJECTED_BATCH_BYTES // (4 * max(steps, 1) * width) // 64 * 64
-    return int(min(1024, max(128, fits)))
 
 
 def evaluate_model(model, padded: Stage, batch_size: int | None = None) -> Evaluation:
