@@ -108,6 +108,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SAMPLE)
     parser.add_argument("--only", choices=["search", "grid"], help="run one of the two")
+    parser.add_argument("--tpe-startup", type=int,
+                        help="search.sampler_options.n_startup_trials (optuna's default: 10)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     archive = args.data.resolve()
@@ -116,8 +118,11 @@ def main() -> None:
     base_env = {**os.environ, "PREFECT_HOME": str(work / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3"}
     base_env.pop("MLFLOW_TRACKING_URI", None)
+    search = dict(SEARCH)
+    if args.tpe_startup is not None:
+        search["sampler_options"] = {"n_startup_trials": args.tpe_startup}
     runs = {"grid": [f"grid={_flow(GRID)}"],
-            "search": ["grid={}", f"search={_flow(SEARCH)}"]}
+            "search": ["grid={}", f"search={_flow(search)}"]}
     results: dict[str, dict] = {}
     for label, sets in runs.items():
         if args.only and label != args.only:
@@ -146,7 +151,7 @@ def main() -> None:
               f"{c['mcnemar_p']:.3g}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"grid": GRID, "search": SEARCH, "archive": str(archive),
+        args.json.write_text(json.dumps({"grid": GRID, "search": search, "archive": str(archive),
                                          "results": results}, indent=2) + "\n")
 
 

@@ -180,6 +180,9 @@ class SearchConfig(_Section):
     pruner: Literal["median", "hyperband", "none"] = "median"
     # Keyword arguments of the pruner, e.g. {n_startup_trials: 5, n_warmup_steps: 1}.
     pruner_options: dict[str, Any] = Field(default_factory=dict)
+    # Keyword arguments of the sampler besides its seed, e.g. {n_startup_trials: 4}: optuna's
+    # TPE draws its first 10 trials at random, which is most of a small budget.
+    sampler_options: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0  # the sampler's seed
     space: dict[str, Any] = Field(default_factory=dict)
     # optuna storage URL; none: optuna.db beside a SQLite mlflow.db, else under

@@ -172,14 +172,21 @@ def suggest(trial, dims: dict[str, Dimension]) -> dict[str, Any]:
 
 
 def make_sampler(search: SearchConfig, offset: int, where: str = "search"):
-    """The study's sampler, seeded with `seed + offset` (a resumed search gets new draws)."""
+    """The study's sampler, seeded with `seed + offset` (a resumed search gets new draws), with
+    `sampler_options`; a wrong option is a ConfigError."""
     import optuna
 
     seed = search.seed + offset
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: trials running at once on Dask are not all drawn at the same spot.
-    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    options = dict(search.sampler_options)
+    if "seed" in options:
+        raise ConfigError(f"{where} search.sampler_options: set the seed with search.seed")
+    try:
+        if search.sampler == "random":
+            return optuna.samplers.RandomSampler(seed=seed, **options)
+        # constant_liar: trials running at once on Dask are not all drawn at the same spot.
+        return optuna.samplers.TPESampler(**{"constant_liar": True, **options}, seed=seed)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} search.sampler_options: {exc}") from None
 
 
 def make_pruner(search: SearchConfig, where: str = "search"):

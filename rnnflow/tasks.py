@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -94,9 +95,24 @@ def _network_error(_task: Any, _task_run: Any, state: Any) -> bool:
     return False
 
 
+def _retry_delays() -> list[float]:
+    """Seconds before each retry of a failed download: RNNFLOW_DOWNLOAD_RETRY_DELAYS
+    ("1,5,15" unless set; as many retries as delays, "" for none)."""
+    text = os.environ.get("RNNFLOW_DOWNLOAD_RETRY_DELAYS", "1,5,15")
+    try:
+        delays = [float(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise ValueError(f"RNNFLOW_DOWNLOAD_RETRY_DELAYS={text!r}: expected seconds separated "
+                         "by commas, e.g. 1,5,15") from None
+    if any(d < 0 for d in delays):
+        raise ValueError(f"RNNFLOW_DOWNLOAD_RETRY_DELAYS={text!r}: delays cannot be negative")
+    return delays
+
+
 download_dataset = StageTask(
     download.download_dataset, _raw_file,
-    retries=3, retry_delay_seconds=[1, 5, 15], retry_condition_fn=_network_error,
+    retries=len(_retry_delays()), retry_delay_seconds=_retry_delays() or 0,
+    retry_condition_fn=_network_error,
 )
 read_reviews = StageTask(reviews.read_reviews, _stage(reviews.reviews_stage))
 tokenize_reviews = StageTask(tokens.tokenize_reviews, _stage(tokens.tokens_stage))

@@ -80,7 +80,9 @@ def test_killed_download_restarts_cleanly(project, tiny_archive, http_server):
 
 def test_http_404_is_retried_then_a_clear_error(project, http_server):
     base, _ = http_server
-    result = run_tiny_grid(project, f"{base}/missing.tar.gz", PREFECT_LOGGING_LEVEL="INFO")
+    # Three retries as by default, without the default's 21 s of waiting.
+    result = run_tiny_grid(project, f"{base}/missing.tar.gz", PREFECT_LOGGING_LEVEL="INFO",
+                           RNNFLOW_DOWNLOAD_RETRY_DELAYS="0,0,0")
     assert result.returncode == 2
     assert "could not download" in result.stderr and "404" in result.stderr
     assert result.stderr.count("Retry 3/3") == 1  # three retries, then the error

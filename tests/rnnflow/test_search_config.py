@@ -34,6 +34,17 @@ def test_a_search_section_parses_with_defaults(tmp_path):
     assert "search" in plan.as_yaml()
 
 
+def test_sampler_options_reach_the_sampler(tmp_path):
+    from rnnflow.search import make_sampler
+
+    plan = load_plan(_write(tmp_path, "name: t\nsearch:\n  sampler_options: "
+                                      "{n_startup_trials: 3}\n" + SPACE))
+    sampler = make_sampler(plan.search, 0)
+    assert sampler._n_startup_trials == 3 and sampler._constant_liar  # optuna's own fields
+    default = make_sampler(load_plan(_write(tmp_path, "name: t\nsearch:\n" + SPACE)).search, 0)
+    assert default._n_startup_trials == 10
+
+
 def test_shipped_search_params_validate():
     plan = load_plan(PARAMS / "search.yaml")
     assert plan.search is not None and plan.experiment.embedding.source == "train"
@@ -66,6 +77,10 @@ def test_shipped_search_params_validate():
         ("search:\n  pruner_options: {n_startup: 1}\n" + SPACE, "search.pruner_options"),
         ("search:\n  pruner: none\n  pruner_options: {n_startup_trials: 1}\n" + SPACE,
          "takes no options"),
+        ("search:\n  sampler_options: {n_startup: 1}\n" + SPACE, "search.sampler_options"),
+        ("search:\n  sampler_options: {seed: 1}\n" + SPACE, "search.seed"),
+        ("search:\n  sampler: random\n  sampler_options: {n_startup_trials: 1}\n" + SPACE,
+         "search.sampler_options"),
         ("search:\n  storage: optuna.db\n" + SPACE, "search.storage"),
         ("repeats: 2\nsearch:\n" + SPACE, "repeats"),
         ("variants: [{model.cell: gru}]\nsearch:\n" + SPACE, "variants"),

@@ -77,3 +77,20 @@ def test_the_cache_key_is_the_same_for_positional_and_keyword_calls(project, tin
     by_name = tasks.read_reviews.where(cfg=cfg, digest="abc", archive=tiny_archive)
     assert by_position == by_name == (f"rnnflow-reviews-{reviews_stage('abc', cfg).key}", False)
     assert tasks.read_reviews.where(tiny_archive, "abd", cfg) != by_position
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (None, [1.0, 5.0, 15.0]), ("0,0", [0.0, 0.0]), (" 2 , 30 ", [2.0, 30.0]), ("", [])])
+def test_download_retry_delays_come_from_the_environment(monkeypatch, text, expected):
+    if text is None:
+        monkeypatch.delenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", raising=False)
+    else:
+        monkeypatch.setenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", text)
+    assert tasks._retry_delays() == expected
+
+
+@pytest.mark.parametrize("text", ["1;5", "-1", "soon"])
+def test_bad_download_retry_delays_say_what_is_expected(monkeypatch, text):
+    monkeypatch.setenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", text)
+    with pytest.raises(ValueError, match="RNNFLOW_DOWNLOAD_RETRY_DELAYS"):
+        tasks._retry_delays()
