@@ -307,14 +307,6 @@ def test_config_round_trip_keeps_steps():
 
 
 # --- TokenVectors: the fused layer projects each distinct token once -----------------------------
-@pytest.fixture
-def distinct_always(monkeypatch):
-    """The distinct-token projection at these small widths too (it is kept for wide ones)."""
-    import rnnflow.fused
-
-    monkeypatch.setattr(rnnflow.fused, "DISTINCT_MIN_WIDTH", 1)
-
-
 def _lookup_model(kernel, cell, variant, mask_zero, trainable, vocab=9, t=T):
     """ids -> word vectors (TokenVectors for fused, Embedding for stock) -> recurrent -> Dense."""
     from rnnflow.fused import TokenVectors
@@ -334,7 +326,7 @@ def _lookup_model(kernel, cell, variant, mask_zero, trainable, vocab=9, t=T):
     ("bidirectional", True, True)])
 @pytest.mark.parametrize("cell", CELLS)
 def test_distinct_token_projection_gives_the_stock_outputs_and_gradients(
-        cell, variant, mask_zero, trainable, distinct_always):
+        cell, variant, mask_zero, trainable):
     stock = _lookup_model("keras", cell, variant, mask_zero, trainable)
     fused = _lookup_model("fused", cell, variant, mask_zero, trainable)
     rng = np.random.default_rng(3)
@@ -358,12 +350,8 @@ def _traced_ops(model, training):
     return {op.type for op in graph.get_operations()}
 
 
-def test_the_fused_layer_projects_distinct_tokens_only_behind_token_vectors(monkeypatch):
-    import rnnflow.fused
-
+def test_the_fused_layer_projects_distinct_tokens_only_behind_token_vectors():
     fused = _lookup_model("fused", "lstm", "plain", False, False)
-    assert "Unique" not in _traced_ops(fused, training=True)  # 4 x 5 = 20 columns: too narrow
-    monkeypatch.setattr(rnnflow.fused, "DISTINCT_MIN_WIDTH", 4 * U)
     assert "Unique" in _traced_ops(fused, training=True)
     assert "Unique" in _traced_ops(fused, training=False)
     # Input dropout draws a mask per review, so every position is projected.
@@ -381,7 +369,7 @@ def test_the_fused_layer_projects_distinct_tokens_only_behind_token_vectors(monk
     assert "Unique" not in {op.type for op in graph.get_operations()}
 
 
-def test_a_later_lookup_does_not_leak_into_another_call(distinct_always):
+def test_a_later_lookup_does_not_leak_into_another_call():
     """The record of the latest lookup is matched by tensor identity: a fused layer called on
     other vectors of the same shape computes with those vectors."""
     from rnnflow.fused import TokenVectors
