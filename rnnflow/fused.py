@@ -399,15 +399,18 @@ class TokenVectors(keras.layers.Embedding):
     gathers it back to the positions: the same function (equal to float32 rounding; tests
     compare outputs and gradients with the stock layers), with about a sixth of the
     multiply-adds in the forward pass and in the gradient of ``W``. Fit samples/s on 2,000
-    IMDB train reviews x 400 steps, 2 cores, best of 5, against the plain product: LSTM(50)
-    +18%, GRU(64) +14% (best of 3), SimpleRNN(50) +12%, +18%, +20% in three runs and -18% in
-    a fourth (best of 3): this machine's noise is that large.
+    IMDB train reviews x 400 steps, 2 cores, against the plain product: LSTM(50) +18% and
+    GRU(64) +14% (best of 3); SimpleRNN(50) +12%, +18% and +20% in three runs (best of 5),
+    -18% in an earlier one (best of 3): this machine's noise is that large.
     """
 
     def call(self, inputs):
         global _LATEST_LOOKUP
         outputs = super().call(inputs)
-        _LATEST_LOOKUP = (weakref.ref(outputs), weakref.ref(inputs), weakref.ref(self))
+        try:
+            _LATEST_LOOKUP = (weakref.ref(outputs), weakref.ref(inputs), weakref.ref(self))
+        except TypeError:  # ids that cannot be referenced weakly (a list): no record
+            _LATEST_LOOKUP = None
         return outputs
 
 
