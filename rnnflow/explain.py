@@ -118,21 +118,29 @@ class Attribution:
     baseline: np.ndarray  # f(baseline) per text
 
 
+# Memory one chunk of integrated gradients may take: its path points, their gradients and
+# products, each maxlen x dim floats (about four copies per point).
+IG_CHUNK_BYTES = 128 * 2**20
+
+
 def integrated_gradients(model, x: np.ndarray, steps: int = IG_STEPS,
-                         batch: int = 2 * (IG_STEPS + 1)) -> Attribution:
+                         batch: int | None = None) -> Attribution:
     """Integrated gradients of the sigmoid output w.r.t. the embedding output, zero baseline.
 
     For each text the path alpha * e (alpha = 0, 1/steps, ..., 1) is one batch of
     `steps + 1` interpolated inputs; the gradients at its points are averaged with the
     trapezoid rule and multiplied by e. Padding columns embed to the zero vector, so their
     attribution is exactly 0. `batch` path points go through the network at once (whole
-    texts: at least one); each holds maxlen x dim floats several times over (the point, its
-    gradient, their product), about 2 MB at 400 x 300, so the default of two texts keeps a
-    chunk near 130 MB where 256 points held over 400 MB at a run's peak."""
+    texts: at least one); by default as many as fit IG_CHUNK_BYTES: two texts at 400 x 300
+    (about 2 MB per point), where a fixed 256 points held over 400 MB at a run's peak, and every
+    text at once for small inputs."""
     import tensorflow as tf
 
     embed, head = embedding_head(model)
     x = np.asarray(x, dtype=np.int32)
+    if batch is None:
+        point = 4 * 4 * max(x.shape[1], 1) * embed.output_dim  # bytes, about four copies
+        batch = max(steps + 1, IG_CHUNK_BYTES // point)
     alphas = tf.reshape(tf.linspace(0.0, 1.0, steps + 1), [-1, 1, 1])
     weights = np.full(steps + 1, 1.0 / steps, dtype=np.float32)
     weights[[0, -1]] /= 2  # the trapezoid rule
