@@ -104,8 +104,8 @@ class ModelConfig(_Section):
     bidirectional: bool = False
     num_layers: int = Field(1, ge=1, le=8)  # stacked recurrent layers
     # `fused`: rnnflow's recurrent layers (rnnflow/fused.py), Keras's exact function and weights
-    # computed faster on CPU (bench: 1.1-2x per cell); `keras`: the stock layers, to compare
-    # with or fall back to.
+    # computed faster on CPU (bench/NOTES.md has the ratios per cell); `keras`: the stock
+    # layers, to compare with or fall back to.
     kernel: Literal["fused", "keras"] = "fused"
 
 

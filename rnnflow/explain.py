@@ -227,8 +227,7 @@ def word_polarity(text_model, words: list[str]) -> dict[str, float]:
     # Thousands of one-word reviews: the projection looked up, as in evaluation, keeps each
     # batch at about 40 MB (256 reviews of 400 x 300-d vectors held over 300 MB more).
     fast = inference_model(text_model.model)
-    out = np.asarray(fast.predict(x, verbose=0, batch_size=inference_batch(fast, x.shape[1])))
-    out = out.ravel()
+    out = fast.predict(x, verbose=0, batch_size=inference_batch(fast, x.shape[1])).ravel()
     return {w: float(v - out[-1]) for w, v in zip(words, out[:-1], strict=True)}
 
 

@@ -484,7 +484,9 @@ class _FusedLoop:
         b_rec = bias[1] if bias is not None and self._kind == "gru" else None
 
         in_bias = None if bias is None else (bias[0] if self._kind == "gru" else bias)
-        source = _token_source(sequences) if x is sequences else None
+        # Not after input dropout: its mask differs per review, so x is no longer a lookup.
+        source = None if self.projected_input or x is not sequences else (
+            _token_source(sequences))
         if self.projected_input:
             xw = x
         elif source is not None:

@@ -114,9 +114,9 @@ def inference_model(model):
     shapes most of the arithmetic of inference. Here the table is projected once, E @ W + b
     (V rows, about 1 GFLOP at 35k x 300 x 50), and the layer reads its rows; the rest of the
     model is `model`'s own layers. Outputs equal `model.predict`'s to float32 rounding
-    (tests/rnnflow/test_fused.py). Not for training: W is not learnt through the table.
-    Anything else (one-hot inputs, which are already a projected lookup; stock layers; a
-    Bidirectional first layer) is returned unchanged.
+    (tests/rnnflow/test_model.py, test_train.py). Not for training: W is not learnt through
+    the table. Anything else (one-hot inputs, which are already a projected lookup; stock
+    layers; a Bidirectional first layer) is returned unchanged.
     """
     import keras
 

@@ -109,10 +109,10 @@ def _retry_delays() -> list[float]:
     return delays
 
 
+_DELAYS = _retry_delays()
 download_dataset = StageTask(
     download.download_dataset, _raw_file,
-    retries=len(_retry_delays()), retry_delay_seconds=_retry_delays() or 0,
-    retry_condition_fn=_network_error,
+    retries=len(_DELAYS), retry_delay_seconds=_DELAYS or 0, retry_condition_fn=_network_error,
 )
 read_reviews = StageTask(reviews.read_reviews, _stage(reviews.reviews_stage))
 tokenize_reviews = StageTask(tokens.tokenize_reviews, _stage(tokens.tokens_stage))
