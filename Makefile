@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist; a file's tests stay in one). Most of a test's time is one
+# `rnnflow run` starting up on one core, so two processes on two cores take 10 minutes, not 18.
+TEST_WORKERS ?= 2
 DATA ?=
 BENCH_ARGS ?=
 
@@ -23,7 +26,7 @@ run: $(STAMP)
 	$(BIN)/rnnflow run $(PARAMS) $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The lesson four ways side by side (bench/run.py); DATA=<aclImdb .tar.gz> picks the archive
 # (default: the shared 5,000-review sample, bench.SAMPLE).

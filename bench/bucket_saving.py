@@ -29,7 +29,8 @@ from bench import SAMPLE
 
 def mean_batch_length(lengths: np.ndarray, maxlen: int | None, batch_size: int, seed: int,
                       epochs: int) -> float:
-    from rnnflow.buckets import batch_length, bucket_plan
+    from rnnflow.data.pad import batch_length
+    from rnnflow.network.buckets import bucket_plan
 
     capped = lengths if maxlen is None else np.minimum(lengths, maxlen)
     widths = [batch_length(int(capped[rows].max(initial=0)), maxlen)
@@ -49,11 +50,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rnnflow-buckets-") as tmp:
         os.environ["RNNFLOW_DATA_DIR"] = tmp
         from rnnflow.config import DatasetConfig, EmbeddingConfig, TokenizeConfig, TrainConfig
-        from rnnflow.download import download_dataset
-        from rnnflow.embeddings import build_embeddings
-        from rnnflow.reviews import read_reviews
-        from rnnflow.tokens import tokenize_reviews
-        from rnnflow.vectorize import vectorize_tokens
+        from rnnflow.data.download import download_dataset
+        from rnnflow.data.embeddings import build_embeddings
+        from rnnflow.data.reviews import read_reviews
+        from rnnflow.data.tokens import tokenize_reviews
+        from rnnflow.data.vectorize import vectorize_tokens
 
         path, digest = download_dataset(Path(args.data).resolve().as_uri())
         tokens = tokenize_reviews(read_reviews(path, digest, DatasetConfig()), TokenizeConfig())

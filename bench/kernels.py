@@ -20,7 +20,7 @@ train split does (2,044 on average at maxlen 400). Fused and stock runs alternat
                             [--cells simple_rnn,gru,lstm] [--steps 8] [--jit] [--maxlen 400]
                             [--json bench/results/kernels.json]
 
-Only rnnflow.fused is imported from the product. `make bench` runs it as one of its parts.
+Only rnnflow.network.fused is imported from the product. `make bench` runs it as one of its parts.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from rnnflow.fused import TokenVectors, recurrent_layer  # noqa: E402
+from rnnflow.network.fused import TokenVectors, recurrent_layer  # noqa: E402
 
 DIM, VOCAB, BATCH = 300, 20_000, 32
 UNITS = {"simple_rnn": 50, "gru": 64, "lstm": 50}

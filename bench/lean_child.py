@@ -9,7 +9,7 @@ word2vec, ids, padding) with rnnflow's step functions:
 
 - inline: the same process then trains and evaluates, as `rnnflow run` does;
 - child: it hands training and evaluation to a child process that imports only TensorFlow and
-  the step code (`rnnflow.train`, `rnnflow.evaluate`), and waits for it.
+  the step code (`rnnflow.network.train`, `rnnflow.network.evaluate`), and waits for it.
 
 Neither starts Prefect's server or logs to MLflow: both would add the same to either way.
 Printed for each: wall time and the peak RSS of the whole process tree (bench/peak_rss.py), and
@@ -32,7 +32,7 @@ from bench.peak_rss import measure
 
 
 def _experiment(archive: Path):
-    from rnnflow.config import load_plan
+    from rnnflow.experiments.plan import load_plan
 
     plan = load_plan(REPO / "params" / "lesson16.yaml",
                      {"dataset.url": str(archive), "embedding.source": "train"})
@@ -40,8 +40,8 @@ def _experiment(archive: Path):
 
 
 def _train_and_evaluate(experiment, padded, embeddings) -> dict:
-    from rnnflow.evaluate import evaluate_model
-    from rnnflow.train import train_model
+    from rnnflow.network.evaluate import evaluate_model
+    from rnnflow.network.train import train_model
 
     with tempfile.TemporaryDirectory() as scratch:
         model, fit = train_model(padded=padded, embeddings=embeddings,
@@ -60,13 +60,13 @@ def _run(archive: Path, mode: str, out: Path) -> None:
     import prefect  # noqa: F401
     import psutil
 
-    import rnnflow.flows.train_rnn  # noqa: F401
-    from rnnflow import tokens
-    from rnnflow.download import download_dataset
-    from rnnflow.embeddings import build_embeddings
-    from rnnflow.pad import pad_sequences
-    from rnnflow.reviews import read_reviews
-    from rnnflow.vectorize import vectorize_tokens
+    import flows.train_rnn  # noqa: F401
+    from rnnflow.data import tokens
+    from rnnflow.data.download import download_dataset
+    from rnnflow.data.embeddings import build_embeddings
+    from rnnflow.data.pad import pad_sequences
+    from rnnflow.data.reviews import read_reviews
+    from rnnflow.data.vectorize import vectorize_tokens
 
     exp = _experiment(archive)
     path, digest = download_dataset(exp.dataset.url)
@@ -78,7 +78,7 @@ def _run(archive: Path, mode: str, out: Path) -> None:
     if mode == "inline":
         result = _train_and_evaluate(exp, padded, emb)
     else:
-        from rnnflow.storage import release_memory
+        from rnnflow.data.storage import release_memory
 
         release_memory()
         child = subprocess.Popen(
@@ -97,7 +97,7 @@ def _run(archive: Path, mode: str, out: Path) -> None:
 
 def _train_child(archive: Path, out: Path, padded_path: Path, emb_path: Path) -> None:
     """The lean child: no Prefect, MLflow, gensim or NLTK."""
-    from rnnflow.storage import Stage
+    from rnnflow.data.storage import Stage
 
     def stage(path: Path) -> Stage:
         return Stage(path.parent.name, path.name, path.parent.parent)

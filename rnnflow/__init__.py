@@ -1,0 +1,15 @@
+"""rnnflow, the library: the steps of the lesson's experiment and what they report, without
+Prefect. The flows (flows/) and tasks (tasks/) beside it compose it; `rnnflow.cli` starts them.
+
+- `config`: the sections of a params file that shape one point (`Experiment`);
+- `data/`: download, read, tokenize, word vectors, ids, padding; each writes one stage;
+- `network/`: the model and its fast recurrent layers, training, evaluation, prediction;
+- `insight/`: what a finished run reports: metrics, figures, explanations, checks, pages;
+- `experiments/`: many runs: params files as plans, search spaces and studies, paired
+  statistics, results tables, comparisons, the champion decision;
+- `tracking/`: MLflow, and nothing else of rnnflow's.
+"""
+
+from rnnflow import _moved
+
+_moved.install()

@@ -1,4 +1,5 @@
-"""The `rnnflow` command."""
+"""The `rnnflow` command: the composition root, the one module of rnnflow that starts the flows
+(flows/), inside its commands."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from rnnflow.config import ConfigError, load_plan, parse_override
+from rnnflow.config import ConfigError
+from rnnflow.experiments.plan import load_plan, parse_override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
@@ -55,13 +57,14 @@ def _quiet_environment(debug: bool = False) -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from rnnflow.download import ChecksumError, DownloadError
-    from rnnflow.embeddings import EmbeddingError
-    from rnnflow.reviews import DatasetError
+    from rnnflow.data.download import ChecksumError, DownloadError
+    from rnnflow.data.embeddings import EmbeddingError
+    from rnnflow.data.reviews import DatasetError
+    from rnnflow.experiments.study import StudyError
     from rnnflow.tracking import TrackingError
 
     return (ConfigError, ChecksumError, DownloadError, DatasetError, EmbeddingError,
-            TrackingError, FileNotFoundError)
+            StudyError, TrackingError, FileNotFoundError)
 
 
 @app.command()
@@ -92,12 +95,12 @@ def run(
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)
-    from rnnflow.flows.local_server import prefect_api
+    from flows.local_server import prefect_api
 
     def load_flow():
         import gc
 
-        from rnnflow.flows.train_rnn import train_rnn
+        from flows.train_rnn import train_rnn
 
         # Prefect, MLflow and pandas leave ~1M long-lived objects; frozen, the collector skips
         # them instead of walking them on every full collection during the run.
@@ -137,7 +140,7 @@ def predict(
     import pandas as pd
 
     from rnnflow import tracking
-    from rnnflow.predict import import_for_prediction
+    from rnnflow.network.predict import import_for_prediction
 
     try:
         with _stderr_held_back(unless=debug):
@@ -169,8 +172,8 @@ def compare(
     """Print the params that differ, metric deltas with a paired 95% interval on the shared
     test reviews, and the first stage that differs; write the learning curves overlaid."""
     _quiet_environment(debug)
-    from rnnflow import compare as comparing
     from rnnflow import tracking
+    from rnnflow.experiments import compare as comparing
 
     try:
         records = tracking.load_runs(refs)
@@ -196,7 +199,7 @@ def serve(
     if not params_dir.is_dir():
         _fail(ConfigError(f"{params_dir}: no such folder of params files"), False)
     _quiet_environment()
-    from rnnflow.flows.serve import serve_params
+    from flows.serve import serve_params
 
     serve_params(params_dir, port)
 
@@ -218,13 +221,11 @@ def explain(
     items = _texts(texts, file, "explain", debug)
     _quiet_environment(debug)
     from rnnflow import tracking
-    from rnnflow.explain import explain as explain_texts
-    from rnnflow.render import explain_page, terminal
-    from rnnflow.tracking.text_model_object import load_text_model_object
-
+    from rnnflow.insight.explain import explain as explain_texts
+    from rnnflow.insight.render import explain_page, terminal
     try:
         run_id = tracking.resolve_run(run, experiment)
-        text_model = load_text_model_object(run_id)
+        text_model = tracking.load_text_model_object(run_id)
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     explanations = explain_texts(text_model, items, steps=steps)

@@ -1,12 +1,14 @@
-"""Finding runs by id or experiment name, with what comparing them needs."""
+"""Finding runs: by id, experiment name, `latest` or `best`, with what comparing them needs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from rnnflow.tracking.models import TEXT_MODEL, TEXT_MODEL_TAG
 from rnnflow.tracking.resume import TRAIN_KEY_TAG
 from rnnflow.tracking.runs import load_test_predictions
 from rnnflow.tracking.store import TrackingError, tracking_uri
@@ -62,3 +64,30 @@ def _record(client: MlflowClient, run) -> RunRecord:
         predictions = None
     return RunRecord(run_id, run.info.run_name or run_id, dict(run.data.params),
                      dict(run.data.metrics), dict(run.data.tags), history, predictions)
+
+
+def resolve_run(which: str, experiment: str | None = None) -> str:
+    """A run id from `which`: a run id, `latest` (newest run with a text model) or `best`
+    (highest val_accuracy), within one experiment or all of them."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    if which not in ("latest", "best"):
+        try:
+            return client.get_run(which).info.run_id
+        except Exception as exc:
+            raise TrackingError(f"--run {which}: no such MLflow run in {tracking_uri()}") from exc
+    if experiment is not None:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            raise TrackingError(f"--experiment {experiment}: no such experiment")
+        ids = [found.experiment_id]
+    else:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    order = "attributes.start_time DESC" if which == "latest" else "metrics.val_accuracy DESC"
+    runs = client.search_runs(ids, filter_string=f"tags.{TEXT_MODEL_TAG} = '{TEXT_MODEL}' and "
+                              "attributes.status = 'FINISHED'", order_by=[order], max_results=1)
+    if not runs:
+        raise TrackingError(f"no finished rnnflow run with a model in {tracking_uri()}"
+                            + (f" (experiment {experiment})" if experiment else "")
+                            + "; train one first: rnnflow run params/quick.yaml")
+    return runs[0].info.run_id

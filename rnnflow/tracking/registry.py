@@ -2,57 +2,59 @@
 the aliases `challenger` (the latest winner) and `champion` (the one to serve), and turning
 `NAME@champion` into a model to load.
 
-Which of the two is better is decided by rnnflow/champion.py from the runs' test predictions;
-this module only reads and writes the registry.
+Which of the two is better is decided elsewhere (rnnflow/experiments/champion.py, from the
+runs' test predictions; the flow applies it: flows/champion.py); this module only reads and
+writes the registry.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from rnnflow.champion import Decision, decide
-from rnnflow.tracking.runs import load_test_predictions
-from rnnflow.tracking.store import TrackingError, _check_server, tracking_uri
+from rnnflow.tracking.models import TEXT_MODEL
+from rnnflow.tracking.store import TrackingError, check_server, tracking_uri
 
-log = logging.getLogger("rnnflow.registry")
 CHALLENGER, CHAMPION = "challenger", "champion"
-TEXT_MODEL = "text_model"
 
 
 @dataclass(frozen=True)
-class Registered:
+class Version:
+    """One version of a registered model, and the run whose text model it is."""
+
     name: str
     version: str
     run_id: str
-    decision: Decision
-    champion_version: str | None  # the champion before this decision
-
-    def describe(self) -> str:
-        before = f"champion v{self.champion_version}" if self.champion_version else "no champion"
-        verdict = "promoted to champion" if self.decision.promote else "not promoted"
-        return (f"model {self.name} v{self.version} (run {self.run_id}) is the challenger, "
-                f"{verdict} ({before}): {self.decision.reason}")
 
 
 def _client() -> MlflowClient:
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
-        _check_server(uri)
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     return MlflowClient(uri)
 
 
-def register_winner(run_id: str, name: str, min_delta: float = 0.0) -> Registered:
-    """Register `run_id`'s text model under `name` (once per run), alias it `challenger`, and
-    `champion` if it beats the current champion (rnnflow.champion.decide). The decision, both
-    accuracies and the reason are tags on the new version."""
-    client = _client()
+@contextlib.contextmanager
+def _registry_errors() -> Iterator[None]:
     try:
+        yield
+    except TrackingError:
+        raise
+    except MlflowException as exc:
+        raise TrackingError(f"model registry of {tracking_uri()}: {exc.message}") from exc
+
+
+def register_version(run_id: str, name: str) -> tuple[Version, Version | None]:
+    """`run_id`'s text model as a version of `name` (registered once per run; the model is
+    created if new), and the version that is `champion` now, if any."""
+    with _registry_errors():
+        client = _client()
         try:
             client.get_registered_model(name)
         except MlflowException:
@@ -69,26 +71,20 @@ def register_winner(run_id: str, name: str, min_delta: float = 0.0) -> Registere
             champion = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
             champion = None
-        challenger_preds = load_test_predictions(run_id)
-        if champion is not None and champion.run_id == run_id:
-            decision = decide(challenger_preds, None)
-            decision = Decision(False, "already the champion", decision.challenger_accuracy)
-        else:
-            decision = decide(challenger_preds, load_test_predictions(champion.run_id)
-                              if champion is not None else None, min_delta)
-        tags = {**decision.tags(), "min_delta": str(min_delta),
-                "champion_version_before": champion.version if champion else ""}
+    return (Version(name, str(version.version), run_id),
+            Version(name, str(champion.version), champion.run_id) if champion else None)
+
+
+def record_decision(version: Version, tags: dict[str, str], promote: bool) -> None:
+    """The decision's figures as tags of `version`, which becomes the `challenger`, and the
+    `champion` too if `promote`."""
+    with _registry_errors():
+        client = _client()
         for key, value in tags.items():
-            client.set_model_version_tag(name, version.version, key, value)
-        client.set_registered_model_alias(name, CHALLENGER, version.version)
-        if decision.promote:
-            client.set_registered_model_alias(name, CHAMPION, version.version)
-    except TrackingError:
-        raise
-    except MlflowException as exc:
-        raise TrackingError(f"model registry of {tracking_uri()}: {exc.message}") from exc
-    return Registered(name, str(version.version), run_id, decision,
-                      champion.version if champion else None)
+            client.set_model_version_tag(version.name, version.version, key, value)
+        client.set_registered_model_alias(version.name, CHALLENGER, version.version)
+        if promote:
+            client.set_registered_model_alias(version.name, CHAMPION, version.version)
 
 
 def _text_model_uri(client: MlflowClient, run_id: str) -> str:

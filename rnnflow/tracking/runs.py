@@ -1,4 +1,5 @@
-"""A run's lifecycle and what it logs: params, per-epoch metrics, inputs, the report, models."""
+"""A run's lifecycle and what it logs: params, per-epoch metrics, inputs, the report, the
+tables of grids and searches."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import os
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -20,9 +22,6 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from rnnflow.tracking import system
-
-if TYPE_CHECKING:
-    from rnnflow.report import RunReport
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,22 +150,29 @@ def log_inputs(stage_keys: dict[str, str], reviews_parquet: Path, name: str) -> 
     ratings) as MLflow datasets with their Parquet source."""
     mlflow.set_tags({f"stage.{stage}": key for stage, key in stage_keys.items()})
     frame = pq.read_table(reviews_parquet, columns=["id", "split", "label", "rating"]).to_pandas()
-    for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
-        part = frame[frame.split == split].reset_index(drop=True)
-        dataset = mlflow.data.from_pandas(part, source=str(reviews_parquet),
-                                          name=f"{name}-{split}", targets="label")
-        mlflow.log_input(dataset, context=context)
+    with warnings.catch_warnings():
+        # A local Parquet path matches two of MLflow's dataset-source kinds, which resolve the
+        # same; and the integer columns (label, rating) never hold missing values.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        for split, context in (("train", "training"), ("val", "validation"), ("test", "test")):
+            part = frame[frame.split == split].reset_index(drop=True)
+            dataset = mlflow.data.from_pandas(part, source=str(reviews_parquet),
+                                              name=f"{name}-{split}", targets="label")
+            mlflow.log_input(dataset, context=context)
 
 
-def log_report(report: RunReport) -> None:
-    """The run's final metrics, plots (closed once logged), tables and texts."""
-    mlflow.log_metrics(report.metrics)
-    for filename, fig in report.figures.items():
+def log_report(metrics: dict[str, float], figures: dict[str, Any],
+               frames: dict[str, pd.DataFrame], texts: dict[str, str]) -> None:
+    """A finished run's report: final metrics, figures (plots/<name>, closed once logged),
+    tables (CSV or Parquet by the name's suffix) and texts (report.html, model_card.md)."""
+    mlflow.log_metrics(metrics)
+    for filename, fig in figures.items():
         mlflow.log_figure(fig, f"plots/{filename}")
         _close(fig)
-    for artifact, frame in report.frames.items():
+    for artifact, frame in frames.items():
         log_frame(frame, artifact)
-    for artifact, text in report.texts.items():  # report.html, model_card.md
+    for artifact, text in texts.items():
         mlflow.log_text(text, artifact)
 
 
@@ -191,24 +197,6 @@ def log_frame(frame: pd.DataFrame, artifact: str, run_id: str | None = None) -> 
             mlflow.log_artifact(str(path), folder)
         else:
             MlflowClient().log_artifact(run_id, str(path), folder)
-
-
-def log_keras_model(model, name: str = "model") -> str:
-    """Log the Keras model; pip requirements are pinned from this environment instead of
-    inferred, which would load the model again in a subprocess."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
-
-    reqs = [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype("int32"), (-1, model.input_shape[1]), "token_ids")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "probability")]),
-    )
-    info = mlflow.keras.log_model(model, name=name, pip_requirements=reqs, signature=signature)
-    return info.model_uri
 
 
 def log_grid(run_id: str, table: pd.DataFrame, best_run_id: str, plan_yaml: str,

@@ -33,7 +33,7 @@ def use_experiment(name: str) -> str:
     """Point MLflow at the tracking store, check it answers, and return the experiment's id."""
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
-        _check_server(uri)
+        check_server(uri)
     mlflow.set_tracking_uri(uri)
     with _sqlite_init_lock(uri):
         try:
@@ -71,7 +71,7 @@ def _sqlite_init_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _check_server(uri: str) -> None:
+def check_server(uri: str) -> None:
     # MLflow's own client retries for minutes before giving up; ask once, briefly.
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:

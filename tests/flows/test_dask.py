@@ -13,10 +13,11 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from bench import REPO
+from flows.train_rnn import train_rnn
 from rnnflow.config import ConfigError
-from rnnflow.flows.train_rnn import train_rnn
 
-GRID = str(Path(__file__).resolve().parents[2] / "params" / "tiny-grid.yaml")
+GRID = str(REPO / "params" / "tiny-grid.yaml")
 PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
                  "vectorize_tokens", "pad_sequences")
 
@@ -31,9 +32,9 @@ def _tensorflow_threads() -> tuple[int, int] | None:
 
 
 def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monkeypatch):
-    from rnnflow.flows.on_dask import task_runner
+    from flows.on_dask import task_runner
 
-    monkeypatch.setattr("rnnflow.flows.on_dask.cores", lambda: 3)
+    monkeypatch.setattr("flows.on_dask.cores", lambda: 3)
     runner = task_runner(None)
     assert runner.address is None
     assert runner.cluster_kwargs["n_workers"] == 3
@@ -43,32 +44,41 @@ def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monk
 
 @task
 def _point(i: int, done: str) -> int:
-    """Point 0 fails at once; the others take a while, then leave a mark."""
+    """Point 0 fails at once; the others wait until it has, then leave a mark."""
+    failed = Path(done) / "0-failed"
     if i == 0:
+        failed.write_text("")
         raise ValueError("point 0 failed")
-    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while not failed.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("point 0 never failed")
+        time.sleep(0.05)
     (Path(done) / str(i)).write_text("finished")
     return i
 
 
+# The tasks run outside a flow here, so Prefect's API log handler has no flow run to log to.
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
 def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
     from prefect_dask import DaskTaskRunner
 
-    from rnnflow.flows.on_dask import run_on_dask
+    from flows.on_dask import run_on_dask
 
     # Threads, not processes: what is tested is the waiting, and threads start in no time.
-    monkeypatch.setattr("rnnflow.flows.on_dask.task_runner", lambda address: DaskTaskRunner(
+    monkeypatch.setattr("flows.on_dask.task_runner", lambda address: DaskTaskRunner(
         cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": False,
                         "dashboard_address": None}))
     with pytest.raises(ValueError, match="point 0 failed"):
         run_on_dask(_point, [{"i": i, "done": str(tmp_path)} for i in range(3)], None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+    # Both finished after point 0 had failed, and before the error reached the caller.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0-failed", "1", "2"]
 
 
 def test_no_scheduler_at_the_address_is_a_clear_error(monkeypatch):
-    from rnnflow.flows.on_dask import run_on_dask
+    from flows.on_dask import run_on_dask
 
-    monkeypatch.setattr("rnnflow.flows.on_dask._CONNECT_TIMEOUT", "2s")
+    monkeypatch.setattr("flows.on_dask._CONNECT_TIMEOUT", "2s")
     with pytest.raises(ConfigError, match="tcp://127.0.0.1:9: no Dask scheduler answers"):
         run_on_dask(_point, [{"i": 1, "done": "/nonexistent"}], "tcp://127.0.0.1:9")
 

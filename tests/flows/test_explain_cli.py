@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import rnnflow_cli, run_tiny_grid, synthetic_reviews, write_tar
-from tests.rnnflow.test_explain import check_page
+from tests.rnnflow.insight.test_explain import check_page
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,8 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     results = {}
 
     def go(name):
-        results[name] = run_tiny_grid(project, tiny_archive)
+        # A new Prefect home: both servers find its database unmigrated, as on a new machine.
+        results[name] = run_tiny_grid(project, tiny_archive, fresh_prefect=True)
 
     threads = [threading.Thread(target=go, args=(n,)) for n in "ab"]
     for t in threads:

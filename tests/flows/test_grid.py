@@ -1,7 +1,6 @@
 """Grids, step caching and continued training, with the flow run in this process."""
 
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,9 +8,10 @@ from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from rnnflow.flows.train_rnn import train_rnn
+from bench import REPO
+from flows.train_rnn import train_rnn
 
-GRID = str(Path(__file__).resolve().parents[2] / "params" / "tiny-grid.yaml")
+GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow
 
 

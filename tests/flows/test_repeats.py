@@ -14,7 +14,6 @@ from tests.helpers import TINY_GRID, rnnflow_cli, synthetic_reviews, write_tar
 
 pytestmark = pytest.mark.slow
 SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1"]
-TRAINING = "rnnflow.train: training "  # train_model's log line as it starts fitting
 
 
 def _run(project: Path, archive: Path, *sets: str, fresh: bool = False):
@@ -31,6 +30,8 @@ class Scenario:
     first: object
     again: object
     fresh: object
+    trained: dict[str, int]  # training runs in the store after each invocation
+
 
     def runs(self):
         exp = self.client.get_experiment_by_name("tiny-grid")
@@ -41,11 +42,21 @@ class Scenario:
 def scenario(tmp_path_factory) -> Scenario:
     project = tmp_path_factory.mktemp("repeats")
     archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+    def trained() -> int:  # runs that trained a model carry their training key
+        exp = client.get_experiment_by_name("tiny-grid")
+        return len(client.search_runs([exp.experiment_id], "tags.rnnflow_train_key != ''",
+                                      max_results=1000))
+
+    counts = {}
     first = _run(project, archive)
+    counts["first"] = trained()
     again = _run(project, archive)  # nothing new: every run is reused
+    counts["again"] = trained()
     fresh = _run(project, archive, "grid={model.num_neurons: [2]}", "repeats=1", fresh=True)
-    return Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), first, again,
-                    fresh)
+    counts["fresh"] = trained()
+    return Scenario(project, client, first, again, fresh, counts)
 
 
 def test_each_repeat_is_a_child_of_its_point(scenario):
@@ -90,11 +101,8 @@ def test_results_table_has_mean_std_and_paired_verdicts(scenario):
 
 def test_finished_points_are_reused_not_trained(scenario):
     assert scenario.again.returncode == 0, scenario.again.stderr[-3000:]
-    # No training happened: train_model never logged, and the only training runs are the
-    # first invocation's four and the one --fresh run.
-    assert TRAINING not in scenario.again.stderr
-    trained = [r for r in scenario.runs() if "rnnflow_train_key" in r.data.tags]
-    assert len(trained) == 4 + 1
+    # No training happened: the first invocation's four runs are all the store holds.
+    assert scenario.trained["first"] == scenario.trained["again"] == 4
     assert scenario.again.stdout.count("(reused)") == 4
     first_ids = {line.split()[1].rstrip(":") for line in scenario.first.stdout.splitlines()
                  if line.startswith("run ")}
@@ -105,7 +113,8 @@ def test_finished_points_are_reused_not_trained(scenario):
 
 def test_fresh_trains_again(scenario):
     assert scenario.fresh.returncode == 0, scenario.fresh.stderr[-3000:]
-    assert "(reused)" not in scenario.fresh.stdout and TRAINING in scenario.fresh.stderr
+    assert "(reused)" not in scenario.fresh.stdout
+    assert scenario.trained["fresh"] == scenario.trained["again"] + 1
 
 
 def test_compare_prints_what_differs_and_writes_curves(scenario):

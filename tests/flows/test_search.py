@@ -92,7 +92,10 @@ def scenario(tmp_path_factory) -> Scenario:
     killed = _cli(project, "run", "s.yaml", RNNFLOW_FAULT="after_trial:1")
     storage = f"sqlite:///{project / 'optuna.db'}"
     trials_after_kill = _counted(optuna.load_study(study_name="s", storage=storage))
-    resumed = _cli(project, "run", "s.yaml")
+    # Resumed with a space of learning rates that explode as trial 1 did, so its trials are
+    # pruned too (a resumed study keeps its trials; the grid only seeds a new one).
+    resumed = _cli(project, "run", "s.yaml", "--set", "grid={}", "--set",
+                   "search.space.train.learning_rate={float: [50.0, 100.0], log: true}")
     more = _cli(project, "run", "s.yaml", "--set", "search.trials=5")
     # A plain run under another model name, then the same run again from scratch: equal
     # test predictions, so the second is a challenger that is not promoted.
@@ -140,6 +143,7 @@ def test_trials_are_children_of_one_parent_and_a_pruned_trial_is_killed(scenario
     assert "plots/optimization_history.png" in plots
     assert "trial 1 pruned at epoch 1" in scenario.killed.stderr
     pruned_here = [t.number for t in study.trials[2:4] if t.state.name == "PRUNED"]
+    assert pruned_here
     for number in pruned_here:  # the resumed invocation prints its pruned trials
         assert f"(trial {number}, pruned at epoch" in scenario.resumed.stdout
 

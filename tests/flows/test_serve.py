@@ -12,7 +12,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runner import Runner
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-import rnnflow.flows.serve
+import flows.serve
 from bench import REPO
 
 URL = "http://127.0.0.1:9/api"  # nothing answers: every API call below is replaced
@@ -48,13 +48,13 @@ def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch,
     monkeypatch.setattr(Runner, "aadd_deployment", add_deployment)
     monkeypatch.setattr(Runner, "start", start)
     monkeypatch.setattr(SyncPrefectClient, "read_deployment_by_name", read_deployment_by_name)
-    monkeypatch.setattr(rnnflow.flows.serve, "prefect_api", api)
+    monkeypatch.setattr(flows.serve, "prefect_api", api)
     monkeypatch.setenv("PREFECT_API_URL", URL)
     watch = Watch()
     logging.getLogger("rnnflow.serve").addHandler(watch)
     try:
         with temporary_settings({PREFECT_API_URL: URL}):
-            rnnflow.flows.serve.serve_params(REPO / "params", port=9)
+            flows.serve.serve_params(REPO / "params", port=9)
     finally:
         logging.getLogger("rnnflow.serve").removeHandler(watch)
 

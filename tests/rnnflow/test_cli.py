@@ -1,14 +1,14 @@
 """`rnnflow run`'s --runner and --dask-address, with the flow itself replaced."""
 
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import rnnflow.flows.train_rnn
+import flows.train_rnn
+from bench import REPO
 from rnnflow.cli import app
 
-QUICK = str(Path(__file__).resolve().parents[2] / "params" / "quick.yaml")
+QUICK = str(REPO / "params" / "quick.yaml")
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def flow_calls(monkeypatch):
         calls.append(overrides)
         return []
 
-    monkeypatch.setattr(rnnflow.flows.train_rnn, "train_rnn", fake_flow)
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", fake_flow)
     # It sets environment variables and logging for the whole process: not for the test run.
     monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
     return calls

@@ -1,0 +1,149 @@
+"""download_dataset: fetch a file by http(s) URL, file:// URL or path, checksummed and cached.
+
+A local path or file:// URL may also name a folder (an extracted aclImdb folder or the one
+that holds it): it is read where it is and identified by `folder_fingerprint`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pooch
+
+from rnnflow.data.storage import data_dir, sha256_file, sweep_abandoned
+from rnnflow.faults import maybe_fail
+
+log = logging.getLogger(__name__)
+
+
+class DownloadError(RuntimeError):
+    """The file could not be fetched (network, HTTP status); worth retrying."""
+
+
+class ChecksumError(ValueError):
+    """The file's sha256 is not the expected one; retrying would not help."""
+
+
+def _local_path(url: str) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme in ("", "c", "d") or len(parsed.scheme) == 1:  # plain path (or a drive)
+        return Path(url).expanduser()
+    return None
+
+
+def _raw_path(url: str) -> Path:
+    name = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + Path(urlparse(url).path).name
+    return data_dir() / "raw" / name
+
+
+def is_local(url: str) -> bool:
+    return _local_path(url) is not None
+
+
+def present_file(url: str) -> Path | None:
+    """The local file or folder `url` refers to, if it is already here (no download, no
+    hashing)."""
+    local = _local_path(url)
+    if local is not None and local.is_dir():
+        return local
+    path = local if local is not None else _raw_path(url)
+    return path if path.is_file() else None
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """A sha256 over the relative path, size and mtime_ns of every file under `folder`: what
+    changes when a review is edited, added, removed or renamed, at the cost of one stat per
+    file (os.scandir) instead of reading them all. Symlinked folders are not followed, as
+    read_reviews does not follow them."""
+    root = os.fspath(folder)
+    skip = len(os.path.join(root, ""))  # the relative path is what follows "<root>/"
+    entries: list[str] = []
+    pending = [root]
+    while pending:
+        with os.scandir(pending.pop()) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif entry.is_file():
+                    st = entry.stat()
+                    entries.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}")
+    entries.sort()
+    return hashlib.sha256("\n".join(entries).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def local_stamp(path: Path) -> str:
+    """Cheap identity of a local dataset's content: a file's size and mtime, a folder's
+    fingerprint. Part of the download step's cache key, so editing either is noticed."""
+    if path.is_dir():
+        return folder_fingerprint(path)
+    st = path.stat()
+    return f"{st.st_size}|{st.st_mtime_ns}"
+
+
+def _fetch(url: str, target: Path) -> Path:
+    """Download into a folder of this process's own, then rename into data/raw: a killed
+    download leaves only that folder, which the next download removes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sweep_abandoned(target.parent)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-download-{os.getpid()}-", dir=target.parent))
+
+    def downloader(url: str, output_file: str, pup: object) -> None:
+        pooch.HTTPDownloader(progressbar=True)(url, output_file, pup)
+        maybe_fail("download")
+
+    try:
+        path = pooch.retrieve(url, known_hash=None, fname=target.name, path=work,
+                              downloader=downloader)
+        os.replace(path, target)
+    except Exception as exc:  # requests/HTTP errors: let the task's retries have a go
+        raise DownloadError(f"could not download {url}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def download_dataset(url: str, sha256: str | None = None) -> tuple[Path, str]:
+    """Return a local copy of `url` and its sha256 (a folder: its `folder_fingerprint`).
+
+    http(s) files go to data/raw/ through pooch (atomic, with a progress bar) and are fetched
+    once; local files and folders are read where they are. A given sha256 is checked for a
+    file either way, and a downloaded file that fails it is deleted so the next try fetches it
+    again; a folder has no sha256, so one given for it is an error.
+    """
+    local = _local_path(url)
+    if local is not None and local.is_dir():
+        if sha256:
+            raise ChecksumError(
+                f"{url} is a folder: dataset.sha256 applies only to an archive file; remove "
+                "it (a folder is identified by its files' names, sizes and modification times)")
+        path = local.resolve()
+        digest = folder_fingerprint(path)
+        log.info("dataset folder %s (fingerprint %s…)", path, digest[:12])
+        return path, digest
+    if local is not None:
+        if not local.is_file():
+            raise FileNotFoundError(f"dataset file not found: {local}")
+        path = local.resolve()
+    else:
+        path = _raw_path(url)
+        if not path.is_file():  # fetched once, then reused
+            _fetch(url, path)
+
+    digest = sha256_file(path)
+    if sha256 and digest.lower() != sha256.lower():
+        if local is None:
+            path.unlink(missing_ok=True)
+        raise ChecksumError(
+            f"{url}: sha256 is {digest}, expected {sha256}. "
+            + ("The bad download was removed; run again to refetch, " if local is None else "")
+            + "or correct dataset.sha256."
+        )
+    log.info("dataset %s (sha256 %s…)", path, digest[:12])
+    return path, digest

@@ -1,0 +1,190 @@
+"""build_embeddings: a word-vector table restricted to the corpus, as table.parquet.
+
+Row 0 is reserved for padding (the zero vector), so table rows are numbered 1..V.
+
+`source: onehot` has no vectors: the table is the vocabulary alone (row, token, count), the
+`max_tokens` most frequent tokens of the train split, and the network learns one row of input
+weights per token (rnnflow/network/model.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rnnflow.config import EmbeddingConfig
+from rnnflow.data.download import download_dataset
+from rnnflow.data.storage import Stage, stage, write_parquet, writing
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+
+
+class EmbeddingError(ValueError):
+    """The word vectors cannot be loaded or do not fit the corpus."""
+
+
+def _write_train_corpus(tokens_path: Path, out: Path) -> None:
+    """The train split's tokens as gensim's corpus file: one review per line, tokens separated
+    by spaces (NLTK tokens never contain whitespace)."""
+    source = pq.ParquetFile(tokens_path)
+    with open(out, "w", encoding="utf-8") as fh:
+        for batch in source.iter_batches(batch_size=2_000, columns=["split", "tokens"]):
+            tokens = batch["tokens"].filter(pc.equal(batch["split"], "train"))
+            lines = pc.binary_join(tokens, " ")
+            fh.write("\n".join(lines.to_pylist()))
+            fh.write("\n" if len(lines) else "")
+
+
+def _corpus_vocab(tokens_path: Path) -> pa.Array:
+    """Every distinct token of the corpus, most frequent first."""
+    column = pq.read_table(tokens_path, columns=["tokens"])["tokens"]
+    counts = pc.value_counts(pc.list_flatten(column).combine_chunks())
+    order = pc.sort_indices(counts, sort_keys=[("counts", "descending"), ("values", "ascending")])
+    return counts.field("values").take(order)
+
+
+def _train_vocab(tokens_path: Path, max_tokens: int) -> tuple[pa.Array, pa.Array]:
+    """The `max_tokens` most frequent tokens of the train split and their counts, most frequent
+    first (ties by token), so the vocabulary never depends on the val or test reviews."""
+    table = pq.read_table(tokens_path, columns=["split", "tokens"])
+    train = table["tokens"].filter(pc.equal(table["split"], "train"))
+    counts = pc.value_counts(pc.list_flatten(train.combine_chunks()))
+    order = pc.sort_indices(counts, sort_keys=[("counts", "descending"), ("values", "ascending")])
+    order = order[:max_tokens]
+    return counts.field("values").take(order), counts.field("counts").take(order)
+
+
+def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
+    """gensim Word2Vec on the train split, read from a corpus file: gensim's workers then read
+    and train in C without the GIL, instead of waiting on a Python iterator (faster on the
+    20k train reviews: bench/NOTES.md)."""
+    from gensim.models import Word2Vec
+
+    model = Word2Vec(
+        vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
+        workers=max(1, os.cpu_count() or 1), seed=seed,
+    )
+    with tempfile.TemporaryDirectory(prefix="rnnflow-w2v-") as tmp:
+        corpus = str(Path(tmp) / "train.txt")
+        _write_train_corpus(tokens_path, Path(corpus))
+        model.build_vocab(corpus_file=corpus)
+        if not model.wv.index_to_key:
+            raise EmbeddingError(
+                f"word2vec found no token with at least embedding.min_count={cfg.min_count} "
+                "occurrences in the train split; lower min_count or use more data"
+            )
+        log.info("training word2vec on the train split: %d words, %d epochs",
+                 len(model.wv.index_to_key), cfg.epochs)
+        model.train(corpus_file=corpus, total_examples=model.corpus_count,
+                    total_words=model.corpus_total_words, epochs=cfg.epochs)
+    return model.wv
+
+
+def _load_vectors(cfg: EmbeddingConfig):
+    from gensim.models import KeyedVectors
+
+    if cfg.source == "gensim":
+        import gensim.downloader
+
+        try:
+            return gensim.downloader.load(cfg.name)
+        except Exception as exc:
+            raise EmbeddingError(
+                f"embedding.name '{cfg.name}': gensim-data could not provide it ({exc}). "
+                "Without network access, use embedding.source: train or a local file."
+            ) from exc
+    try:
+        path, _ = download_dataset(cfg.url or "")
+    except FileNotFoundError as exc:
+        raise EmbeddingError(f"embedding.url {cfg.url}: file not found") from exc
+    if path.stat().st_size == 0:
+        raise EmbeddingError(f"embedding.url {cfg.url}: the file is empty")
+    try:
+        wv = KeyedVectors.load_word2vec_format(str(path), binary=cfg.binary, limit=cfg.limit)
+    except Exception as exc:
+        raise EmbeddingError(
+            f"embedding.url {cfg.url}: not a readable word2vec "
+            f"{'binary' if cfg.binary else 'text'} file ({exc}); check embedding.binary"
+        ) from exc
+    if cfg.limit and len(wv) < cfg.limit:
+        log.warning("embedding.limit is %d but %s holds only %d vectors; all were read",
+                    cfg.limit, cfg.url, len(wv))
+    return wv
+
+
+def embeddings_stage(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
+    if cfg.source == "onehot":  # only these two settings shape a one-hot vocabulary
+        return stage("embeddings", {"source": "onehot", "max_tokens": cfg.max_tokens},
+                     tokens.key, VERSION)
+    section = cfg.model_dump(exclude={"max_tokens"})  # the keys of the tables built before it
+    if cfg.source == "train":
+        section["seed"] = seed
+    return stage("embeddings", section, tokens.key, VERSION)
+
+
+def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stage:
+    """Write data/embeddings/<key>/table.parquet: row (1..V), token, vector (float32[dim])."""
+    out = embeddings_stage(tokens, cfg, seed)
+    if out.done():
+        log.info("embeddings: reusing %s", out.path)
+        return out
+
+    tokens_path = tokens.file("tokens.parquet")
+    if cfg.source == "onehot":
+        keep, counts = _train_vocab(tokens_path, cfg.max_tokens)
+        if not len(keep):
+            raise EmbeddingError("the train split has no tokens: no one-hot vocabulary")
+        log.info("embeddings: one-hot over the %d most frequent train tokens", len(keep))
+        with writing(out) as tmp:
+            write_parquet(pa.table({
+                "row": pa.array(np.arange(1, len(keep) + 1, dtype=np.int32)),
+                "token": keep.cast(pa.string()), "count": counts,
+            }), tmp / "table.parquet")
+        return out
+    corpus = _corpus_vocab(tokens_path)
+    if cfg.source == "train":
+        wv = _train_word2vec(tokens_path, cfg, seed)
+    else:
+        wv = _load_vectors(cfg)
+    keep = [t for t in corpus.to_pylist() if t in wv.key_to_index]
+    if not keep:
+        raise EmbeddingError("no corpus token is in the embedding vocabulary")
+    log.info("embeddings: %d of %d distinct corpus tokens have a vector (%.1f%%)",
+             len(keep), len(corpus), 100 * len(keep) / max(1, len(corpus)))
+    vectors = np.asarray(wv[keep], dtype=np.float32)
+    dim = vectors.shape[1]
+    table = pa.table({
+        "row": pa.array(np.arange(1, len(keep) + 1, dtype=np.int32)),
+        "token": pa.array(keep, type=pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
+    })
+    with writing(out) as tmp:
+        write_parquet(table, tmp / "table.parquet")
+    return out
+
+
+def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray | None]:
+    """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector; None
+    instead of the matrix for a one-hot vocabulary."""
+    table = pq.read_table(embeddings.file("table.parquet"))
+    if "vector" not in table.column_names:
+        return table["token"].to_pylist(), None
+    vec = table["vector"].combine_chunks()
+    dim = vec.type.list_size
+    weights = np.zeros((table.num_rows + 1, dim), dtype=np.float32)
+    weights[1:] = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
+    return table["token"].to_pylist(), weights
+
+
+def load_vocab(embeddings: Stage) -> list[str]:
+    """The table's tokens in row order (row i + 1 is token i)."""
+    return pq.read_table(embeddings.file("table.parquet"), columns=["token"])["token"].to_pylist()

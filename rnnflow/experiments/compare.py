@@ -1,0 +1,121 @@
+"""`rnnflow compare`: what differs between runs, and whether their results differ beyond noise.
+
+Works on `tracking.RunRecord`s and never touches MLflow itself: the first run is the baseline,
+every other run is compared with it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+
+STAGES = ("reviews", "tokens", "embeddings", "vectors", "padded")  # pipeline order
+METRICS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "fit_seconds")
+
+
+def differing_params(records) -> pd.DataFrame:
+    """The params whose values are not the same in every run: one row per param, one column
+    per run. Params a run lacks show as '-'."""
+    keys = sorted(set().union(*(r.params for r in records)))
+    rows = {k: [r.params.get(k, "-") for r in records] for k in keys}
+    rows = {k: v for k, v in rows.items() if len(set(v)) > 1}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=_labels(records))
+
+
+def first_differing_stage(a, b) -> str | None:
+    """The earliest pipeline stage whose content key differs between two runs: everything
+    before it was shared; None if every stage is the same."""
+    for stage in STAGES:
+        if a.tags.get(f"stage.{stage}") != b.tags.get(f"stage.{stage}"):
+            return stage
+    return None
+
+
+def metric_deltas(records) -> pd.DataFrame:
+    """Per run: its metrics, their difference to the baseline (the first run), the paired 95%
+    interval of the test-accuracy difference and McNemar's p on the shared test reviews, and
+    the first stage that differs from the baseline's."""
+    base = records[0]
+    base_right = _right(base)
+    rows = []
+    for record in records:
+        row = {"run": record.name, "run_id": record.run_id}
+        for m in METRICS:
+            value = record.metrics.get(m, np.nan)
+            row[m] = value
+            row[f"{m}_delta"] = value - base.metrics.get(m, np.nan)
+        right = _right(record)
+        if record is base or right is None or base_right is None or len(right) != len(
+                base_right):
+            row.update(test_delta_low=np.nan, test_delta_high=np.nan, mcnemar_p=np.nan)
+        else:
+            diff = paired_bootstrap(right, base_right)
+            row.update(test_delta_low=diff.low, test_delta_high=diff.high,
+                       mcnemar_p=mcnemar_exact(right, base_right))
+        row["first_different_stage"] = "" if record is base else (
+            first_differing_stage(base, record) or "none")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _right(record) -> np.ndarray | None:
+    frame = record.test_predictions
+    if frame is None:
+        return None
+    frame = frame.sort_values("id", kind="stable")
+    return (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+
+
+def _labels(records) -> list[str]:
+    return [f"{r.name} ({r.run_id[:8]})" for r in records]
+
+
+def plot_curves(records):
+    """Loss and accuracy per epoch, every run overlaid (train solid, val dashed)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (record, label) in enumerate(zip(records, _labels(records), strict=True)):
+        color = colors[i % len(colors)]
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+                values = record.history.get(key)
+                if values:
+                    ax.plot(range(1, len(values) + 1), values, style, color=color, markersize=3,
+                            label=f"{label} {key}")
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def render(records) -> str:
+    """The terminal report: differing params, metric deltas with intervals, stages."""
+    lines = [f"baseline: {records[0].name} ({records[0].run_id})", ""]
+    params = differing_params(records)
+    lines += ["params that differ:" if len(params) else "params: all the same", ""]
+    if len(params):
+        lines += [params.to_string(), ""]
+    deltas = metric_deltas(records)
+    for _, row in deltas.iterrows():
+        head = f"{row.run} ({row.run_id[:8]})"
+        if row.run_id == records[0].run_id:
+            lines.append(f"{head}: val_accuracy {row.val_accuracy:.4f}, "
+                         f"test_accuracy {row.test_accuracy:.4f} (baseline)")
+            continue
+        ci = ("" if np.isnan(row.test_delta_low) else
+              f" [95% {row.test_delta_low:+.4f}, {row.test_delta_high:+.4f}; "
+              f"McNemar p={row.mcnemar_p:.3g}]")
+        lines.append(f"{head}: val_accuracy {row.val_accuracy:.4f} "
+                     f"({row.val_accuracy_delta:+.4f}), test_accuracy {row.test_accuracy:.4f} "
+                     f"({row.test_accuracy_delta:+.4f}){ci}; first stage that differs: "
+                     f"{row.first_different_stage}")
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""Parameter sets: a params/*.yaml file parsed into a `Plan`, with CLI overrides and grids.
+
+A `Plan` is what one `rnnflow run` does: an `Experiment` (the seven step sections that shape a
+result, rnnflow/config.py), the `points` it expands to (`grid` x `variants`), their `repeats`,
+a `search` instead of (or seeded by) the grid, the `registry` of the winner, and where the
+points train (`runner`). Only an `Experiment` becomes MLflow params, config.yaml and cache
+keys: where a point trains changes no result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationInfo, field_validator
+
+from rnnflow.config import (
+    ConfigError,
+    Experiment,
+    Section,
+    check_key,
+    did_you_mean,
+    set_dotted,
+    valid_keys,
+    validate,
+    with_values,
+)
+from rnnflow.experiments.space import SearchConfig, check_search
+
+
+class RegistryConfig(Section):
+    """After a run, the best point's text model becomes a version of `model_name`, alias
+    `challenger`, and `champion` if it beats the champion (rnnflow/experiments/champion.py)."""
+
+    enabled: bool = True
+    model_name: str | None = Field(None, min_length=1)  # none: the params file's `name`
+    min_delta: float = Field(0.0, ge=0.0, le=1.0)  # test accuracy a challenger must gain
+
+
+class Plan(Section):
+    """A params file: its experiment, the points it expands to, and where they train."""
+
+    experiment: Experiment
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    variants: list[dict[str, Any]] = Field(default_factory=list)
+    # Train every point this many times, with seeds train.seed + i (i = 0 .. repeats - 1).
+    repeats: int = Field(1, ge=1, le=100)
+    # Where the points train: `local` one after another in the flow's process, `dask` as
+    # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
+    runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    search: SearchConfig | None = None
+    registry: RegistryConfig = RegistryConfig()
+    # grid x variants, each a validated Experiment; built once by load_plan.
+    points: list[Experiment] = Field(default_factory=list, exclude=True)
+    labels: list[str] = Field(default_factory=list, exclude=True)  # a short name per point
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        match = _DASK_ADDRESS.fullmatch(value)
+        if not (match and 0 < int(match.group(2)) < 65536):
+            raise ValueError("expected a Dask scheduler address such as tcp://host:8786")
+        if info.data.get("runner") != "dask":
+            raise ValueError("set runner: dask (or --runner dask) to join a scheduler")
+        return value
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def is_grid(self) -> bool:
+        """A grid (or variants) is one parent run with a child run per point."""
+        return bool(self.grid or self.variants)
+
+    def trials(self, point: Experiment) -> list[Experiment]:
+        """The point's repeats: the same settings with seeds train.seed + i."""
+        if self.repeats == 1:
+            return [point]
+        return [point.model_copy(update={"train": point.train.model_copy(
+            update={"seed": point.train.seed + i})}) for i in range(self.repeats)]
+
+    def varied_keys(self) -> list[str]:
+        """The dotted keys that differ between the points of this grid."""
+        keys = list(self.grid)
+        for variant in self.variants:
+            keys += [k for k in variant if k not in keys]
+        return keys
+
+    def as_yaml(self) -> str:
+        """The plan in the params file's own shape: sections, then grid, variants, runner."""
+        tree = {**self.experiment.model_dump(), **self.model_dump(exclude={"experiment"})}
+        return yaml.safe_dump(tree, sort_keys=False)
+
+
+_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address", "search", "registry")
+# Plan sections whose keys `--set search.trials=30` sets one by one (their own models).
+_PLAN_SECTIONS = {"search": SearchConfig, "registry": RegistryConfig}
+_DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
+
+
+def _known_keys() -> list[str]:
+    """Every key a params file may set: the Experiment's, and the plan sections' own."""
+    return valid_keys() + [f"{name}.{key}" for name, model in _PLAN_SECTIONS.items()
+                           for key in model.model_fields]
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the CLI; the value is read as YAML, so 3, 0.5, true and [1, 2] work."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected dotted.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip(), value
+
+
+def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> Plan:
+    """Read and validate a params file, apply `dotted.key: value` overrides and expand its
+    points.
+
+    Everything is checked before any work starts, every grid point and the search space
+    included; a ConfigError names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(tree).__name__}")
+    tree.setdefault("name", path.stem)
+
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(item) for item in overrides)
+    for dotted, value in (overrides or {}).items():
+        if dotted in ("name", *_PLAN_KEYS):  # top-level values: `--set grid={}`
+            tree[dotted] = value
+            continue
+        if dotted.split(".", 1)[0] in _PLAN_SECTIONS:  # `--set search.trials=30`
+            _set_plan_key(tree, dotted, value, f"{path} (override)")
+            continue
+        check_key(dotted, f"{path} (override)")
+        set_dotted(tree, dotted, value)
+
+    where = str(path)
+    plan_tree = {k: tree.pop(k) for k in _PLAN_KEYS if k in tree}
+    experiment = validate(Experiment, tree, where, _known_keys())
+    plan = validate(Plan, {"experiment": experiment, **plan_tree}, where, _known_keys())
+    for dotted, values in plan.grid.items():
+        check_key(dotted, f"{path} grid")
+        if not values:
+            raise ConfigError(f"{path} grid: '{dotted}' has an empty list of values")
+    for i, variant in enumerate(plan.variants):
+        for dotted in variant:
+            check_key(dotted, f"{path} variants[{i}]")
+    plan.points, plan.labels = _expand(plan, where)
+    if plan.search is not None:
+        _check_search(plan, where)
+    return plan
+
+
+def _check_search(plan: Plan, where: str) -> None:
+    """A search beside the rest of the plan: a grid seeds it, variants and repeats cannot."""
+    if plan.variants:
+        raise ConfigError(f"{where} search: variants cannot be combined with a search "
+                          "(a grid can: its points become the first trials)")
+    if plan.repeats != 1:
+        raise ConfigError(f"{where} search: repeats must be 1 (each trial is one run)")
+    assert plan.search is not None
+    check_search(plan.search, plan.experiment, plan.grid, where)
+
+
+def _set_plan_key(tree: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """One key of a plan section (`search.trials`), or one entry of its mapping keys
+    (`search.space.model.cell`: the entry's own key is dotted)."""
+    section, _, key = dotted.partition(".")
+    model = _PLAN_SECTIONS[section]
+    node = tree.get(section)
+    if node is None:
+        node = tree[section] = {}
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: {section} is not a mapping")
+    field, _, entry = key.partition(".")
+    info = model.model_fields.get(field)
+    if info is None or (entry and typing.get_origin(info.annotation) is not dict):
+        keys = [f"{section}.{k}" for k in model.model_fields]
+        raise ConfigError(f"{where}: unknown key '{dotted}'.{did_you_mean(dotted, keys)}")
+    if entry:
+        mapping = node.get(field)
+        node[field] = {**(mapping if isinstance(mapping, dict) else {}), entry: value}
+    else:
+        node[field] = value
+
+
+def _expand(plan: Plan, where: str) -> tuple[list[Experiment], list[str]]:
+    """The cartesian product of `grid`, each combined with every entry of `variants` (override
+    mappings for points that are not a product); no grid and no variants is one point. Each
+    point is labelled by its own overrides, e.g. `num_neurons=100 maxlen=200`."""
+    if not plan.is_grid:
+        return [plan.experiment], [plan.name]
+    keys = list(plan.grid)
+    points, labels = [], []
+    for combo in itertools.product(*(plan.grid[k] for k in keys)):
+        for variant in plan.variants or [{}]:
+            overrides = {**dict(zip(keys, combo, strict=True)), **variant}
+            label = ", ".join(f"{k}={v}" for k, v in overrides.items())
+            points.append(with_values(plan.experiment, overrides,
+                                      f"{where} grid point ({label})"))
+            labels.append(" ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items())
+                          or "base")
+    return points, labels

@@ -1,0 +1,26 @@
+"""`Findings`: what a finished run's report page and model card show, gathered once by
+rnnflow/insight/report.py and handed to both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Findings:
+    params: dict[str, Any]  # the run's settings as dotted keys (Experiment.flat())
+    metrics: dict[str, float]  # every final metric, the insight's own included
+    history: dict[str, list[float]]  # per-epoch series from epoch 1
+    split_sizes: dict[str, int]  # reviews per split
+    mistakes: pd.DataFrame  # the confident test mistakes, traced (report.trace_mistakes)
+    failures: pd.DataFrame  # the behavioural-check cases that failed
+    mistake_explanations: list = field(default_factory=list)  # explain.Explanation per mistake
+    sentences: list = field(default_factory=list)  # explain.Explanation per evaluate.sentences
+
+    @property
+    def finals(self) -> dict[str, float]:
+        """The final metrics, with the last epoch of every per-epoch series."""
+        return {**self.metrics, **{k: v[-1] for k, v in self.history.items() if v}}

@@ -1,0 +1,140 @@
+"""`model_card.md`: what a run's model is, what it was trained on, how well it does, where it
+fails and what it is not for (after Mitchell et al., "Model Cards for Model Reporting", 2019)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from rnnflow.insight.findings import Findings
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def model_card(findings: Findings) -> str:
+    p = findings.params
+    finals = findings.finals
+    m = {k: _f(v) for k, v in finals.items()}
+    vectors = {"gensim": f"gensim-data `{p['embedding.name']}`",
+               "file": f"word2vec file `{p['embedding.url']}`",
+               "train": (f"gensim Word2Vec trained on the train split ({p['embedding.vector_size']}"
+                         f"-d, window {p['embedding.window']}, min_count "
+                         f"{p['embedding.min_count']}, {p['embedding.epochs']} epochs)"),
+               "onehot": (f"one-hot over the {p['embedding.max_tokens']:,} most frequent train "
+                          "tokens, a trainable row lookup of the input weights"),
+               }[p["embedding.source"]]
+    cell = {"simple_rnn": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}[p["model.cell"]]
+    layers = (f"{p['model.num_layers']} x " if p["model.num_layers"] > 1 else "") + (
+        f"Bidirectional({cell}({p['model.num_neurons']}))" if p["model.bidirectional"]
+        else f"{cell}({p['model.num_neurons']})")
+    out = "every time step, flattened" if p["model.return_sequences"] else "its last state"
+    sizes = ", ".join(f"{split} {n:,}" for split, n in findings.split_sizes.items())
+    lines = [
+        f"# Model card: {p['name']}",
+        "",
+        "Binary sentiment (positive / negative) of English movie reviews: a recurrent network "
+        "over word2vec vectors, after *Natural Language Processing in Action* (ch. 8).",
+        "",
+        "## Data",
+        f"- Source: `{p['dataset.source']}` from `{p['dataset.url']}`"
+        + (f" (at most {p['dataset.limit']:,} reviews per official split)"
+           if p.get("dataset.limit") else ""),
+        f"- Sizes: {sizes} reviews",
+        f"- Split: the official train/test split; the last {p['dataset.validation_split']:.0%} "
+        f"of the seed-shuffled train split (seed {p['dataset.seed']}) is `val`, used for "
+        "model selection; `test` is read once per run",
+        "- Labels: 1 positive, 0 negative (aclImdb: rating >= 7 positive, <= 4 negative)",
+        "",
+        "## Preprocessing",
+        f"- Tokenizer: NLTK `{p['tokenize.tokenizer']}`, lowercase {p['tokenize.lowercase']}, "
+        f"HTML tags stripped {p['tokenize.strip_html']}",
+        f"- Vectors: {vectors}"
+        + ("" if p["embedding.source"] == "onehot" else
+           f"; frozen: {not p['embedding.trainable']}"),
+        f"- Out-of-vocabulary tokens are dropped: OOV rate {m.get('oov_rate', '?')}, "
+        f"{_f(finals.get('empty_docs', 0), 0)} reviews with no known token",
+        (f"- Sequence length: maxlen {p['pad.maxlen']}, padding `{p['pad.padding']}`, "
+         f"truncating `{p['pad.truncating']}` "
+         f"({'the first' if p['pad.truncating'] == 'pre' else 'the last'} tokens of a longer "
+         "review are cut)" + (", batches bucketed by length, padding masked"
+                              if p.get("pad.bucket") else "")
+         if p["pad.maxlen"] is not None else
+         "- Sequence length: not fixed (maxlen null): each batch is padded to its longest "
+         "review, padding masked, nothing cut"),
+        "",
+        "## Model and training",
+        f"- Network: Embedding (word2vec) -> {layers}, returning {out} -> Dropout "
+        f"{p['model.dropout']} -> Dense(1, sigmoid); kernel `{p['model.kernel']}`; "
+        f"{_f(finals.get('trainable_params', 0), 0)} trainable parameters",
+        f"- Training: {p['train.optimizer']} (learning rate "
+        f"{p['train.learning_rate'] or 'Keras default'}), batch {p['train.batch_size']}, "
+        f"{p['train.epochs']} epochs, seed {p['train.seed']}"
+        + (f", early stopping after {p['train.early_stopping']} epochs without improvement"
+           if p.get("train.early_stopping") else ""),
+        "",
+        "## Metrics",
+        "| split | accuracy | precision | recall | F1 | ROC AUC | loss |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for split in ("val", "test"):
+        lines.append(f"| {split} | " + " | ".join(
+            m.get(f"{split}_{k}", "") for k in ("accuracy", "precision", "recall", "f1", "auc",
+                                                "loss")) + " |")
+    checks = [(k, m[k]) for k in ("checks_mft", "checks_inv", "checks_dir") if k in m]
+    if checks:
+        lines += ["", "Behavioural checks (pass rate): "
+                  + ", ".join(f"{k.removeprefix('checks_')} {v}" for k, v in checks)
+                  + " (mft: plain sentences; inv: names and titles changed; dir: "
+                  "negation must lower the score)"]
+    lines += ["", "## Known failure patterns"]
+    lines += _failure_patterns(finals, findings.mistakes, findings.failures)
+    lines += [
+        "",
+        "## Limitations",
+        "- English movie reviews only: other domains (products, tweets), other languages and "
+        "other registers are out of scope.",
+        "- Two labels: no neutral class, no strength of opinion; mixed reviews are forced to "
+        "one side. A text with no known word is reported as `label -1` (no evidence).",
+        "- Words missing from the vector table are invisible to the model, and everything past "
+        f"maxlen {p['pad.maxlen']} tokens is cut without warning.",
+        "- The model learns what separates the training reviews, including names, titles and "
+        "topics: the invariance checks measure some of that, not all.",
+        "- Not for decisions about people.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
+                      failures: pd.DataFrame) -> list[str]:
+    lines = []
+    if mistakes.empty:
+        lines.append("- No wrong test predictions were listed.")
+    else:
+        wrong_pos = int((mistakes.label == 0).sum())
+        lines.append(f"- Of the {len(mistakes)} most confident test mistakes, {wrong_pos} are "
+                     f"negative reviews called positive and {len(mistakes) - wrong_pos} positive "
+                     "reviews called negative.")
+        if "truncated_tokens" in mistakes:
+            cut = int((mistakes.truncated_tokens > 0).sum())
+            share = finals.get("mistakes_lost_sentiment_share", float("nan"))
+            lines.append(f"- {cut} of them were truncated; in {share:.0%} the review's strongest "
+                         "sentiment words were cut before the network saw them "
+                         "(`mistakes_lost_sentiment_share`).")
+            lines.append(f"- They average {mistakes.oov_tokens.mean():.1f} OOV tokens of "
+                         f"{mistakes.tokens.mean():.0f}.")
+    if not any(k.startswith("checks_") for k in finals):
+        lines.append("- No behavioural checks were run (`evaluate.checks: none`).")
+    elif failures.empty:
+        lines.append("- Every behavioural check passed.")
+    for kind, group in failures.groupby("kind", sort=False) if not failures.empty else []:
+        example = group.iloc[0]
+        what = {"mft": "plain sentences given the wrong label",
+                "inv": "label flips when only a name or a title changes",
+                "dir": "adding a negation does not lower the score"}[kind]
+        shown = example.text + (f"\" -> \"{example.variant}" if example.variant else "")
+        lines.append(f"- {what}: {len(group)} case(s), e.g. \"{shown}\"")
+    return lines

@@ -1,0 +1,144 @@
+"""What a finished run reports, computed without MLflow: final metrics, figures, tables, and
+what the network saw and why (the confident mistakes traced and attributed, the behavioural
+checks), with `report.html` and `model_card.md`.
+
+`summarize` turns a `FinishedRun` into a `RunReport`; the flow logs it in one call
+(`tracking.log_report`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from rnnflow.config import Experiment, load_cases
+from rnnflow.insight import explain as ex
+from rnnflow.insight import plots
+from rnnflow.insight.checks import run_checks
+from rnnflow.insight.findings import Findings
+from rnnflow.insight.model_card import model_card
+from rnnflow.insight.render import report_page
+from rnnflow.network.evaluate import Evaluation, confident_mistakes
+from rnnflow.network.predict import TextModel
+from rnnflow.network.train import Fit
+
+# Strongest sentiment words per review checked for being lost (see rnnflow.insight.explain).
+TOP_WORDS = 3
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """One trained and evaluated point: everything its report is made of."""
+
+    experiment: Experiment
+    model: Any  # the trained keras.Model
+    text_model: TextModel  # the same network with its tokenizer and vocabulary
+    fit: Fit
+    evaluation: Evaluation
+    history: dict[str, list[float]]  # the whole curve from epoch 1 (a continued run's too)
+    vector_stats: dict[str, float]  # tokens, oov_tokens, empty_docs
+    seconds: dict[str, float]  # wall seconds per step, logged as `seconds_<step>`
+    preprocess_seconds: float
+    reviews_parquet: Path  # the reviews stage's file: texts of the mistakes, split sizes
+
+
+@dataclass(frozen=True)
+class RunReport:
+    # Logged once, at the end. A final metric that is also a per-epoch series (val_loss,
+    # val_accuracy) is left out: the series' last epoch already holds it, and a step-0 value
+    # would break the learning curve in `mlflow ui`.
+    metrics: dict[str, float]
+    figures: dict[str, Any]  # plots/<name>: matplotlib figures
+    frames: dict[str, pd.DataFrame]  # artifact name (.csv or .parquet): table
+    texts: dict[str, str] = field(default_factory=dict)  # artifact name: text (report.html, ...)
+
+
+def summarize(run: FinishedRun) -> RunReport:
+    """The run's report: metrics, figures and tables, then the insight (mistakes traced,
+    checks) and the two documents made from it."""
+    metrics = _metrics(run)
+    figures = {
+        "learning_curves.png": plots.plot_learning_curves(run.history),
+        "confusion_matrix.png": plots.plot_confusion(run.evaluation.confusion),
+        "roc_pr_curves.png": plots.plot_roc_pr(run.evaluation.predictions),
+    }
+    test = run.evaluation.predictions["test"]
+    sentences = run.experiment.evaluate.sentences
+    mistakes = confident_mistakes(test, run.reviews_parquet, run.experiment.evaluate.mistakes)
+    mistakes, mistake_explanations = trace_mistakes(run.text_model, mistakes,
+                                                    run.reviews_parquet)
+    insight: dict[str, float] = {}
+    if len(mistakes):
+        insight["mistakes_lost_sentiment_share"] = float(mistakes.lost_sentiment.mean())
+    check_metrics, failures = run_checks(run.text_model,
+                                         load_cases(run.experiment.evaluate.checks))
+    insight.update(check_metrics)
+    split = pq.read_table(run.reviews_parquet, columns=["split"])["split"].to_pandas()
+    findings = Findings(
+        params=run.experiment.flat(), metrics={**metrics, **insight}, history=run.history,
+        split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
+        mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,
+        sentences=ex.explain(run.text_model, sentences) if sentences else [])
+    # Rendered to PNG here, before the flow logs the figures and closes them.
+    images = {name: figure_png(fig) for name, fig in figures.items()}
+    frames = {
+        "test_predictions.parquet": test,
+        "confident_mistakes.csv": mistakes,
+        "examples.csv": pd.concat([pd.DataFrame({"text": sentences}),
+                                   run.text_model.predict(sentences)], axis=1),
+        "checks_failures.csv": failures,
+    }
+    return RunReport(findings.metrics, figures, frames,
+                     {"report.html": report_page(findings, images),
+                      "model_card.md": model_card(findings)})
+
+
+def _metrics(run: FinishedRun) -> dict[str, float]:
+    fit, stats = run.fit, run.vector_stats
+    metrics = {k: v for k, v in run.evaluation.metrics.items() if k not in run.history}
+    metrics.update({
+        "train_seconds": run.seconds["train"],
+        "preprocess_seconds": run.preprocess_seconds,
+        "oov_rate": stats["oov_tokens"] / max(1.0, stats["tokens"]),
+        "empty_docs": stats["empty_docs"],
+        "trainable_params": float(sum(int(w.numpy().size)
+                                      for w in run.model.trainable_weights)),
+        **{f"seconds_{step}": v for step, v in run.seconds.items()},
+        "fit_seconds": fit.fit_seconds,
+        "train_samples_per_s": fit.train_samples_per_s,
+        # Bucketed batches (pad.bucket, or maxlen null): the time steps a batch really had.
+        "mean_batch_length": fit.mean_batch_length,
+        "padding_step_saving": fit.padding_step_saving,
+    })
+    return metrics
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def trace_mistakes(text_model: TextModel, mistakes: pd.DataFrame, reviews_parquet: Path
+                   ) -> tuple[pd.DataFrame, list[ex.Explanation]]:
+    """`mistakes` (confident_mistakes) with tokens, oov_tokens, truncated_tokens,
+    strongest_words, lost_words and lost_sentiment; and each review's explanation (its whole
+    text, not the excerpt)."""
+    if mistakes.empty:
+        cols = ["tokens", "oov_tokens", "truncated_tokens", "strongest_words", "lost_words",
+                "lost_sentiment"]
+        return mistakes.assign(**{c: pd.Series(dtype=object) for c in cols}), []
+    table = pq.read_table(reviews_parquet, columns=["id", "text"],
+                          filters=[("id", "in", mistakes.id.tolist())])
+    full = dict(zip(table["id"].to_pylist(), table["text"].to_pylist(), strict=True))
+    explanations = ex.explain(text_model, [full[i] for i in mistakes.id])
+    polarity = ex.word_polarity(text_model, [t for e in explanations for t in e.path.tokens])
+    lost = pd.DataFrame(ex.lost_sentiment([e.path for e in explanations], polarity, TOP_WORDS))
+    text_at = mistakes.columns.get_loc("text")
+    columns = [*mistakes.columns[:text_at], *lost.columns, *mistakes.columns[text_at:]]
+    return pd.concat([mistakes.reset_index(drop=True), lost], axis=1)[columns], explanations

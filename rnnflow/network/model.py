@@ -1,0 +1,179 @@
+"""build_model: the lesson's network, fed int32 token ids through a frozen word2vec Embedding
+(or, with one-hot inputs, a trainable row lookup of the input weights: onehot.py beside it)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from rnnflow.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
+                trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
+                mask: bool = False, stock: bool = False):
+    """The lesson's network over int32 token ids of length `maxlen` (None: any length).
+
+    `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
+    input is one-hot over `onehot_tokens` (V) tokens (onehot.py). `mask`: padding (id 0) is
+    masked, so the recurrent layers carry their state through it: what bucketed batches and
+    `pad.maxlen: null` need. `stock`: stock Keras layers only (the one-hot lookup becomes an
+    Embedding with a zero row 0, its selection an ordinary kernel): see `stock_twin`.
+    """
+    import keras
+    from keras import layers
+
+    from rnnflow.network.fused import TokenVectors, recurrent_layer
+    from rnnflow.network.onehot import GATES, OneHotProjection, pinned
+
+    inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
+    onehot = weights is None
+    directions = 2 if cfg.bidirectional else 1
+    if onehot:
+        width = directions * GATES[cfg.cell] * cfg.num_neurons
+        embed = (layers.Embedding(onehot_tokens + 1, width, mask_zero=mask, name="onehot")
+                 if stock else
+                 OneHotProjection(onehot_tokens, width, blocks=directions, mask_zero=mask,
+                                  name="onehot"))
+    else:
+        # Looking ids up in a frozen copy of the word2vec table is the same function as the
+        # book's docs x maxlen x 300 float input, without materialising it. Unmasked (the
+        # book): padding reaches the RNN as zero vectors.
+        # With fused layers the lookup is a TokenVectors (an Embedding that tells the first
+        # recurrent layer its ids, so it projects each distinct token of a batch once).
+        lookup = layers.Embedding if stock or cfg.kernel == "keras" else TokenVectors
+        embed = lookup(weights.shape[0], weights.shape[1], trainable=trainable_embedding,
+                       mask_zero=mask, name="word2vec")
+    x = embed(inputs)
+    kernel = "keras" if stock else cfg.kernel
+    for i in range(cfg.num_layers):
+        # Stacked layers hand every time step on; only the last one may return its last state.
+        sequences = cfg.return_sequences or i < cfg.num_layers - 1
+        name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
+
+        # Only the first layer reads the one-hot input: its kernel selects its direction's block.
+        select = onehot and i == 0 and not stock
+
+        def make(backwards: bool, name=name, sequences=sequences, select=select):
+            rnn, fallback = recurrent_layer(
+                cfg.cell, cfg.num_neurons, return_sequences=sequences, kernel=kernel,
+                name=f"backward_{name}" if backwards else name,
+                **({"go_backwards": True} if backwards else {}))
+            if fallback:  # never fails: a configuration the fused layer cannot do trains stock
+                log.info("%s", fallback)
+            return pinned(rnn, int(backwards)) if select else rnn
+
+        if not cfg.bidirectional:
+            x = make(False)(x)
+        else:  # each direction of a one-hot input has its own block of input weights
+            x = layers.Bidirectional(make(False), backward_layer=make(True) if select else None,
+                                     name=f"bi_{name}")(x)
+    x = layers.Dropout(cfg.dropout)(x)
+    if cfg.return_sequences:
+        x = layers.Flatten()(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="sentiment")(x)
+    model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
+    if not onehot:
+        # Set after building, not via an initializer: a Constant initializer would copy the
+        # whole table into the model's JSON config.
+        embed.set_weights([weights])
+    return model
+
+
+def stock_twin(model, cfg: ModelConfig):
+    """The same network and weights with the stock Keras layers: what is exported as the run's
+    Keras model, which then loads in any Keras 3 without rnnflow installed."""
+    names = [layer.name for layer in model.layers]
+    onehot = "onehot" in names
+    if cfg.kernel == "keras" and not onehot:
+        return model
+    embed = model.get_layer("onehot" if onehot else "word2vec")
+    if onehot:
+        twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
+                           mask=embed.mask_zero, stock=True)
+        first, *rest = model.get_weights()
+        # The lookup's rows 1..V, below the zero padding row an Embedding needs.
+        twin.set_weights([np.vstack([np.zeros_like(first[:1]), first]), *rest])
+        return twin
+    twin = build_model(cfg.model_copy(update={"kernel": "keras"}),
+                       np.zeros(embed.embeddings.shape, dtype="float32"),
+                       model.input_shape[1], embed.trainable, mask=embed.mask_zero)
+    twin.set_weights(model.get_weights())  # the fused layers keep the stock weight layout
+    return twin
+
+
+def inference_model(model):
+    """`model`'s function for prediction, with the first recurrent layer's input projection
+    looked up instead of computed: the same network when it can be, else `model` itself.
+
+    With a word2vec table E feeding a fused recurrent layer, every step of every review
+    computes E[id] @ W + b, 300 x (gates x units) multiply-adds per token: at the lesson's
+    shapes most of the arithmetic of inference. Here the table is projected once, E @ W + b
+    (V rows, about 1 GFLOP at 35k x 300 x 50), and the layer reads its rows; the rest of the
+    model is `model`'s own layers. Outputs equal `model.predict`'s to float32 rounding
+    (tests/rnnflow/network/test_model.py, test_train.py). Not for training: W is not learnt through
+    the table. Anything else (one-hot inputs, which are already a projected lookup; stock
+    layers; a Bidirectional first layer) is returned unchanged.
+    """
+    import keras
+
+    from rnnflow.network.fused import _FusedLoop
+
+    names = [layer.name for layer in model.layers]
+    if "word2vec" not in names:
+        return model
+    at = names.index("word2vec")
+    embed, rnn = model.layers[at], model.layers[at + 1]
+    if not isinstance(rnn, _FusedLoop) or rnn.fused_unsupported() is not None:
+        return model
+    kernel, recurrent, *bias = (np.asarray(w) for w in rnn.cell.get_weights())
+    table = embed.get_weights()[0].astype(np.float64) @ kernel.astype(np.float64)
+    if bias:
+        table += bias[0][0] if rnn._kind == "gru" else bias[0]
+    inputs = keras.Input(shape=model.input_shape[1:], dtype="int32", name="token_ids")
+    lookup = keras.layers.Embedding(table.shape[0], table.shape[1], trainable=False,
+                                    mask_zero=embed.mask_zero, name="word2vec_projected")
+    projected = type(rnn).from_config({**rnn.get_config(), "projected_input": True})
+    x = projected(lookup(inputs))
+    lookup.set_weights([table.astype(np.float32)])
+    weights = projected.cell.get_weights()  # its kernel is (gates x units) square, unused
+    projected.cell.set_weights([weights[0], recurrent, *bias])
+    for layer in model.layers[at + 2:]:  # the rest of the network, the very same layers
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_inference")
+
+
+# Bytes of one batch's looked-up input projection (batch x steps x width float32) that a
+# projected model's inference batch is sized to; see `inference_batch`.
+PROJECTED_BATCH_BYTES = 40 * 2**20
+
+
+def inference_batch(model, steps: int, default: int = 128) -> int:
+    """Reviews per inference batch. A model from `inference_model` reads (gates x units) floats
+    per step, not the word vectors, so it takes as many reviews as keep one batch's projected
+    inputs near 40 MB, between 128 and 1024 (512 at the lesson's SimpleRNN(50) x 400 steps):
+    the loop's per-step cost is paid per batch, so fewer, larger batches run faster. Any other
+    model gets `default`: it holds batch x steps x dim floats (the embedded batch and its
+    time-major copy), about 1 MB per review at 400 x 300, and a larger batch costs memory
+    without running faster. The measurements behind both: bench/NOTES.md.
+    """
+    try:
+        width = model.get_layer("word2vec_projected").output_dim
+    except ValueError:
+        return default
+    fits = PROJECTED_BATCH_BYTES // (4 * max(steps, 1) * width) // 64 * 64
+    return int(min(1024, max(128, fits)))
+
+
+def load_model(path):
+    """A saved rnnflow model, loaded with Keras safe mode (no code is deserialised); the fused
+    layers are registered with Keras on import."""
+    import keras
+
+    import rnnflow.network.fused  # noqa: F401 - registers the fused layers' names
+    import rnnflow.network.onehot  # noqa: F401 - and the one-hot ones
+
+    return keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,121 @@
+"""Raw text in, sentiment out: the trained network with the tokenizer and vocabulary it was
+trained with (`TextModel`), and its files: what a run logs as its `text_model`
+(`save_text_model`) and what loads it again (`load_text_model`, the loader that logged model
+names)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from rnnflow.config import PadConfig, TokenizeConfig
+from rnnflow.data.pad import Sequences, pad_ids
+from rnnflow.data.tokens import make_tokenizer
+from rnnflow.network import buckets
+
+# A text with no token in the vocabulary (an empty or whitespace-only text among them) gives
+# the network nothing to read. It gets this probability and label, with known_tokens = 0,
+# rather than the score of an all-padding input, which would look like an opinion.
+NO_EVIDENCE_PROBABILITY = 0.5
+NO_EVIDENCE_LABEL = -1
+
+# Optional packages that NLTK and Keras import when installed, for features prediction never
+# uses (scikit-learn wrappers, plots, statistics): over a second of a prediction's start.
+_NOT_FOR_PREDICTION = ("sklearn", "matplotlib", "scipy.stats")
+
+
+@dataclass
+class TextModel:
+    model: object  # keras.Model taking int32 ids
+    vocab: list[str]  # row i + 1 of the embedding table is vocab[i]
+    tokenize: TokenizeConfig
+    pad: PadConfig
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        self._rows = {token: i + 1 for i, token in enumerate(self.vocab)}
+        self._tokenizer = make_tokenizer(self.tokenize)
+
+    def _lists(self, texts: list[str]) -> list[list[int]]:
+        return [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
+                for text in texts]
+
+    def ids(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Padded ids (texts x maxlen; with `pad.maxlen: null`, x the longest text) and the
+        number of known tokens of each text."""
+        lists = self._lists(texts)
+        known = np.array([len(ids) for ids in lists], dtype=np.int64)
+        return pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad), known
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        """One row per text: probability (of positive), label (1, 0, or -1 with no evidence),
+        known_tokens (tokens found in the vocabulary)."""
+        texts = ["" if t is None else str(t) for t in texts]
+        prob = np.full(len(texts), NO_EVIDENCE_PROBABILITY, dtype=np.float64)
+        if self.pad.maxlen is None:  # whole texts, in length-sorted batches, as in evaluation
+            lists = self._lists(texts)
+            known = np.array([len(ids) for ids in lists], dtype=np.int64)
+            if (known > 0).any():
+                seqs = Sequences.from_lists(
+                    [ids for ids in lists if ids], self.pad.padding)
+                prob[known > 0] = buckets.predict(self.model, seqs, 64)
+        else:
+            x, known = self.ids(texts)
+            if (known > 0).any():
+                scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
+                prob[known > 0] = scored
+        label = np.where(prob >= self.threshold, 1, 0)
+        label[known == 0] = NO_EVIDENCE_LABEL
+        return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
+                             "known_tokens": known})
+
+
+# What `predict` returns, column by column, as MLflow types: the logged model's signature.
+OUTPUTS = {"probability": "double", "label": "long", "known_tokens": "long"}
+# The function a logged text model names to be loaded again (text_pyfunc.py imports it).
+LOADER = "rnnflow.network.predict:load_text_model"
+
+
+def save_text_model(text_model: TextModel, folder: Path) -> dict[str, Path]:
+    """The files a text model is logged as: the Keras network, the vocabulary, the tokenizer
+    and pad settings."""
+    files = {"keras_model": folder / "model.keras", "vocab": folder / "vocab.json",
+             "config": folder / "config.json"}
+    text_model.model.save(files["keras_model"])
+    files["vocab"].write_text(json.dumps(text_model.vocab))
+    files["config"].write_text(json.dumps({"tokenize": text_model.tokenize.model_dump(),
+                                           "pad": text_model.pad.model_dump()}))
+    return files
+
+
+def load_text_model(files: dict[str, str]) -> TextModel:
+    """The TextModel of `save_text_model`'s files; the network loads with Keras safe mode."""
+    from rnnflow.network.model import load_model
+
+    cfg = json.loads(Path(files["config"]).read_text())
+    vocab = json.loads(Path(files["vocab"]).read_text())
+    return TextModel(load_model(files["keras_model"]), vocab,
+                     TokenizeConfig(**cfg["tokenize"]), PadConfig(**cfg["pad"]))
+
+
+def import_for_prediction() -> None:
+    """Import NLTK's tokenizers and Keras (TensorFlow) without the optional packages above, in
+    a process that only predicts (`rnnflow predict`). Both import them under `try: ... except
+    ImportError`, so they simply go without; the packages stay importable afterwards, but
+    Keras' scikit-learn wrappers and plotting helpers do not work in this process."""
+    blocked = [name for name in _NOT_FOR_PREDICTION if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment] - makes `import name` fail
+    try:
+        import keras  # noqa: F401
+        import nltk.tokenize  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]

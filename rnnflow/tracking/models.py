@@ -1,0 +1,137 @@
+"""The models a run logs and how they load again: the Keras model (int32 ids in) and the
+raw-text model, an MLflow pyfunc *from code* (text_pyfunc.py) whose files are its artifacts.
+
+Nothing here knows what a text model is made of: the caller hands over its files and names the
+function that loads them again (`loader`, "module:function"), which text_pyfunc.py imports when
+MLflow loads the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from rnnflow.tracking.store import tracking_uri
+
+TEXT_MODEL = "text_model"
+TEXT_MODEL_TAG = "rnnflow_text_model"  # on every run that logged one; `--run latest` finds them
+# The pyfunc is this model from code: MLflow copies the file into the model and runs it to load.
+TEXT_PYFUNC_CODE = Path(__file__).with_name("text_pyfunc.py")
+
+
+def __getattr__(name: str):
+    # A text_model logged before it became a model from code is a pickled
+    # `rnnflow.tracking.text_model.TextPyfunc` (that module name is an alias of this one,
+    # rnnflow/_moved.py): this keeps those runs loadable.
+    if name == "TextPyfunc":
+        from rnnflow.tracking.text_pyfunc import TextPyfunc
+
+        return TextPyfunc
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _pinned_requirements() -> list[str]:
+    """Pinned from this environment instead of inferred, which would load the model again in a
+    subprocess."""
+    import keras
+    import tensorflow as tf
+
+    return [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
+
+
+def log_keras_model(model, name: str = "model") -> str:
+    """Log the Keras model (int32 token ids in, one probability out)."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype("int32"), (-1, model.input_shape[1]), "token_ids")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "probability")]),
+    )
+    info = mlflow.keras.log_model(model, name=name, pip_requirements=_pinned_requirements(),
+                                  signature=signature)
+    return info.model_uri
+
+
+def log_text_model(artifacts: dict[str, Path], loader: str, outputs: dict[str, str],
+                   code_paths: list[str], name: str = TEXT_MODEL) -> str:
+    """Log a raw-text model to the active run: text_pyfunc.py as the model, `artifacts` as its
+    files, `loader(artifacts)` ("module:function") as what builds the object whose
+    `predict(texts)` answers; `outputs` maps its columns to MLflow types. Nothing is pickled."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    signature = ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+                               outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]))
+    mlflow.set_tag(TEXT_MODEL_TAG, name)
+    info = mlflow.pyfunc.log_model(
+        name=name, python_model=str(TEXT_PYFUNC_CODE), model_config={"loader": loader},
+        artifacts={k: str(v) for k, v in artifacts.items()}, signature=signature,
+        input_example=pd.DataFrame({"text": ["A wonderful, moving film."]}),
+        code_paths=code_paths,
+        pip_requirements=[*_pinned_requirements(), "nltk", "pyarrow", "pandas", "pydantic>=2",
+                          "pyyaml"],
+    )
+    return info.model_uri
+
+
+def load_text_model(run_id: str, *, quiet: bool = False):
+    """The run's raw-text pyfunc. Where the store keeps artifacts on this machine's disk (a
+    SQLite or file store), it is loaded from its folder in place; otherwise (an `mlflow server`
+    serving artifacts) it is downloaded first. `quiet`: without MLflow's dependency check (it
+    reads the metadata of every installed package) and without its download progress bars."""
+    mlflow.set_tracking_uri(tracking_uri())
+    where = local_model_dir(run_id) or f"runs:/{run_id}/{TEXT_MODEL}"
+    progress = contextlib.nullcontext() if not quiet else _environ(
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    with progress:
+        return mlflow.pyfunc.load_model(where, suppress_warnings=quiet)
+
+
+def load_text_model_object(run_id: str):
+    """The object inside the run's text model (what its loader built: for rnnflow's runs a
+    `rnnflow.network.predict.TextModel`), for tools that need the network and the vocabulary
+    themselves (`rnnflow explain`). The one place that knows how the pyfunc wraps it."""
+    return load_text_model(run_id).unwrap_python_model().text_model
+
+
+def local_model_dir(run_id: str, name: str = TEXT_MODEL) -> str | None:
+    """The folder of the run's logged model `name` where it lies on this machine's disk, else
+    None (no such model, or artifacts kept elsewhere: a server, object storage)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    client = MlflowClient(tracking_uri())
+    experiment_id = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models(
+        [experiment_id], filter_string=f"name = '{name}' AND source_run_id = '{run_id}'",
+        max_results=1)
+    if not models:
+        return None
+    location = models[0].artifact_location
+    if urllib.parse.urlparse(location).scheme not in ("", "file"):
+        return None
+    folder = Path(local_file_uri_to_path(location))
+    return str(folder) if (folder / "MLmodel").is_file() else None
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -1,0 +1,67 @@
+"""Whole points as Prefect tasks for Dask workers: a grid point (`train_point`) or a search trial
+(`search_trial`), each one run that trains, evaluates and logs.
+
+The task runs the function it is given (`run`: the flow's recipe of one point, or of one
+trial), so tasks stay below flows; what each worker needs first is the same for both
+(`on_worker`): TensorFlow held to the worker's threads, the flow's tracking store, and the
+worker's name on the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from rnnflow.network.train import limit_threads
+from rnnflow.tracking import RunContext, use_tracking_uri
+
+
+def cores() -> int:
+    """The cores this process may use (its CPU affinity, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_threads() -> int:
+    """Threads of the Dask worker running this (1 on rnnflow's LocalCluster); all cores
+    outside a worker."""
+    from distributed import get_worker
+
+    try:
+        return get_worker().state.nthreads
+    except ValueError:  # not in a worker
+        return cores()
+
+
+def worker_tags() -> dict[str, str]:
+    """Tags naming the Dask worker that trains a run (its node is tagged by every run)."""
+    from distributed import get_worker
+
+    try:
+        return {"dask_worker": get_worker().address}
+    except ValueError:  # not in a worker
+        return {}
+
+
+def on_worker(ctx: RunContext) -> RunContext:
+    """Set this worker up for a run of `ctx` (before TensorFlow's first op here), and the
+    context its run is logged with."""
+    limit_threads(worker_threads())
+    use_tracking_uri(ctx.tracking_uri)  # a worker has no experiment set up of its own
+    return dataclasses.replace(ctx, tags={**ctx.tags, **worker_tags()})
+
+
+def _run_on_worker(run: Callable[..., dict[str, Any]], ctx: RunContext,
+                   arguments: dict[str, Any]) -> dict[str, Any]:
+    """`run(ctx=..., **arguments)` on this worker, its run logged with `ctx`."""
+    return run(ctx=on_worker(ctx), **arguments)
+
+
+train_point = task(_run_on_worker, name="train_point", cache_policy=NONE)
+search_trial = task(_run_on_worker, name="search_trial", cache_policy=NONE)

@@ -1,0 +1,49 @@
+"""The champion decision, from two runs' test predictions."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnflow.experiments.champion import decide
+
+
+def _preds(right: list[bool], ids=None) -> pd.DataFrame:
+    labels = np.array([i % 2 for i in range(len(right))])
+    prob = np.where(np.array(right), labels, 1 - labels).astype(float) * 0.8 + 0.1
+    return pd.DataFrame({"id": ids if ids is not None else [f"r{i:03d}" for i in
+                                                            range(len(right))],
+                         "label": labels, "probability": prob})
+
+
+def test_no_champion_promotes():
+    d = decide(_preds([True, False]), None)
+    assert d.promote and d.reason == "no champion yet" and d.challenger_accuracy == 0.5
+
+
+def test_equal_is_not_better():
+    same = _preds([True] * 150 + [False] * 50)
+    d = decide(same, same.sample(frac=1, random_state=0))  # order does not matter
+    assert not d.promote and d.delta == 0 and "not better beyond the noise" in d.reason
+    assert d.test == "paired_bootstrap" and d.mcnemar_p == 1.0
+
+
+def test_clearly_better_is_promoted():
+    champion = _preds([True] * 100 + [False] * 100)
+    challenger = _preds([True] * 180 + [False] * 20)
+    d = decide(challenger, champion)
+    assert d.promote and d.delta == pytest.approx(0.4) and d.low > 0
+    assert d.tags()["promoted"] == "true" and float(d.tags()["test_delta"]) == pytest.approx(0.4)
+
+
+def test_worse_is_not_promoted_and_min_delta_holds_back_a_small_gain():
+    good, bad = _preds([True] * 180 + [False] * 20), _preds([True] * 100 + [False] * 100)
+    assert not decide(bad, good).promote
+    d = decide(good, bad, min_delta=0.5)
+    assert not d.promote and "below min_delta 0.5" in d.reason
+
+
+def test_different_test_reviews_are_not_compared():
+    a = _preds([True] * 10)
+    b = _preds([True] * 10, ids=[f"x{i}" for i in range(10)])
+    d = decide(a, b)
+    assert not d.promote and "same test reviews" in d.reason and d.test == "none"

@@ -1,0 +1,226 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import REPO
+from rnnflow.config import ConfigError, Experiment
+from rnnflow.experiments.plan import load_plan, parse_override
+
+PARAMS = REPO / "params"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_lesson16_is_the_lessons_protocol():
+    plan = load_plan(PARAMS / "lesson16.yaml")
+    p = plan.experiment
+    assert plan.name == p.name == "lesson16" and plan.points == [p]
+    assert p.dataset.url.endswith("aclImdb_v1.tar.gz") and p.dataset.validation_split == 0.2
+    assert (p.tokenize.tokenizer, p.tokenize.lowercase, p.tokenize.strip_html) == (
+        "treebank", False, False)
+    assert (p.embedding.source, p.embedding.name) == ("gensim", "word2vec-google-news-300")
+    assert (p.pad.maxlen, p.pad.padding, p.pad.truncating) == (400, "post", "post")
+    assert (p.model.cell, p.model.num_neurons, p.model.return_sequences, p.model.dropout) == (
+        "simple_rnn", 50, True, 0.2)
+    assert (p.train.batch_size, p.train.epochs, p.train.optimizer) == (32, 2, "rmsprop")
+
+
+@pytest.mark.parametrize("path", sorted(PARAMS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_params_file_validates(path):
+    assert load_plan(path).name
+
+
+def test_overrides_apply_and_parse_yaml_values(tmp_path):
+    path = _write(tmp_path, "name: t\n")
+    p = load_plan(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"]).experiment
+    assert (p.train.epochs, p.model.cell, p.dataset.limit) == (3, "lstm", 100)
+    assert parse_override("grid.x=[1, 2]") == ("grid.x", [1, 2])
+
+
+def test_flat_uses_dotted_keys(tmp_path):
+    flat = load_plan(_write(tmp_path, "pad: {maxlen: 7}\n")).experiment.flat()
+    assert flat["pad.maxlen"] == 7 and "model.num_neurons" in flat and "grid" not in flat
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "needle"),
+    [
+        ("model: {num_neuron: 5}\n", None, "model.num_neurons"),  # unknown key, suggestion
+        ("pad: {maxlen: 0}\n", None, "pad.maxlen"),
+        ("model: {dropout: 1.5}\n", None, "model.dropout"),
+        ("train: {epochs: 0}\n", None, "train.epochs"),
+        ("train: {batch_size: 0}\n", None, "train.batch_size"),
+        ("dataset: {validation_split: 1}\n", None, "dataset.validation_split"),
+        ("train: {epochs: many}\n", None, "train.epochs"),
+        ("name: t\n", ["train.epoch=3"], "train.epochs"),
+        ("grid: {model.num_neuron: [1, 2]}\n", None, "model.num_neurons"),
+        ("grid: {model.num_neurons: []}\n", None, "empty"),
+        ("grid: {pad.maxlen: [10, -1]}\n", None, "pad.maxlen"),
+        ("model: [1\n", None, "YAML"),
+    ],
+)
+def test_bad_input_names_file_and_key(tmp_path, text, overrides, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path, overrides)
+    assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_plan(tmp_path / "nope.yaml")
+
+
+def test_grid_is_a_cartesian_product(tmp_path):
+    path = _write(tmp_path, "grid: {model.num_neurons: [50, 100], pad.maxlen: [200, 400]}\n")
+    points = load_plan(path).points
+    assert sorted((p.model.num_neurons, p.pad.maxlen) for p in points) == [
+        (50, 200), (50, 400), (100, 200), (100, 400)]
+    assert all(type(p) is Experiment for p in points)
+
+
+def test_yaml_is_read_safely(tmp_path):
+    path = _write(tmp_path, 'name: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_plan(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_runner_defaults_to_local_and_takes_a_scheduler_address(tmp_path):
+    assert load_plan(_write(tmp_path, "name: t\n")).runner == "local"
+    p = load_plan(_write(tmp_path, "runner: dask\ndask_address: tcp://10.1.2.3:8786\n"))
+    assert (p.runner, p.dask_address) == ("dask", "tcp://10.1.2.3:8786")
+    p = load_plan(_write(tmp_path, "name: t\n"), ["runner=dask", "dask_address=tcp://h:1"])
+    assert (p.runner, p.dask_address) == ("dask", "tcp://h:1")
+
+
+def test_where_points_run_is_no_experiment_setting(tmp_path):
+    """Not an MLflow param and not part of the training key: a run on Dask compares with, and
+    can continue, one trained locally."""
+    local = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\n"))
+    dask = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\nrunner: dask\n"))
+    assert local.experiment.flat() == dask.experiment.flat()
+    assert [p.flat() for p in local.points] == [p.flat() for p in dask.points]
+    assert not {"runner", "dask_address"} & set(local.experiment.flat())
+    assert not {"runner", "dask_address"} & set(local.points[0].model_dump())
+    assert (local.runner, dask.runner) == ("local", "dask")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("runner: spark\n", "runner"),
+        ("runner: dask\ndask_address: localhost:8786\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: tcp://host\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: tcp://host:70000\n", "tcp://host:8786"),
+        ("runner: dask\ndask_address: http://host:8786\n", "tcp://host:8786"),
+        ("dask_address: tcp://host:8786\n", "runner: dask"),  # an address needs the runner
+        ("runner: local\ndask_address: tcp://host:8786\n", "runner: dask"),
+        ("grid: {runner: [local, dask]}\n", "unknown key 'runner'"),  # not a grid key
+    ],
+)
+def test_bad_runner_settings_name_file_and_key(tmp_path, text, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value) and needle in str(err.value)
+
+
+def _readme_keys() -> list[str]:
+    """The dotted keys of README's Parameters table; `a.b`, `c` rows name a.b and a.c."""
+    readme = (PARAMS.parent / "README.md").read_text()
+    section = readme.split("## Parameters", 1)[1]
+    rows = [line for line in section.split("\n\n")[2].splitlines() if line.startswith("| `")]
+    keys = []
+    for row in rows:
+        names = re.findall(r"`([a-z0-9_.]+)`", row.split("|")[1])
+        section = names[0].rsplit(".", 1)[0] + "." if "." in names[0] else ""
+        keys += [names[0]] + [section + n for n in names[1:]]
+    return keys
+
+
+def test_readme_lists_the_keys_it_should():
+    keys = _readme_keys()
+    assert {"name", "dataset.read_options", "train.epochs", "grid", "runner"} <= set(keys)
+    assert set(Experiment().flat()) <= set(keys)
+
+
+@pytest.mark.parametrize("key", _readme_keys())
+def test_every_documented_key_is_settable(tmp_path, key):
+    """With `--set` (text) and with a deployment's `overrides` (a mapping), to its default."""
+    plan_keys = {"grid": {}, "variants": [], "repeats": 1, "runner": "local",
+                 "dask_address": None, "search": None, "registry.enabled": True,
+                 "registry.model_name": None, "registry.min_delta": 0.0}
+    value = plan_keys[key] if key in plan_keys else Experiment().flat()[key]
+    path = _write(tmp_path, "name: t\n")
+    assert load_plan(path, {key: value}).name
+    assert load_plan(path, [f"{key}={json.dumps(value)}"]).name
+
+
+def test_mapping_keys_take_a_mapping_or_one_entry(tmp_path):
+    path = _write(tmp_path, "name: t\ndataset: {source: csv}\n")
+    whole = load_plan(path, ['dataset.read_options={"sep": "\\t", "header": null, '
+                             '"names": ["text", "label"]}']).experiment
+    assert whole.dataset.read_options == {"sep": "\t", "header": None, "names": ["text", "label"]}
+    one = load_plan(path, {"dataset.read_options.sep": ";"}).experiment
+    assert one.dataset.read_options == {"sep": ";"}
+    assert one.flat()["dataset.read_options"] == {"sep": ";"}
+    assert "dataset.read_options" in Experiment().flat()  # logged even when empty
+    with pytest.raises(ConfigError, match="Did you mean 'dataset.read_options'"):
+        load_plan(path, ["dataset.read_option.sep=;"])
+    with pytest.raises(ConfigError, match="unknown key 'model.cells.x'"):
+        load_plan(path, ["model.cells.x=1"])
+
+
+@pytest.mark.parametrize("sets", [
+    ["pad.maxlen=null"],
+    ["pad.bucket=true"],
+    ["pad.maxlen=null", "model.return_sequences=true", "model.cell=gru"],
+])
+def test_flatten_head_needs_a_fixed_length(tmp_path, sets):
+    """The lesson's return_sequences + Flatten cannot take batches of varying length: refused
+    before any work, saying what to set."""
+    path = _write(tmp_path, "name: t\n")
+    with pytest.raises(ConfigError) as err:
+        load_plan(path, sets)
+    assert str(path) in str(err.value) and "model.return_sequences: false" in str(err.value)
+    assert sets[0].replace("=", ": ") in str(err.value)
+    assert load_plan(path, [*sets, "model.return_sequences=false"]).experiment
+
+
+def test_a_grid_point_with_flatten_and_no_maxlen_is_refused(tmp_path):
+    path = _write(tmp_path, "model: {return_sequences: false}\n"
+                            "grid: {pad.maxlen: [100, null], "
+                            "model.return_sequences: [false, true]}\n")
+    with pytest.raises(ConfigError, match=r"grid point \(pad.maxlen=None, "
+                                          r"model.return_sequences=True\).*return_sequences"):
+        load_plan(path)
+
+
+def test_max_tokens_keys_the_one_hot_vocabulary_only():
+    from rnnflow.config import EmbeddingConfig
+    from rnnflow.data.embeddings import embeddings_stage
+    from rnnflow.data.storage import Stage
+
+    tokens = Stage("tokens", "abc", Path("data"))
+    for source in ("train", "gensim"):
+        a, b = (embeddings_stage(tokens, EmbeddingConfig(source=source, max_tokens=n))
+                for n in (10, 20))
+        assert a.key == b.key
+    # The key of a word2vec table is what it was before max_tokens existed.
+    old = EmbeddingConfig(source="train").model_dump(exclude={"max_tokens"})
+    from rnnflow.data.embeddings import VERSION
+    from rnnflow.data.storage import stage
+    assert embeddings_stage(tokens, EmbeddingConfig(source="train")).key == stage(
+        "embeddings", {**old, "seed": 0}, "abc", VERSION).key
+    a, b = (embeddings_stage(tokens, EmbeddingConfig(source="onehot", max_tokens=n))
+            for n in (10, 20))
+    assert a.key != b.key
+    assert a.key == embeddings_stage(tokens, EmbeddingConfig(source="onehot", max_tokens=10,
+                                                             vector_size=7)).key

@@ -1,0 +1,69 @@
+"""summarize: a run's final metrics, figures and tables, without a tracking store."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rnnflow.config import Experiment, PadConfig, TokenizeConfig
+from rnnflow.insight.report import FinishedRun, summarize
+from rnnflow.network.evaluate import Evaluation
+from rnnflow.network.predict import TextModel
+from rnnflow.network.train import Fit
+
+
+@pytest.fixture
+def model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(6,), dtype="int32")
+    x = keras.layers.Embedding(5, 3, trainable=False)(inputs)
+    x = keras.layers.SimpleRNN(2)(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def _evaluation() -> Evaluation:
+    test = pd.DataFrame({"id": ["a", "b", "c", "d"], "label": [1, 0, 1, 0],
+                         "probability": [0.9, 0.95, 0.2, 0.4]})
+    val = test.assign(id=["e", "f", "g", "h"])
+    return Evaluation(
+        metrics={"val_loss": 0.6, "val_accuracy": 0.5, "test_loss": 0.7, "test_accuracy": 0.5},
+        confusion={s: np.array([[1, 1], [1, 1]]) for s in ("val", "test")},
+        predictions={"val": val, "test": test})
+
+
+def test_summarize_reports_metrics_figures_and_tables(model, tmp_path):
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "split": ["test"] * 4,
+                  "text": ["good", "bad film", "fine", "meh"]}).to_parquet(reviews)
+    text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
+                           PadConfig(maxlen=6))
+    history = {"loss": [0.7, 0.6], "val_loss": [0.69, 0.6], "val_accuracy": [0.4, 0.5]}
+    experiment = Experiment(evaluate={"mistakes": 1, "sentences": ["good film", "zzz"],
+                                      "checks": "none"})
+    report = summarize(FinishedRun(
+        experiment=experiment, model=model, text_model=text_model,
+        fit=Fit(history=history, fit_seconds=2.0, train_samples_per_s=50.0),
+        evaluation=_evaluation(), history=history,
+        vector_stats={"oov_tokens": 5, "tokens": 20, "empty_docs": 1},
+        seconds={"train": 3.0, "evaluate": 1.0}, preprocess_seconds=4.0,
+        reviews_parquet=reviews))
+
+    m = report.metrics
+    # The per-epoch series already end with the final val_loss/val_accuracy.
+    assert "val_loss" not in m and "val_accuracy" not in m
+    assert (m["test_loss"], m["test_accuracy"]) == (0.7, 0.5)
+    assert m["oov_rate"] == 0.25 and m["empty_docs"] == 1
+    # Embedding frozen: SimpleRNN(2) on 3 inputs (3*2 + 2*2 + 2) and Dense(1) (2 + 1).
+    assert m["trainable_params"] == 15
+    assert (m["train_seconds"], m["seconds_evaluate"], m["preprocess_seconds"]) == (3, 1, 4)
+    assert (m["fit_seconds"], m["train_samples_per_s"]) == (2.0, 50.0)
+    assert set(report.figures) == {"learning_curves.png", "confusion_matrix.png",
+                                   "roc_pr_curves.png"}
+
+    mistakes = report.frames["confident_mistakes.csv"]
+    assert mistakes.id.tolist() == ["b"] and mistakes.text.tolist() == ["bad film"]
+    examples = report.frames["examples.csv"]
+    assert examples.text.tolist() == ["good film", "zzz"]
+    assert examples.known_tokens.tolist() == [2, 0] and examples.label[1] == -1
+    assert report.frames["test_predictions.parquet"].id.tolist() == ["a", "b", "c", "d"]

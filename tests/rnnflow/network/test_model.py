@@ -1,0 +1,162 @@
+import numpy as np
+import pytest
+
+from rnnflow.config import ModelConfig
+from rnnflow.network.evaluate import score
+from rnnflow.network.model import build_model, stock_twin
+
+
+def _trainable(model) -> int:
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+@pytest.mark.parametrize(("kernel", "lookup", "rnn"), [
+    ("fused", "TokenVectors", "FusedSimpleRNN"), ("keras", "Embedding", "SimpleRNN")])
+def test_lesson_model_has_the_books_parameter_count(kernel, lookup, rnn):
+    import keras
+
+    weights = np.zeros((10, 300), dtype=np.float32)
+    model = build_model(ModelConfig(kernel=kernel), weights, maxlen=400)
+    # SimpleRNN: 300*50 + 50*50 + 50 = 17,550; Dense over 400*50 flattened outputs: 20,001.
+    assert _trainable(model) == 37_551
+    assert [layer.__class__.__name__ for layer in model.layers] == [
+        "InputLayer", lookup, rnn, "Dropout", "Flatten", "Dense"]
+    assert isinstance(model.layers[2], keras.layers.SimpleRNN)  # the fused layer is one too
+    assert isinstance(model.layers[1], keras.layers.Embedding)  # and TokenVectors is one
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(num_neurons=4),
+    ModelConfig(cell="gru", num_neurons=3, return_sequences=False, bidirectional=True),
+    ModelConfig(cell="lstm", num_neurons=3, num_layers=2, return_sequences=False),
+])
+def test_stock_twin_computes_the_same_function_without_rnnflow_layers(cfg):
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(9, 5)).astype(np.float32)
+    model = build_model(cfg, weights, maxlen=11)
+    twin = stock_twin(model, cfg)
+    assert not any(type(layer).__module__.startswith("rnnflow") for layer in _all_layers(twin))
+    ids = rng.integers(0, 9, size=(6, 11)).astype(np.int32)
+    np.testing.assert_allclose(twin.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("cfg", "mask"), [
+    (ModelConfig(num_neurons=4), False),  # the lesson's shape: every step to Flatten
+    (ModelConfig(cell="gru", num_neurons=3, return_sequences=False), False),
+    (ModelConfig(cell="lstm", num_neurons=3, return_sequences=False), False),
+    (ModelConfig(cell="gru", num_neurons=3, num_layers=2, return_sequences=False), True),
+    (ModelConfig(cell="lstm", num_neurons=3, return_sequences=False), True),
+    (ModelConfig(cell="simple_rnn", num_neurons=3, return_sequences=False), True),
+])
+def test_inference_model_looks_up_the_projection_and_predicts_the_same(cfg, mask):
+    from rnnflow.network.model import inference_model
+
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(9, 5)).astype(np.float32)
+    weights[0] = 0
+    model = build_model(cfg, weights, maxlen=None if mask else 11, mask=mask)
+    for w in model.trainable_weights:  # nonzero biases, so their folding is checked too
+        w.assign(rng.normal(scale=0.5, size=w.shape).astype(np.float32))
+    fast = inference_model(model)
+    assert fast is not model
+    first = fast.layers[2]
+    lookup = fast.get_layer("word2vec_projected")  # one row of x @ W + b per token
+    assert first.projected_input and lookup.output_dim == first.cell.recurrent_kernel.shape[1]
+    ids = rng.integers(1, 9, size=(7, 11)).astype(np.int32)
+    if mask:  # ragged reviews, padded at either end
+        ids[1, :4] = 0
+        ids[2, 6:] = 0
+    np.testing.assert_allclose(fast.predict(ids, verbose=0), model.predict(ids, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(num_neurons=3, kernel="keras"),
+    ModelConfig(cell="gru", num_neurons=3, bidirectional=True, return_sequences=False),
+])
+def test_inference_model_leaves_what_it_cannot_project(cfg):
+    from rnnflow.network.model import inference_model
+
+    model = build_model(cfg, np.ones((4, 5), "float32"), maxlen=6)
+    assert inference_model(model) is model
+
+
+def test_projected_layer_refuses_training():
+    from rnnflow.network.model import inference_model
+
+    model = build_model(ModelConfig(num_neurons=3), np.ones((4, 5), "float32"), maxlen=6)
+    with pytest.raises(ValueError, match="inference"):
+        inference_model(model)(np.ones((2, 6), "int32"), training=True)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        yield from (getattr(layer, a) for a in ("forward_layer", "backward_layer")
+                    if hasattr(layer, a))
+
+
+@pytest.mark.parametrize(("cell", "expected"), [
+    ("lstm", 4 * (8 * 5 + 5 * 5 + 5) + 5 * 3 + 1),
+    ("gru", 3 * (8 * 5 + 5 * 5 + 2 * 5) + 5 * 3 + 1),  # Keras GRU: reset_after, two biases
+])
+def test_other_cells(cell, expected):
+    model = build_model(ModelConfig(cell=cell, num_neurons=5), np.zeros((4, 8), "float32"), 3)
+    assert _trainable(model) == expected
+
+
+def test_frozen_embedding_is_the_word2vec_table_with_a_zero_row():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(6, 4)).astype(np.float32)
+    weights[0] = 0
+    model = build_model(ModelConfig(num_neurons=3), weights, maxlen=5)
+    embed = model.get_layer("word2vec")
+    assert not embed.trainable
+    ids = np.array([[1, 5, 2, 0, 0]], dtype=np.int32)
+    # The lookup is exactly the book's input: the word vectors, zero vectors for padding.
+    np.testing.assert_array_equal(np.asarray(embed(ids))[0], weights[[1, 5, 2, 0, 0]])
+
+
+def test_score_on_hand_computed_case():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.4, 0.9])
+    s = score(y, p)
+    assert s["accuracy"] == 0.5 and s["precision"] == 0.5 and s["recall"] == 0.5
+    assert s["f1"] == 0.5 and s["auc"] == 0.75
+    assert s["loss"] == pytest.approx(-np.mean(np.log([0.9, 0.4, 0.4, 0.9])))
+
+
+def test_stacked_bidirectional_layers():
+    weights = np.zeros((4, 8), "float32")
+    cfg = ModelConfig(cell="gru", num_neurons=5, num_layers=2, bidirectional=True,
+                      return_sequences=False)
+    model = build_model(cfg, weights, 3)
+    gru1 = 3 * (8 * 5 + 5 * 5 + 2 * 5)  # first layer reads the 8-d vectors
+    gru2 = 3 * (10 * 5 + 5 * 5 + 2 * 5)  # second reads both directions of the first (10-d)
+    assert _trainable(model) == 2 * gru1 + 2 * gru2 + 10 + 1
+
+
+def test_trainable_embedding_adds_the_table():
+    weights = np.zeros((4, 8), "float32")
+    frozen = _trainable(build_model(ModelConfig(num_neurons=2), weights, 3))
+    tuned = _trainable(build_model(ModelConfig(num_neurons=2), weights, 3,
+                                   trainable_embedding=True))
+    assert tuned - frozen == 4 * 8
+
+
+def test_text_model_scores_raw_text_and_flags_no_evidence():
+    from rnnflow.config import PadConfig, TokenizeConfig
+    from rnnflow.network.predict import TextModel
+
+    weights = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    model = build_model(ModelConfig(num_neurons=2), weights, maxlen=5)
+    text_model = TextModel(model, ["good", "bad"], TokenizeConfig(), PadConfig(maxlen=5))
+    x, known = text_model.ids(["good bad good", "nothing known", ""])
+    np.testing.assert_array_equal(x[0], [1, 2, 1, 0, 0])
+    assert list(known) == [3, 0, 0]
+    out = text_model.predict(["good bad good", "   ", "", None])
+    assert list(out.label[1:]) == [-1, -1, -1] and list(out.probability[1:]) == [0.5] * 3
+    assert out.label[0] in (0, 1) and 0 <= out.probability[0] <= 1
+    expected = float(model.predict(x[:1], verbose=0)[0, 0])
+    assert out.probability[0] == pytest.approx(expected, rel=1e-5)

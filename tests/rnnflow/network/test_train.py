@@ -1,0 +1,101 @@
+import pytest
+
+from rnnflow.config import (
+    DatasetConfig,
+    EmbeddingConfig,
+    ModelConfig,
+    PadConfig,
+    TokenizeConfig,
+    TrainConfig,
+)
+from rnnflow.data.embeddings import build_embeddings
+from rnnflow.data.pad import pad_sequences
+from rnnflow.data.reviews import read_reviews
+from rnnflow.data.tokens import tokenize_reviews
+from rnnflow.data.vectorize import vectorize_tokens
+from rnnflow.network.train import train_model
+
+
+@pytest.fixture
+def stages(project, tiny_archive):
+    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
+    emb = build_embeddings(toks, EmbeddingConfig(source="train", vector_size=8, min_count=1,
+                                                 epochs=1))
+    vectors, _ = vectorize_tokens(toks, emb)
+    return pad_sequences(vectors, PadConfig(maxlen=20)), emb
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(stages, tmp_path):
+    padded, emb = stages
+    # A learning rate too small to move float32 weights: val_loss never improves.
+    cfg = TrainConfig(epochs=20, early_stopping=2, learning_rate=1e-30, batch_size=8)
+    _, fit = train_model(padded=padded, embeddings=emb, model_cfg=ModelConfig(num_neurons=2),
+                         train_cfg=cfg, checkpoint_dir=tmp_path)
+    assert len(fit.history["loss"]) == 3
+
+
+def test_checkpoint_each_epoch(stages, tmp_path):
+    padded, emb = stages
+    seen = []
+    train_model(padded=padded, embeddings=emb, model_cfg=ModelConfig(num_neurons=2),
+                train_cfg=TrainConfig(epochs=2, batch_size=8), checkpoint_dir=tmp_path,
+                on_epoch_end=lambda e, logs, ckpt: seen.append((e, ckpt.is_file())))
+    assert seen == [(1, True), (2, True)]
+
+
+def test_limit_threads_holds_tensorflow_before_its_first_op():
+    """In a fresh process, as in a Dask worker: the limit holds for the ops that follow, and a
+    later, different limit cannot take effect and says so."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import tensorflow as tf\n"
+        "from rnnflow.network.train import limit_threads\n"
+        "assert limit_threads(1)\n"
+        "tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))).numpy()\n"
+        "t = tf.config.threading\n"
+        "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())\n"
+        "print(limit_threads(1), limit_threads(2))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1", "1", "True", "False"]
+
+
+@pytest.mark.parametrize("maxlen", [20, None])  # fixed length, and bucketed with a mask
+def test_evaluation_through_the_projected_model_scores_as_the_model_does(
+        project, tiny_archive, tmp_path, maxlen):
+    """evaluate_model predicts with `inference_model` and larger batches; its probabilities
+    equal the trained model's own `predict` on the same reviews."""
+    import numpy as np
+
+    from rnnflow.data.pad import load_sequences, load_split, pad_layout
+    from rnnflow.network.evaluate import evaluate_model, inference_batch
+    from rnnflow.network.model import inference_model
+
+    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
+    emb = build_embeddings(toks, EmbeddingConfig(source="train", vector_size=8, min_count=1,
+                                                 epochs=1))
+    padded = pad_sequences(vectorize_tokens(toks, emb)[0], PadConfig(maxlen=maxlen))
+    model, _ = train_model(padded=padded, embeddings=emb,
+                           model_cfg=ModelConfig(cell="gru", num_neurons=3,
+                                                 return_sequences=False),
+                           train_cfg=TrainConfig(epochs=1, batch_size=8),
+                           checkpoint_dir=tmp_path)
+    assert inference_batch(inference_model(model), 400) > inference_batch(model, 400) == 128
+    got = evaluate_model(model, padded)
+    layout = pad_layout(padded)
+    for split in ("val", "test"):
+        if layout.bucketed:
+            from rnnflow.network import buckets
+
+            seqs, _ = load_sequences(padded.file(f"{split}.parquet"), layout)
+            expected = buckets.predict(model, seqs, 4)
+        else:
+            x, _ = load_split(padded.file(f"{split}.parquet"))
+            expected = model.predict(x, batch_size=4, verbose=0).ravel()
+        np.testing.assert_allclose(got.predictions[split].probability, expected,
+                                   rtol=1e-5, atol=1e-6)

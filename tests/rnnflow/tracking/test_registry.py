@@ -1,0 +1,73 @@
+"""The model registry on a SQLite store: versions once per run, the challenger and champion
+aliases, and registered models by reference."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rnnflow import tracking
+
+
+class _Echo:
+    """A stand-in text model: its predict returns each text's length."""
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        return pd.DataFrame({"length": [len(t) for t in texts]})
+
+
+def load_echo(files: dict[str, str]) -> _Echo:  # the loader the logged model names
+    assert open(files["note"]).read() == "echo"
+    return _Echo()
+
+
+@pytest.fixture
+def text_run(store, tmp_path):
+    """make() -> the id of a FINISHED run that logged an `_Echo` text model."""
+    note = tmp_path / "note.txt"
+    note.write_text("echo")
+
+    def make() -> str:
+        with tracking.start_run(store, "with a model") as run_id:
+            tracking.log_text_model({"note": note}, f"{__name__}:load_echo", {"length": "long"},
+                                    code_paths=[])
+        return run_id
+
+    return make
+
+
+def test_a_text_model_logged_from_code_loads_through_its_loader(text_run):
+    run_id = text_run()
+    model = tracking.load_text_model(run_id)
+    assert model.predict(pd.DataFrame({"text": ["abc", ""]})).length.tolist() == [3, 0]
+    assert isinstance(tracking.load_text_model_object(run_id), _Echo)
+    assert tracking.local_model_dir(run_id) is not None  # SQLite store: artifacts on disk
+
+
+def test_versions_aliases_and_decisions(text_run):
+    first, second = text_run(), text_run()
+    v1, champion = tracking.register_version(first, "m")
+    assert (v1.version, v1.run_id, champion) == ("1", first, None)
+    assert tracking.register_version(first, "m")[0] == v1  # a run is registered once
+    tracking.record_decision(v1, {"promoted": "true"}, promote=True)
+
+    v2, champion = tracking.register_version(second, "m")
+    assert v2.version == "2" and champion == v1
+    tracking.record_decision(v2, {"promoted": "false", "decision_reason": "no better"},
+                             promote=False)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("m", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("m", "challenger").version) == "2"
+    assert client.get_model_version("m", "2").tags["decision_reason"] == "no better"
+    assert client.get_model_version("m", "2").tags["rnnflow_run_id"] == second
+
+    assert tracking.model_uri("m") == "models:/m@champion"
+    assert tracking.model_uri("m@challenger") == "models:/m@challenger"
+    assert tracking.model_uri("m/2") == "models:/m/2"
+    model, uri = tracking.load_registered_model("m@challenger")
+    assert uri == "models:/m@challenger"
+    assert model.predict(pd.DataFrame({"text": ["ab"]})).length.tolist() == [2]
+    for missing in ("nope", "m@nope", "m/9"):
+        with pytest.raises(tracking.TrackingError, match="not in the model registry"):
+            tracking.model_uri(missing)

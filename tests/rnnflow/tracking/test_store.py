@@ -1,0 +1,37 @@
+import socket
+
+import pytest
+
+from rnnflow.tracking import TrackingError, use_experiment
+
+
+def test_unreachable_tracking_server_fails_fast(project, monkeypatch):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    with pytest.raises(TrackingError, match="not reachable"):
+        use_experiment("x")
+
+
+def test_default_store_is_sqlite_in_the_working_folder(project):
+    import mlflow
+
+    exp_id = use_experiment("x")
+    assert (project / "mlflow.db").is_file()
+    location = mlflow.get_experiment(exp_id).artifact_location.removeprefix("file://")
+    assert location.startswith(str(project / "mlruns"))
+    assert use_experiment("x") == exp_id
+
+
+def test_processes_starting_at_once_share_a_new_store(project):
+    import subprocess
+    import sys
+
+    code = "from rnnflow.tracking import use_experiment; print(use_experiment('x'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=project, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in results]
+    assert len({out.strip() for out, _ in results}) == 1

@@ -1,0 +1,113 @@
+"""The preprocessing tasks: download retries, the cache key each stage task is keyed by."""
+
+import http.server
+import os
+import threading
+
+import pytest
+from prefect import flow
+
+from rnnflow.data.download import ChecksumError, download_dataset
+from tasks import stages
+
+
+class _FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 503 to the first request, then serves a small file."""
+
+    calls = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).calls += 1
+        if type(self).calls == 1:
+            self.send_error(503)
+            return
+        body = b"payload"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_url():
+    _FlakyHandler.calls = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/file.bin"
+    server.shutdown()
+    server.server_close()
+
+
+def test_download_is_retried_after_a_network_error(project, flaky_url):
+    @flow
+    def fetch(url: str):
+        return stages.download_dataset.with_options(retry_delay_seconds=0)(url)
+
+    path, _ = fetch(flaky_url)
+    assert path.read_bytes() == b"payload" and _FlakyHandler.calls == 2
+
+
+def test_a_checksum_error_is_not_retried(project, flaky_url):
+    @flow
+    def fetch(url: str):
+        return stages.download_dataset.with_options(retry_delay_seconds=0)(url, "0" * 64)
+
+    _FlakyHandler.calls = 1  # the server now answers at once
+    with pytest.raises(ChecksumError, match="sha256"):
+        fetch(flaky_url)
+    assert _FlakyHandler.calls == 2  # one request: no retry
+
+
+def test_a_locator_may_only_take_its_steps_arguments():
+    def step(tokens, cfg):
+        return tokens
+
+    def locate(tokens, cfg, archive):
+        return "key", True
+
+    with pytest.raises(TypeError, match="archive"):
+        stages.StageTask(step, locate)
+
+
+def test_the_cache_key_is_the_same_for_positional_and_keyword_calls(project, tiny_archive):
+    from rnnflow.config import DatasetConfig
+    from rnnflow.data.reviews import reviews_stage
+
+    cfg = DatasetConfig()
+    by_position = stages.read_reviews.where(tiny_archive, "abc", cfg)
+    by_name = stages.read_reviews.where(cfg=cfg, digest="abc", archive=tiny_archive)
+    assert by_position == by_name == (f"rnnflow-reviews-{reviews_stage('abc', cfg).key}", False)
+    assert stages.read_reviews.where(tiny_archive, "abd", cfg) != by_position
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (None, [1.0, 5.0, 15.0]), ("0,0", [0.0, 0.0]), (" 2 , 30 ", [2.0, 30.0]), ("", [])])
+def test_download_retry_delays_come_from_the_environment(monkeypatch, text, expected):
+    if text is None:
+        monkeypatch.delenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", raising=False)
+    else:
+        monkeypatch.setenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", text)
+    assert stages._retry_delays() == expected
+
+
+@pytest.mark.parametrize("text", ["1;5", "-1", "soon"])
+def test_bad_download_retry_delays_say_what_is_expected(monkeypatch, text):
+    monkeypatch.setenv("RNNFLOW_DOWNLOAD_RETRY_DELAYS", text)
+    with pytest.raises(ValueError, match="RNNFLOW_DOWNLOAD_RETRY_DELAYS"):
+        stages._retry_delays()
+
+
+def test_editing_a_review_changes_the_folder_key(project, tiny_folder):
+    url = str(tiny_folder)
+    key, present = stages._raw_file(url)
+    digest = download_dataset(url)[1]
+    assert present and stages._raw_file(url)[0] == key  # stable while nothing changes
+    review = sorted((tiny_folder / "train" / "pos").iterdir())[0]
+    st = review.stat()
+    review.write_text(review.read_text().replace(" ", "  ", 1))
+    os.utime(review, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert stages._raw_file(url)[0] != key
+    assert download_dataset(url)[1] != digest

@@ -1,0 +1,154 @@
+"""The architecture, checked on the source: which package may import which, no import cycle
+(imports inside functions counted), MLflow only in rnnflow/tracking/, Prefect nowhere in the
+library, and the flows started only by the CLI."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import REPO
+
+PACKAGES = ("rnnflow", "tasks", "flows")
+# What each part may import, besides itself: the library's layers bottom-up, then the
+# Prefect tasks over the library and the flows over the tasks. `rnnflow` (the package itself)
+# is importable from everywhere.
+LIBRARY = {"rnnflow.config", "rnnflow.faults", "rnnflow.data", "rnnflow.network",
+           "rnnflow.insight", "rnnflow.experiments", "rnnflow.tracking"}
+ALLOWED = {
+    "rnnflow.config": set(),
+    "rnnflow.faults": set(),
+    "rnnflow.data": {"rnnflow.config", "rnnflow.faults"},
+    "rnnflow.network": {"rnnflow.config", "rnnflow.data"},
+    "rnnflow.insight": {"rnnflow.config", "rnnflow.data", "rnnflow.network"},
+    "rnnflow.experiments": {"rnnflow.config"},
+    "rnnflow.tracking": set(),
+    "rnnflow.cli": LIBRARY | {"flows"},
+    "tasks": LIBRARY,
+    "flows": LIBRARY | {"tasks"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(path: Path) -> Iterator[tuple[str, int, bool]]:
+    """(imported name, line, whether at module level) for every import in the file."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno, id(node) in top
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}:{node.lineno}: relative import"
+            for alias in node.names:
+                yield f"{node.module}.{alias.name}", node.lineno, id(node) in top
+
+
+def _resolve(name: str) -> str | None:
+    """The module of ours an imported name lies in (the longest known prefix), else None."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _part(module: str) -> str:
+    """The part of the architecture a module belongs to (a key of ALLOWED)."""
+    if module.split(".")[0] in ("tasks", "flows"):
+        return module.split(".")[0]
+    return ".".join(module.split(".")[:2])
+
+
+def _edges() -> dict[str, set[str]]:
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module, path in MODULES.items():
+        for name, _, _ in _imports(path):
+            target = _resolve(name)
+            if target and target != module:
+                edges[module].add(target)
+    return edges
+
+
+def test_every_module_belongs_to_a_part():
+    assert {_part(m) for m in MODULES} - {"rnnflow", "rnnflow._moved"} <= set(ALLOWED)
+
+
+def test_each_part_imports_only_what_lies_below_it():
+    wrong = []
+    for module, path in MODULES.items():
+        part = _part(module)
+        if part in ("rnnflow", "rnnflow._moved"):
+            continue
+        for name, line, _ in _imports(path):
+            target = _resolve(name)
+            if target is None or target in ("rnnflow", "rnnflow._moved"):
+                continue
+            if _part(target) != part and _part(target) not in ALLOWED[part]:
+                wrong.append(f"{path.relative_to(REPO)}:{line} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_import_cycle_between_modules():
+    edges = _edges()
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    assert not cycles, cycles
+
+
+@pytest.mark.parametrize(("library", "allowed_in"), [
+    ("mlflow", ("rnnflow.tracking",)),
+    ("prefect", ("tasks", "flows")),
+    ("prefect_dask", ("flows",)),
+])
+def test_third_party_frameworks_stay_in_their_place(library, allowed_in):
+    wrong = [f"{path.relative_to(REPO)}:{line}"
+             for module, path in MODULES.items()
+             for name, line, _ in _imports(path)
+             if name.split(".")[0] == library and not module.startswith(allowed_in)]
+    assert not wrong, f"{library} imported outside {allowed_in}: {wrong}"
+
+
+def test_only_the_cli_starts_flows_and_only_inside_its_commands():
+    wrong = [f"{path.relative_to(REPO)}:{line}"
+             for module, path in MODULES.items() if module.startswith("rnnflow")
+             for name, line, at_top in _imports(path)
+             if name.split(".")[0] in ("flows", "tasks")
+             and (module != "rnnflow.cli" or at_top)]
+    assert not wrong, wrong
