@@ -157,3 +157,22 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def build_stages(archive: Path, maxlen: int | None = 20, *, digest: str = "d", limit=None,
+                 vector_size: int = 8, min_count: int = 1, seed: int = 0):
+    """(padded, embeddings): the preprocessing stages of `archive` under ./data, word2vec
+    trained on it (one epoch), for tests of training and evaluation."""
+    from rnnflow.config import DatasetConfig, EmbeddingConfig, PadConfig, TokenizeConfig
+    from rnnflow.data.embeddings import build_embeddings
+    from rnnflow.data.pad import pad_sequences
+    from rnnflow.data.reviews import read_reviews
+    from rnnflow.data.tokens import tokenize_reviews
+    from rnnflow.data.vectorize import vectorize_tokens
+
+    tokens = tokenize_reviews(read_reviews(archive, digest, DatasetConfig(limit=limit)),
+                              TokenizeConfig())
+    table = build_embeddings(tokens, EmbeddingConfig(source="train", vector_size=vector_size,
+                                                     min_count=min_count, epochs=1), seed=seed)
+    return pad_sequences(vectorize_tokens(tokens, table)[0], PadConfig(maxlen=maxlen)), table
+

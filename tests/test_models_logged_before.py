@@ -67,28 +67,14 @@ def test_a_checkpoint_of_then_loads_with_its_optimizer(logged, expected, name):
 def test_a_checkpoint_of_then_is_continued_by_a_run_of_now(logged, project, tiny_archive):
     """The fixture's runs trained one epoch on synthetic_reviews(20) with tiny-grid's settings;
     a run asking for two continues from that checkpoint, as `train-rnn` does."""
-    from rnnflow.config import (
-        DatasetConfig,
-        EmbeddingConfig,
-        ModelConfig,
-        PadConfig,
-        TokenizeConfig,
-        TrainConfig,
-    )
+    from rnnflow.config import ModelConfig, TrainConfig
     from rnnflow.data.download import download_dataset
-    from rnnflow.data.embeddings import build_embeddings
-    from rnnflow.data.pad import pad_sequences
-    from rnnflow.data.reviews import read_reviews
-    from rnnflow.data.tokens import tokenize_reviews
-    from rnnflow.data.vectorize import vectorize_tokens
     from rnnflow.network.train import train_model
+    from tests.helpers import build_stages
 
     path, digest = download_dataset(str(tiny_archive))
-    tokens = tokenize_reviews(read_reviews(path, digest, DatasetConfig(limit=200)),
-                              TokenizeConfig())
-    table = build_embeddings(tokens, EmbeddingConfig(source="train", vector_size=16,
-                                                     min_count=2, epochs=1), seed=42)
-    padded = pad_sequences(vectorize_tokens(tokens, table)[0], PadConfig(maxlen=12))
+    padded, table = build_stages(path, 12, digest=digest, limit=200, vector_size=16,
+                                 min_count=2, seed=42)
     epochs = []
     model, fit = train_model(
         padded=padded, embeddings=table, model_cfg=ModelConfig(num_neurons=3),

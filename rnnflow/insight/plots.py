@@ -22,7 +22,8 @@ def plot_learning_curves(history: dict[str, list[float]]):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(metric)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:  # a run with no epoch logged has no curve to name
+            ax.legend()
     fig.tight_layout()
     return fig
 
@@ -61,6 +62,7 @@ def plot_roc_pr(predictions: dict):
     pr.set(xlabel="recall", ylabel="precision", title="precision-recall", ylim=(0, 1.02))
     for ax in (roc, pr):
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right" if ax is roc else "lower left")
+        if ax.get_legend_handles_labels()[0]:  # no curve where a split holds one class
+            ax.legend(loc="lower right" if ax is roc else "lower left")
     fig.tight_layout()
     return fig

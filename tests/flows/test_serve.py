@@ -1,5 +1,5 @@
 """`rnnflow serve` says it is serving only once every deployment exists on the Prefect API:
-a shell that triggers one as soon as it reads the line must find it."""
+a shell that triggers one as soon as it reads the line must find it; and it says how."""
 
 import contextlib
 import logging
@@ -22,6 +22,7 @@ def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch,
     caplog.set_level(logging.INFO, logger="rnnflow.serve")
     registered: set[str] = set()  # stands in for the API's deployments
     seen_when_logged: list[set[str]] = []
+    messages: list[str] = []
 
     async def add_deployment(self, deployment):  # Runner.aadd_deployment, minus the API
         registered.add(f"{deployment.flow_name}/{deployment.name}")
@@ -44,6 +45,7 @@ def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch,
         def emit(self, record: logging.LogRecord) -> None:
             if record.getMessage().startswith("serving "):
                 seen_when_logged.append(set(registered))
+                messages.append(record.getMessage())
 
     monkeypatch.setattr(Runner, "aadd_deployment", add_deployment)
     monkeypatch.setattr(Runner, "start", start)
@@ -60,3 +62,8 @@ def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch,
 
     expected = {f"train-rnn/{p.stem}" for p in (REPO / "params").glob("*.yaml")}
     assert seen_when_logged == [expected]
+    # The exact command that triggers each one: Prefect needs <flow>/<deployment>.
+    (message,) = messages
+    commands = {line.strip() for line in message.splitlines()[1:]}
+    assert f"export PREFECT_API_URL={URL}" in commands
+    assert {f"prefect deployment run {name}" for name in expected} <= commands

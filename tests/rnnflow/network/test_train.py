@@ -1,28 +1,13 @@
 import pytest
 
-from rnnflow.config import (
-    DatasetConfig,
-    EmbeddingConfig,
-    ModelConfig,
-    PadConfig,
-    TokenizeConfig,
-    TrainConfig,
-)
-from rnnflow.data.embeddings import build_embeddings
-from rnnflow.data.pad import pad_sequences
-from rnnflow.data.reviews import read_reviews
-from rnnflow.data.tokens import tokenize_reviews
-from rnnflow.data.vectorize import vectorize_tokens
+from rnnflow.config import ModelConfig, TrainConfig
 from rnnflow.network.train import train_model
+from tests.helpers import build_stages
 
 
 @pytest.fixture
 def stages(project, tiny_archive):
-    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
-    emb = build_embeddings(toks, EmbeddingConfig(source="train", vector_size=8, min_count=1,
-                                                 epochs=1))
-    vectors, _ = vectorize_tokens(toks, emb)
-    return pad_sequences(vectors, PadConfig(maxlen=20)), emb
+    return build_stages(tiny_archive)
 
 
 def test_early_stopping_ends_a_run_that_stopped_improving(stages, tmp_path):
@@ -76,10 +61,7 @@ def test_evaluation_through_the_projected_model_scores_as_the_model_does(
     from rnnflow.network.evaluate import evaluate_model, inference_batch
     from rnnflow.network.model import inference_model
 
-    toks = tokenize_reviews(read_reviews(tiny_archive, "d", DatasetConfig()), TokenizeConfig())
-    emb = build_embeddings(toks, EmbeddingConfig(source="train", vector_size=8, min_count=1,
-                                                 epochs=1))
-    padded = pad_sequences(vectorize_tokens(toks, emb)[0], PadConfig(maxlen=maxlen))
+    padded, emb = build_stages(tiny_archive, maxlen)
     model, _ = train_model(padded=padded, embeddings=emb,
                            model_cfg=ModelConfig(cell="gru", num_neurons=3,
                                                  return_sequences=False),
