@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     data = str(Path(args.data).resolve())
     results = []
-    for i in range(args.repeat):
+    for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="rnnflow-memory-") as tmp:
             work = Path(tmp)
             env = {**os.environ, "RNNFLOW_DATA_DIR": str(work / "data"),

@@ -3,6 +3,7 @@ its params file, a link to every MLflow run, and the champion's promotion as an 
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -40,15 +41,17 @@ def test_a_flow_run_is_named_after_its_params_file_and_links_its_mlflow_runs(
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(flow_run_id).name == "tiny-grid"
-        links = [a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))) if a.type == "link"]
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    # A link artifact is stored as markdown, `[text](url)`.
+    links = [a for a in artifacts if a.data.startswith("[MLflow run ")]
 
     mlflow = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = mlflow.get_experiment_by_name("tiny-grid")
     runs = mlflow.search_runs([experiment.experiment_id])
     assert len(runs) == 3  # the grid's parent and its two points
     # No server here: each link is the page `mlflow ui` serves, and says how to start it.
-    assert sorted(a.data for a in links) == sorted(
+    assert sorted(re.search(r"\]\((.*)\)$", a.data).group(1) for a in links) == sorted(
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}"
         for r in runs)
     assert all("mlflow ui --backend-store-uri sqlite:///" in a.description for a in links)
