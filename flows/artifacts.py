@@ -1,12 +1,22 @@
 """What a flow run shows in Prefect's UI besides its states: a table artifact (a grid's results,
-a search's trials) and a markdown summary of the best point."""
+a search's trials), a markdown summary of the best point, and a link to every MLflow run it
+logged or reused."""
 
 from __future__ import annotations
 
 import re
 
 import pandas as pd
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+
+from rnnflow.tracking import RunContext
+
+# Where `mlflow ui` serves a local store (its default address).
+MLFLOW_UI = "http://127.0.0.1:5000"
 
 
 def artifact_key(name: str) -> str:
@@ -22,3 +32,21 @@ def publish(name: str, kind: str, table: pd.DataFrame, description: str,
     create_table_artifact(key=f"{key}-{kind}", table=records, description=description)
     create_markdown_artifact(key=f"{key}-summary", markdown="\n".join(summary),
                              description=summary_description)
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page: on the tracking server, or where `mlflow ui` serves a local store."""
+    server = tracking_uri if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def link_run(ctx: RunContext, run_id: str, run_name: str) -> None:
+    """A link artifact from this flow or task run to the MLflow run."""
+    served = ctx.tracking_uri.startswith(("http://", "https://"))
+    how = ("" if served else
+           f"; start `mlflow ui --backend-store-uri {ctx.tracking_uri}` to open it")
+    create_link_artifact(
+        link=mlflow_run_url(ctx.tracking_uri, ctx.experiment_id, run_id),
+        link_text=f"MLflow run {run_name}",
+        description=f"MLflow run `{run_id}` ({run_name}) in {ctx.tracking_uri}{how}")
+

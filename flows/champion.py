@@ -2,18 +2,24 @@
 and made `champion` if it beats the champion on the same test reviews.
 
 The decision is rnnflow/experiments/champion.py's, from both runs' test predictions; the
-registry's reads and writes are rnnflow/tracking/registry.py's.
+registry's reads and writes are rnnflow/tracking/registry.py's. A promotion is also a Prefect
+event, `rnnflow.model.promoted`, on the resource `mlflow.registered-model.<name>`, with the
+decision's figures as its payload: an automation can react to it ("when NAME gets a new
+champion, deploy it").
 """
 
 from __future__ import annotations
 
 import logging
 
+from prefect.events import emit_event
+
 from rnnflow import tracking
 from rnnflow.experiments.champion import Decision, Registered, accuracy, decide
 from rnnflow.experiments.plan import Plan
 
 log = logging.getLogger("rnnflow.registry")
+PROMOTED = "rnnflow.model.promoted"  # the Prefect event of a new champion
 
 
 def register_winner(plan: Plan, run_id: str) -> Registered:
@@ -29,10 +35,16 @@ def register_winner(plan: Plan, run_id: str) -> Registered:
     else:
         decision = decide(predictions, tracking.load_test_predictions(champion.run_id)
                           if champion is not None else None, min_delta)
-    tracking.record_decision(challenger, {
-        **decision.tags(), "min_delta": str(min_delta),
-        "champion_version_before": champion.version if champion else ""}, decision.promote)
+    tags = {**decision.tags(), "min_delta": str(min_delta),
+            "champion_version_before": champion.version if champion else ""}
+    tracking.record_decision(challenger, tags, decision.promote)
     registered = Registered(name, challenger.version, run_id, decision,
                             champion.version if champion else None)
     log.info("registry: %s", registered.describe())
+    if decision.promote:
+        emit_event(event=PROMOTED, resource={
+            "prefect.resource.id": f"mlflow.registered-model.{name}",
+            "prefect.resource.name": name, "rnnflow.model.version": challenger.version},
+            payload={"model": name, "version": challenger.version, "run_id": run_id,
+                     "tracking_uri": tracking.tracking_uri(), **tags})
     return registered

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows.artifacts import publish
+from flows.artifacts import link_run, publish
 from rnnflow import tracking
 from rnnflow.config import Experiment
 from rnnflow.experiments.plan import Plan
@@ -27,6 +27,7 @@ def run_grid(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any
     best point's best run (highest val_accuracy), the one to register."""
     if plan.is_grid:
         with tracking.group_run(ctx, f"{plan.name}-grid") as parent_id:
+            link_run(ctx, parent_id, f"{plan.name}-grid")
             points = _run_points(plan, ctx.under(parent_id), run_point, prepare)
             table = results_table(points)
             tracking.log_grid(parent_id, table, table.run_id[best_index(points)],

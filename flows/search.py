@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from flows.artifacts import publish
+from flows.artifacts import link_run, publish
 from rnnflow import faults, tracking
 from rnnflow.config import Experiment, with_values
 from rnnflow.data.storage import data_dir
@@ -68,6 +68,7 @@ def run_search(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, A
     with tracking.group_run(ctx, f"{plan.name}-search",
                             reopen=study.user_attrs.get(PARENT_ATTR)) as parent_id:
         study.set_user_attr(PARENT_ATTR, parent_id)
+        link_run(ctx, parent_id, f"{plan.name}-search")
         calls = [{"base": plan.experiment, "search": search, "name": plan.name,
                   "storage": storage, "seed_offset": offset + i, "run_point": run_point}
                  for i in range(remaining)]

@@ -1,4 +1,5 @@
-"""Serve one deployment of `train-rnn` per params file, named after the file's stem.
+"""Serve one deployment of `train-rnn` per params file, named after the file's stem, dots
+included (`params/a.v2.yaml` is `train-rnn/a.v2`).
 
     rnnflow serve                     # or: python -m flows.serve [params folder]
     export PREFECT_API_URL=http://127.0.0.1:4200/api
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 from flows.local_server import prefect_api
+from rnnflow.config import ConfigError
 
 log = logging.getLogger("rnnflow.serve")
 
@@ -49,6 +51,10 @@ def serve_params(params_dir: Path = Path("params"), port: int = 4200) -> None:
                                     description=f"train-rnn on {path.name}")
             for path in files
         ]
+        for path, deployment in zip(files, deployments, strict=True):
+            if deployment.name != path.stem:  # Prefect takes a name ending .py for a file's
+                raise ConfigError(f"{path}: Prefect would serve it as {deployment.name!r}, not "
+                                  f"{path.stem!r}; rename the file")
         runner = Runner(pause_on_shutdown=True)
         for deployment in deployments:
             runner.add_deployment(deployment)  # creates or updates it on the API

@@ -24,6 +24,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 import rnnflow
+from flows.artifacts import link_run
 from flows.champion import register_winner
 from flows.grid import run_grid
 from flows.search import run_search
@@ -52,7 +53,12 @@ from tasks.training import evaluate_model, train_model
 log = logging.getLogger("rnnflow.flow")
 
 
-@flow(name="train-rnn")
+def _flow_run_name() -> str:
+    """A flow run is named after its params file (`quick` for params/quick.yaml)."""
+    return Path(flow_run.parameters["params_file"]).stem
+
+
+@flow(name="train-rnn", flow_run_name=_flow_run_name)
 def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
               fresh: bool = False) -> list[dict[str, Any]]:
     """Run every point of a params file, `repeats` times each; returns one row per run.
@@ -104,10 +110,12 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
     if not ctx.fresh and (done := tracking.find_finished(
             ctx.experiment_id, train_key, point.train.epochs)):
         log.info("%s: reusing finished run %s (--fresh trains again)", run_name, done.run_id)
+        link_run(ctx, done.run_id, f"{run_name} (reused)")
         return {"run_id": done.run_id, "reused": True, **done.metrics}
     # The MLflow run starts before training, so a failure leaves a FAILED run with its error.
     with tracking.start_run(ctx, run_name) as run_id, \
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
+        link_run(ctx, run_id, run_name)  # however it ends: a pruned trial, a failure
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(), sort_keys=False))
         clock.seconds.update(prep.step_seconds)
         tracking.log_inputs(prep.stage_keys(), prep.reviews.file("reviews.parquet"), point.name)
@@ -120,8 +128,10 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
                 on_epoch_end=on_epoch_end or _log_epoch,
                 resume_from=resume and resume.path, initial_epoch=resume.epoch if resume else 0)
         with clock("evaluate"):
+            log.info("%s: evaluating val and test", run_name)
             evaluation = evaluate_model(model, prep.padded)
         with clock("log"):
+            log.info("%s: logging its report and models", run_name)
             _log_run(point, prep, model, fit, evaluation, resume, clock.seconds)
         duration = time.perf_counter() - started
         tracking.log_metrics({"seconds_log": clock.seconds["log"], "duration_seconds": duration})
@@ -207,6 +217,8 @@ def _log_run(point: Experiment, prep: Prepared, model, fit: Fit, evaluation: Eva
         vector_stats=prep.vector_stats, seconds=seconds, preprocess_seconds=prep.seconds,
         reviews_parquet=prep.reviews.file("reviews.parquet")))
     tracking.log_report(report.metrics, report.figures, report.frames, report.texts)
+    if report.restored:  # early stopping: what `mlflow ui` shows is the logged model's score
+        tracking.log_epoch(report.restored_step, report.restored)
     tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
     with tempfile.TemporaryDirectory(prefix="rnnflow-text-model-") as tmp:
         tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), predict.LOADER,

@@ -201,7 +201,10 @@ def serve(
     _quiet_environment()
     from flows.serve import serve_params
 
-    serve_params(params_dir, port)
+    try:
+        serve_params(params_dir, port)
+    except ConfigError as exc:
+        _fail(exc, False)
 
 
 @app.command()

@@ -12,7 +12,9 @@ import pandas as pd
 @dataclass(frozen=True)
 class Findings:
     params: dict[str, Any]  # the run's settings as dotted keys (Experiment.flat())
-    metrics: dict[str, float]  # every final metric, the insight's own included
+    # Every final metric, the insight's own included; val_loss and val_accuracy only where the
+    # model is not the last epoch's (early stopping): else their series' last epochs are.
+    metrics: dict[str, float]
     history: dict[str, list[float]]  # per-epoch series from epoch 1
     split_sizes: dict[str, int]  # reviews per split
     mistakes: pd.DataFrame  # the confident test mistakes, traced (report.trace_mistakes)
@@ -22,5 +24,6 @@ class Findings:
 
     @property
     def finals(self) -> dict[str, float]:
-        """The final metrics, with the last epoch of every per-epoch series."""
-        return {**self.metrics, **{k: v[-1] for k, v in self.history.items() if v}}
+        """The final metrics: the last epoch of every per-epoch series, unless the metrics
+        hold the model's own value."""
+        return {**{k: v[-1] for k, v in self.history.items() if v}, **self.metrics}

@@ -73,7 +73,9 @@ def model_card(findings: Findings) -> str:
         f"{p['train.learning_rate'] or 'Keras default'}), batch {p['train.batch_size']}, "
         f"{p['train.epochs']} epochs, seed {p['train.seed']}"
         + (f", early stopping after {p['train.early_stopping']} epochs without improvement"
-           if p.get("train.early_stopping") else ""),
+           if p.get("train.early_stopping") else "")
+        + (f"; the model is epoch {_f(finals['restored_epoch'], 0)}'s (the best val_loss) "
+           f"of {_f(finals['stopped_epoch'], 0)} trained" if "restored_epoch" in finals else ""),
         "",
         "## Metrics",
         "| split | accuracy | precision | recall | F1 | ROC AUC | loss |",

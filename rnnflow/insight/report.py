@@ -56,6 +56,11 @@ class RunReport:
     figures: dict[str, Any]  # plots/<name>: matplotlib figures
     frames: dict[str, pd.DataFrame]  # artifact name (.csv or .parquet): table
     texts: dict[str, str] = field(default_factory=dict)  # artifact name: text (report.html, ...)
+    # Unless the model holds an earlier epoch's weights (early stopping): then its own scores
+    # of those series, to be logged one step after the last epoch, where `mlflow ui` takes a
+    # metric's final value from (as MLflow's Keras autologging does). Empty otherwise.
+    restored: dict[str, float] = field(default_factory=dict)
+    restored_step: int | None = None
 
 
 def summarize(run: FinishedRun) -> RunReport:
@@ -78,9 +83,13 @@ def summarize(run: FinishedRun) -> RunReport:
     check_metrics, failures = run_checks(run.text_model,
                                          load_cases(run.experiment.evaluate.checks))
     insight.update(check_metrics)
+    # The series' final values where the model is not the last epoch's (early stopping).
+    restored = ({k: v for k, v in run.evaluation.metrics.items() if k in run.history}
+                if run.fit.restored_epoch else {})
     split = pq.read_table(run.reviews_parquet, columns=["split"])["split"].to_pandas()
     findings = Findings(
-        params=run.experiment.flat(), metrics={**metrics, **insight}, history=run.history,
+        params=run.experiment.flat(), metrics={**metrics, **insight, **restored},
+        history=run.history,
         split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
         mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,
         sentences=ex.explain(run.text_model, sentences) if sentences else [])
@@ -93,9 +102,10 @@ def summarize(run: FinishedRun) -> RunReport:
                                    run.text_model.predict(sentences)], axis=1),
         "checks_failures.csv": failures,
     }
-    return RunReport(findings.metrics, figures, frames,
+    return RunReport({**metrics, **insight}, figures, frames,
                      {"report.html": report_page(findings, images),
-                      "model_card.md": model_card(findings)})
+                      "model_card.md": model_card(findings)},
+                     restored, run.fit.epochs_done + 1 if restored else None)
 
 
 def _metrics(run: FinishedRun) -> dict[str, float]:
@@ -115,6 +125,8 @@ def _metrics(run: FinishedRun) -> dict[str, float]:
         "mean_batch_length": fit.mean_batch_length,
         "padding_step_saving": fit.padding_step_saving,
     })
+    if fit.restored_epoch:  # the epoch the logged model is, and the last one trained
+        metrics.update(restored_epoch=fit.restored_epoch, stopped_epoch=fit.epochs_done)
     return metrics
 
 

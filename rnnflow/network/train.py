@@ -37,13 +37,17 @@ class Fit:
     """What training measured: the per-epoch series of this call, `model.fit`'s own time
     (without loading and building), and the time steps a training batch had: its mean padded
     length, and the saving against padding every batch to maxlen (for `pad.maxlen: null`,
-    against the longest train review), 0 without bucketing."""
+    against the longest train review), 0 without bucketing. With early stopping, the epoch
+    whose weights the model holds when that is not the last one trained (`restored_epoch`,
+    counted from 1 like `epochs_done`)."""
 
     history: dict[str, list[float]]
     fit_seconds: float
     train_samples_per_s: float
     mean_batch_length: float = float("nan")
     padding_step_saving: float = 0.0
+    epochs_done: int = 0
+    restored_epoch: int | None = None
 
 
 def train_model(
@@ -100,9 +104,13 @@ def train_model(
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
     if layout.bucketed:
         callbacks.insert(0, batches.callback())  # each epoch draws its own batches
+    stopper = None
     if train_cfg.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=train_cfg.early_stopping, restore_best_weights=True))
+        # At the end of training Keras puts back the best epoch's weights, stopped early or
+        # not: the model then is that epoch's, whatever the last epoch scored.
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=train_cfg.early_stopping, restore_best_weights=True)
+        callbacks.append(stopper)
     if on_epoch_end is not None:
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: on_epoch_end(
@@ -116,6 +124,13 @@ def train_model(
     )
     fit_seconds = time.perf_counter() - fit_started
     samples = len(history.epoch) * len(y_train)
+    epochs_done = initial_epoch + len(history.epoch)
+    restored = None  # Keras counts the epochs it hands callbacks from 0, initial_epoch included
+    if stopper is not None and stopper.best_weights is not None \
+            and stopper.best_epoch + 1 < epochs_done:
+        restored = stopper.best_epoch + 1
+        log.info("early stopping: the model holds epoch %d's weights, the best val_loss of "
+                 "%d epochs", restored, epochs_done)
     mean_length = (float(np.mean(batches.lengths_served))
                    if layout.bucketed and batches.lengths_served else float(full_length))
     if layout.bucketed:
@@ -129,6 +144,8 @@ def train_model(
         train_samples_per_s=samples / max(fit_seconds, 1e-9),
         mean_batch_length=mean_length,
         padding_step_saving=1.0 - mean_length / full_length,
+        epochs_done=epochs_done,
+        restored_epoch=restored,
     )
 
 

@@ -53,10 +53,13 @@ def load_runs(refs: list[str]) -> list[RunRecord]:
 
 def _record(client: MlflowClient, run) -> RunRecord:
     run_id = run.info.run_id
+    # An early-stopped run logs its model's own scores one step after its last epoch
+    # (`stopped_epoch`): not a point of its curves.
+    last = run.data.metrics.get("stopped_epoch", float("inf"))
     history = {}
     for key in CURVES:
         points = sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
-        if points:
+        if points := [(step, v) for step, v in points if step <= last]:
             history[key] = [v for _, v in points]
     try:
         predictions = load_test_predictions(run_id)

@@ -18,6 +18,7 @@ import mlflow
 import pandas as pd
 import pyarrow.parquet as pq
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -159,7 +160,33 @@ def log_inputs(stage_keys: dict[str, str], reviews_parquet: Path, name: str) -> 
             part = frame[frame.split == split].reset_index(drop=True)
             dataset = mlflow.data.from_pandas(part, source=str(reviews_parquet),
                                               name=f"{name}-{split}", targets="label")
+            _log_input(dataset, context)
+
+
+def _log_input(dataset, context: str, attempts: int = 3) -> None:
+    """`mlflow.log_input`, safe when other runs log the same dataset at the same moment.
+
+    MLflow's store looks for an experiment's dataset record (its name and digest) and inserts
+    it if it is missing, in two statements. Runs that log the same reviews at once (a grid's
+    points on Dask workers, against one tracking server) can all find it missing; every insert
+    but the first then fails on the table's unique key, an IntegrityError the server answers
+    as BAD_REQUEST and the client does not retry. By then the record exists, so logging again
+    links the run to it.
+    """
+    for attempt in range(attempts):
+        try:
             mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not _lost_an_insert_race(exc):
+                raise
+
+
+def _lost_an_insert_race(exc: MlflowException) -> bool:
+    text = str(exc)
+    return exc.error_code == "BAD_REQUEST" and any(
+        needle in text for needle in ("IntegrityError", "UNIQUE constraint failed",
+                                      "duplicate key value"))
 
 
 def log_report(metrics: dict[str, float], figures: dict[str, Any],

@@ -4,6 +4,7 @@ a shell that triggers one as soon as it reads the line must find it; and it says
 import contextlib
 import logging
 import os
+import shutil
 import uuid
 
 import httpx
@@ -18,7 +19,8 @@ from bench import REPO
 URL = "http://127.0.0.1:9/api"  # nothing answers: every API call below is replaced
 
 
-def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch, caplog):
+def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch, caplog,
+                                                                     tmp_path):
     caplog.set_level(logging.INFO, logger="rnnflow.serve")
     registered: set[str] = set()  # stands in for the API's deployments
     seen_when_logged: list[set[str]] = []
@@ -54,13 +56,18 @@ def test_serving_is_logged_only_once_every_deployment_is_registered(monkeypatch,
     monkeypatch.setenv("PREFECT_API_URL", URL)
     watch = Watch()
     logging.getLogger("rnnflow.serve").addHandler(watch)
+    # The shipped params files, and one whose name has dots (Prefect once cut names there).
+    params = tmp_path / "params"
+    shutil.copytree(REPO / "params", params)
+    shutil.copy(params / "quick.yaml", params / "a.v2.yaml")
     try:
         with temporary_settings({PREFECT_API_URL: URL}):
-            flows.serve.serve_params(REPO / "params", port=9)
+            flows.serve.serve_params(params, port=9)
     finally:
         logging.getLogger("rnnflow.serve").removeHandler(watch)
 
-    expected = {f"train-rnn/{p.stem}" for p in (REPO / "params").glob("*.yaml")}
+    expected = {f"train-rnn/{p.stem}" for p in params.glob("*.yaml")}
+    assert "train-rnn/a.v2" in expected
     assert seen_when_logged == [expected]
     # The exact command that triggers each one: Prefect needs <flow>/<deployment>.
     (message,) = messages

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,6 +66,59 @@ def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
             "config.yaml", "table.csv"}
     assert "database is locked" not in server_log.read_text()
+
+
+ROUNDS = 8  # experiments, each new: the first writes of its runs are the ones that race
+
+
+def _first_writes(uri: str, experiments: list[str], reviews: str, i: int, start,
+                  errors) -> None:
+    """In each new experiment, at the same moment as the other workers: a run's first writes,
+    as a grid point on Dask makes them (the tags, every param, the reviews as inputs)."""
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"  # no retry hides a failure
+    try:
+        tracking.use_tracking_uri(uri)
+        for experiment_id in experiments:
+            start.wait(timeout=120)
+            ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)})
+            with tracking.start_run(ctx, f"point-{i}"):
+                tracking.log_params({"model.num_neurons": i}, f"point: {i}\n")
+                tracking.log_inputs({"reviews": "k"}, Path(reviews), "race")
+    except Exception as exc:
+        errors.put(f"point {i}: {exc.__class__.__name__}: {exc}")
+        raise
+
+
+@pytest.mark.slow
+def test_concurrent_first_writes_to_a_new_experiment_all_succeed(mlflow_server, tmp_path,
+                                                                 monkeypatch):
+    """Every point of a grid logs the same reviews as its inputs: the first of them in an
+    experiment makes the dataset records, and MLflow's store checks for them before it inserts
+    them, so two runs at once both insert and one hits the unique key (the IntegrityError a
+    Dask grid against a server once ended with)."""
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    url, _ = mlflow_server
+    client = MlflowClient(url)
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"id": [f"r{i}" for i in range(30)], "split": ["train", "val", "test"] * 10,
+                  "label": [0, 1] * 15, "rating": [1, 8] * 15}).to_parquet(reviews)
+    experiments = [client.create_experiment(f"first-writes-{i}") for i in range(ROUNDS)]
+    ctx = multiprocessing.get_context("spawn")
+    start, errors = ctx.Barrier(POINTS), ctx.Queue()
+    procs = [ctx.Process(target=_first_writes,
+                         args=(url, experiments, str(reviews), i, start, errors))
+             for i in range(POINTS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    failures = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
+    assert not failures, failures
+    assert [p.exitcode for p in procs] == [0] * POINTS
+    for experiment_id in experiments:
+        runs = client.search_runs([experiment_id])
+        assert len(runs) == POINTS and all(r.info.status == "FINISHED" for r in runs)
+        assert all(len(r.inputs.dataset_inputs) == 3 for r in runs)  # train, val, test
 
 
 @pytest.mark.slow
