@@ -33,18 +33,12 @@ def _log_point(uri: str, experiment_id: str, parent_id: str, i: int, start, erro
         raise
 
 
-@pytest.mark.slow
-def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
-    url, server_log = mlflow_server
-    client = MlflowClient(url)
-    experiment_id = client.create_experiment("concurrent-points")
-    parent = client.create_run(experiment_id, run_name="grid")  # RUNNING, as during a grid
-
+def _run_at_once(target, *args) -> None:
+    """POINTS processes of `target(*args, i, start, errors)`, which wait at the barrier
+    `start` so that their writes meet; none may fail."""
     ctx = multiprocessing.get_context("spawn")
     start, errors = ctx.Barrier(POINTS), ctx.Queue()
-    procs = [ctx.Process(target=_log_point,
-                         args=(url, experiment_id, parent.info.run_id, i, start, errors))
-             for i in range(POINTS)]
+    procs = [ctx.Process(target=target, args=(*args, i, start, errors)) for i in range(POINTS)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -52,6 +46,16 @@ def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
     failures = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
     assert not failures, failures
     assert [p.exitcode for p in procs] == [0] * POINTS
+
+
+@pytest.mark.slow
+def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
+    url, server_log = mlflow_server
+    client = MlflowClient(url)
+    experiment_id = client.create_experiment("concurrent-points")
+    parent = client.create_run(experiment_id, run_name="grid")  # RUNNING, as during a grid
+
+    _run_at_once(_log_point, url, experiment_id, parent.info.run_id)
 
     runs = client.search_runs([experiment_id],
                               f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -103,18 +107,7 @@ def test_concurrent_first_writes_to_a_new_experiment_all_succeed(mlflow_server, 
     pd.DataFrame({"id": [f"r{i}" for i in range(30)], "split": ["train", "val", "test"] * 10,
                   "label": [0, 1] * 15, "rating": [1, 8] * 15}).to_parquet(reviews)
     experiments = [client.create_experiment(f"first-writes-{i}") for i in range(ROUNDS)]
-    ctx = multiprocessing.get_context("spawn")
-    start, errors = ctx.Barrier(POINTS), ctx.Queue()
-    procs = [ctx.Process(target=_first_writes,
-                         args=(url, experiments, str(reviews), i, start, errors))
-             for i in range(POINTS)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)
-    failures = [errors.get() for _ in range(errors.qsize())] if not errors.empty() else []
-    assert not failures, failures
-    assert [p.exitcode for p in procs] == [0] * POINTS
+    _run_at_once(_first_writes, url, experiments, str(reviews))
     for experiment_id in experiments:
         runs = client.search_runs([experiment_id])
         assert len(runs) == POINTS and all(r.info.status == "FINISHED" for r in runs)
