@@ -55,7 +55,13 @@ def _model(kernel, cell, variant, return_sequences, t=T):
 
 
 def _pair(cell, variant, return_sequences, seed=0, t=T):
-    """Stock and fused models with identical, non-trivial weights (biases included)."""
+    """Stock and fused models with identical, non-trivial weights (biases included).
+
+    Keras's initialisers are seeded too, so every machine starts from the same weights: an
+    unseeded start once put the SGD test below on a diverging path (loss 0.19 -> 1.03), where
+    float32 round-off grows step by step whichever kernel runs.
+    """
+    keras.utils.set_random_seed(seed)
     stock = _model("keras", cell, variant, return_sequences, t)
     fused = _model("fused", cell, variant, return_sequences, t)
     rng = np.random.default_rng(seed)
@@ -131,8 +137,10 @@ def test_sgd_training_gives_the_same_losses(cell):
             opt.apply_gradients(zip(grads, model.trainable_weights, strict=True))
             out.append(float(loss))
         losses[name] = np.array(out)
-    assert losses["stock"][-1] < losses["stock"][0]  # it trained
-    np.testing.assert_allclose(losses["fused"], losses["stock"], atol=1e-6, rtol=0)
+    # It trained, on a steadily falling path: on a diverging one round-off is amplified and
+    # the comparison would measure the path, not the kernel.
+    assert np.all(np.diff(losses["stock"]) < 0)
+    np.testing.assert_allclose(losses["fused"], losses["stock"], atol=1e-6, rtol=1e-5)
 
 
 LENGTHS = (13, 7, 1, 10, 8)
