@@ -123,3 +123,27 @@ def test_grid_points_train_as_slurm_jobs(slurm, project, tiny_archive, mlflow_se
     running = subprocess.run(["squeue", "--noheader", "--format=%i", "--name=rnnflow-test"],
                              capture_output=True, text=True, timeout=30, check=True).stdout
     assert not set(running.split()) & jobs
+
+
+def test_a_search_runs_four_trials_two_at_a_time_on_slurm(slurm, project, tiny_archive,
+                                                          mlflow_server, monkeypatch):
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    train_rnn(GRID, {"dataset.url": str(tiny_archive), "name": "slurm-search", "grid": {},
+                     "search": {"trials": 4, "sampler": "random", "pruner": "none",
+                                "space": {"model.num_neurons": [2, 3, 4, 5]}},
+                     "registry.enabled": False, "runner": "dask",
+                     "dask_cluster": _cluster(project, jobs=2)})
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("slurm-search")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    jobs = {r.data.tags["batch_job"].removeprefix("slurm:") for r in trials}
+    assert 1 <= len(jobs) <= 2  # two single-core jobs trained the four trials
+    # Never more than two trials at once: at each trial's start, at most one other runs.
+    spans = [(r.info.start_time, r.info.end_time) for r in trials]
+    for start, _ in spans:
+        assert sum(s <= start < e for s, e in spans) <= 2, spans
+    record = _completed_jobs(jobs)
+    assert jobs <= set(record), record
