@@ -63,7 +63,7 @@ def _run_points(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, 
                 call["prepared"] = prepare(call["point"])
             rows = run_on_dask(train_point, [
                 {"run": run_point, "ctx": call.pop("ctx"), "arguments": call} for call in calls],
-                plan.dask_address)
+                plan.dask_address, plan.dask_cluster)
         points = []
         for j, (point, group) in enumerate(zip(plan.points, group_ids, strict=True)):
             runs = rows[j * plan.repeats:(j + 1) * plan.repeats]

@@ -3,7 +3,10 @@
 
 Imported only for that runner, so a local run never loads distributed. Without an address a
 `distributed.LocalCluster` is started for the flow run: one worker process per core, one thread
-each. With `dask_address` the flow joins that scheduler instead; its workers must have rnnflow
+each. With `dask_address` the flow joins that scheduler instead; with `dask_cluster` prefect-dask
+starts a cluster of that class (an HPC job queue's: dask_jobqueue.SLURMCluster, PBSCluster, ...)
+with its options, scaled to `jobs` or adapting between `adapt`'s bounds, and closes it (its
+batch jobs cancelled) when the points are done. Workers anywhere but here must have rnnflow
 installed and see RNNFLOW_DATA_DIR and the MLflow artifact root at the flow's paths.
 """
 
@@ -21,16 +24,23 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from rnnflow.config import ConfigError
+from rnnflow.experiments.plan import DaskClusterConfig
 from tasks.workers import cores
 
 log = logging.getLogger("rnnflow.dask")
 _CONNECT_TIMEOUT = "15s"  # a wrong dask_address should fail soon, not after distributed's 30 s
 
 
-def task_runner(address: str | None) -> DaskTaskRunner:
-    """A runner that joins `address`, or starts a LocalCluster of single-threaded workers."""
+def task_runner(address: str | None, cluster: DaskClusterConfig | None = None
+                ) -> DaskTaskRunner:
+    """A runner that joins `address`, starts a cluster of `cluster`'s class, or starts a
+    LocalCluster of single-threaded workers."""
     if address:
         return DaskTaskRunner(address=address, client_kwargs={"timeout": _CONNECT_TIMEOUT})
+    if cluster is not None:
+        adapt = cluster.adapt.model_dump(exclude_none=True) if cluster.adapt else None
+        return DaskTaskRunner(cluster_class=cluster.cluster_class,
+                              cluster_kwargs=dict(cluster.options), adapt_kwargs=adapt)
     # One thread per worker: TensorFlow in each worker is held to it too (tasks/workers.py),
     # so the cores are shared out rather than oversubscribed. No dashboard: its port would
     # clash between flows, and it needs bokeh.
@@ -51,17 +61,19 @@ def _shared_prefect_api() -> Iterator[None]:
         yield
 
 
-def run_on_dask(task: Task, calls: list[dict[str, Any]], address: str | None) -> list[Any]:
+def run_on_dask(task: Task, calls: list[dict[str, Any]], address: str | None,
+                cluster: DaskClusterConfig | None = None) -> list[Any]:
     """Submit `task` once per parameter mapping; the results in the same order.
 
     Every call is waited for before any error is raised, so a failed point does not tear the
     cluster down under points that are still training.
     """
-    runner = task_runner(address)
+    runner = task_runner(address, cluster)
     with _shared_prefect_api(), runner:
         _connect(runner, address)
-        log.info("training %d point(s) on Dask (%s)", len(calls),
-                 address or f"LocalCluster, {cores()} single-threaded workers")
+        if cluster is not None:
+            _scale(runner, cluster)
+        log.info("training %d point(s) on Dask (%s)", len(calls), _describe(address, cluster))
         futures = [runner.submit(task, parameters) for parameters in calls]
         wait(futures)
         return [future.result() for future in futures]
@@ -77,3 +89,26 @@ def _connect(runner: DaskTaskRunner, address: str | None) -> None:
         raise ConfigError(f"dask_address {address}: no Dask scheduler answers there ({exc}). "
                           "Start one (dask scheduler) or drop dask_address to train on a "
                           "LocalCluster.") from exc
+
+
+def _scale(runner: DaskTaskRunner, cluster: DaskClusterConfig) -> None:
+    """Ask the started cluster for its fixed size: `jobs` batch jobs of a job queue, `jobs`
+    workers of any other class (adapt is applied by prefect-dask)."""
+    if cluster.jobs is None:
+        return
+    started = runner.client.cluster
+    if hasattr(started, "job_cls"):
+        started.scale(jobs=cluster.jobs)
+    else:
+        started.scale(cluster.jobs)
+
+
+def _describe(address: str | None, cluster: DaskClusterConfig | None) -> str:
+    if address:
+        return address
+    if cluster is None:
+        return f"LocalCluster, {cores()} single-threaded workers"
+    size = (f"{cluster.jobs} job(s)" if cluster.jobs is not None else
+            "adapting " + ", ".join(f"{k}={v}" for k, v in cluster.adapt.model_dump(
+                exclude_none=True).items()) if cluster.adapt else "as the class starts it")
+    return f"{cluster.cluster_class}, {size}"

@@ -182,7 +182,7 @@ def _on_dask(plan: Plan, ctx: RunContext, calls: list[dict[str, Any]],
     for combo in preprocessing_combinations(plan.search, plan.experiment) or [plan.experiment]:
         prepare(combo)  # built once here; a trial's worker finds them Cached
     return run_on_dask(search_trial, [{"run": run_trial, "ctx": ctx, "arguments": call}
-                                      for call in calls], plan.dask_address)
+                                      for call in calls], plan.dask_address, plan.dask_cluster)
 
 
 def _publish(name: str, table: pd.DataFrame, best: dict[str, Any] | None,

@@ -81,6 +81,10 @@ def run(
     dask_address: Annotated[str | None, typer.Option(
         help="Join the Dask scheduler at this address (tcp://host:8786) instead of starting "
              "a LocalCluster; implies --runner dask.")] = None,
+    dask_cluster: Annotated[str | None, typer.Option(
+        help="Start a cluster of this class instead of a LocalCluster (dask_jobqueue."
+             "SLURMCluster, PBSCluster, ...; its options: --set dask_cluster.options.cores=2, "
+             "its size: --set dask_cluster.jobs=2); implies --runner dask.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run one params file: every point of its grid becomes one MLflow run."""
@@ -90,6 +94,9 @@ def run(
             overrides.update(dask_address=dask_address, runner=runner or "dask")
         elif runner is not None:
             overrides["runner"] = runner
+        if dask_cluster is not None:
+            overrides.update({"dask_cluster.class": dask_cluster,
+                              "runner": overrides.get("runner") or runner or "dask"})
         load_plan(params_file, overrides)  # fail before Prefect or MLflow start (the flow,
         # which deployments also call, reads the file again)
     except ConfigError as exc:

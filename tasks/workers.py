@@ -39,12 +39,28 @@ def worker_threads() -> int:
         return cores()
 
 
+# The variable each batch scheduler sets in its jobs to the job's id (dask-jobqueue's workers
+# run as such jobs): SLURM, PBS/Torque, LSF, SGE.
+_BATCH_JOB_IDS = (("SLURM_JOB_ID", "slurm"), ("PBS_JOBID", "pbs"), ("LSB_JOBID", "lsf"),
+                  ("JOB_ID", "sge"))
+
+
+def batch_job_tags() -> dict[str, str]:
+    """`batch_job` (scheduler:id) where this process runs as a batch job, else nothing."""
+    for variable, scheduler in _BATCH_JOB_IDS:
+        value = os.environ.get(variable)
+        if value:
+            return {"batch_job": f"{scheduler}:{value}"}
+    return {}
+
+
 def worker_tags() -> dict[str, str]:
-    """Tags naming the Dask worker that trains a run (its node is tagged by every run)."""
+    """Tags naming the Dask worker that trains a run, and its batch job where it is one (its
+    node is tagged by every run)."""
     from distributed import get_worker
 
     try:
-        return {"dask_worker": get_worker().address}
+        return {"dask_worker": get_worker().address, **batch_job_tags()}
     except ValueError:  # not in a worker
         return {}
 

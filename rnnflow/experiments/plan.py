@@ -9,6 +9,8 @@ keys: where a point trains changes no result.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import itertools
 import re
 import typing
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from rnnflow.config import (
     ConfigError,
@@ -41,6 +43,142 @@ class RegistryConfig(Section):
     min_delta: float = Field(0.0, ge=0.0, le=1.0)  # test accuracy a challenger must gain
 
 
+class AdaptConfig(Section):
+    """Workers the cluster grows and shrinks between (Dask's `Cluster.adapt`); the `_jobs`
+    bounds count batch jobs of a dask-jobqueue cluster instead of workers."""
+
+    minimum: int | None = Field(None, ge=0)
+    maximum: int | None = Field(None, ge=1)
+    minimum_jobs: int | None = Field(None, ge=0)
+    maximum_jobs: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptConfig:
+        for low, high in (("minimum", "maximum"), ("minimum_jobs", "maximum_jobs")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"adapt: {low} ({lo}) is above {high} ({hi})")
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("adapt: set maximum (workers) or maximum_jobs (batch jobs)")
+        return self
+
+
+class DaskClusterConfig(Section):
+    """A cluster class that prefect-dask starts for the flow run instead of a LocalCluster:
+    `class` (importable, e.g. dask_jobqueue.SLURMCluster), the `options` it is constructed with,
+    and either a fixed number of `jobs` (workers, for a class that is not a job queue's) or
+    `adapt` bounds. Checked before any work: the class is imported and every option name is
+    matched against what the class (and a job queue's job class) accepts."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    cluster_class: str = Field(alias="class", min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+    jobs: int | None = Field(None, ge=1, le=10_000)
+    adapt: AdaptConfig | None = None
+
+    @model_validator(mode="after")
+    def _sized_once(self) -> DaskClusterConfig:
+        if self.jobs is not None and self.adapt is not None:
+            raise ValueError("dask_cluster: set jobs (a fixed number) or adapt (bounds), "
+                             "not both")
+        if "asynchronous" in self.options:
+            raise ValueError("dask_cluster.options: asynchronous is managed by Prefect")
+        if self.adapt is not None and (self.adapt.minimum_jobs is not None
+                                       or self.adapt.maximum_jobs is not None):
+            if not hasattr(_import_class(self.cluster_class), "job_cls"):
+                raise ValueError("dask_cluster.adapt: minimum_jobs/maximum_jobs need a job "
+                                 "queue's cluster class (dask_jobqueue); use minimum/maximum")
+        return self
+
+    @field_validator("cluster_class")
+    @classmethod
+    def _importable(cls, value: str) -> str:
+        _import_class(value)
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _accepted(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        name = info.data.get("cluster_class")
+        if name is None:  # the class itself was refused
+            return value
+        accepted = cluster_options(_import_class(name))
+        unknown = sorted(set(value) - accepted)
+        if unknown:
+            raise ValueError(f"{name} takes no option {', '.join(map(repr, unknown))}"
+                             f"{did_you_mean(unknown[0], sorted(accepted), ' (did you mean {}?)')}")
+        _check_job(_import_class(name), value)
+        return value
+
+
+def _import_class(qualified: str) -> type:
+    """The class `package.module.Name` names; ValueError saying why it cannot be had."""
+    module_name, _, attr = qualified.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{qualified!r}: expected a qualified class name such as "
+                         "dask_jobqueue.SLURMCluster")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        extra = " (pip install 'rnnflow[hpc]')" if module_name.startswith("dask_jobqueue") else ""
+        raise ValueError(f"{qualified}: cannot import {module_name} ({exc}){extra}") from None
+    found = getattr(module, attr, None)
+    if not isinstance(found, type):
+        raise ValueError(f"{qualified}: {module_name} has no class {attr}")
+    from distributed.deploy.cluster import Cluster
+
+    if not issubclass(found, Cluster):
+        raise ValueError(f"{qualified}: not a Dask cluster class (distributed.Cluster)")
+    return found
+
+
+def _check_job(cluster: type, options: dict[str, Any]) -> None:
+    """A job queue's options, tried on its job class: the job script is written (nothing is
+    submitted, no scheduler starts), so missing cores or memory, or a memory of no known unit,
+    are refused now rather than by the first job."""
+    job_cls = getattr(cluster, "job_cls", None)
+    if job_cls is None:
+        return
+    accepted = _init_names(job_cls)
+    try:
+        job_cls(scheduler="tcp://127.0.0.1:1", name="check",
+                **{k: v for k, v in options.items() if k in accepted}).job_script()
+    except Exception as exc:  # noqa: BLE001 - whatever the class refuses, said as it says it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{cluster.__module__}.{cluster.__name__}: {first}") from None
+
+
+def _init_names(owner: type) -> set[str]:
+    """The keywords of `owner`'s constructors, followed up its classes while each passes
+    **kwargs on."""
+    names: set[str] = set()
+    for klass in owner.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def cluster_options(cluster: type) -> set[str]:
+    """The keyword arguments `cluster(...)` accepts. Where its constructor passes **kwargs on,
+    they are followed: up its classes, to a job queue's job class (`job_cls`), and for a
+    LocalCluster to the Nanny and Worker it starts."""
+    from distributed import LocalCluster, Nanny, Worker
+
+    owners = [cluster]
+    if getattr(cluster, "job_cls", None) is not None:
+        owners.append(cluster.job_cls)
+    if issubclass(cluster, LocalCluster):
+        owners += [Nanny, Worker]
+    names = set().union(*(_init_names(owner) for owner in owners))
+    names.discard("asynchronous")  # Prefect's to set
+    return names
+
+
 class Plan(Section):
     """A params file: its experiment, the points it expands to, and where they train."""
 
@@ -53,6 +191,7 @@ class Plan(Section):
     # Prefect tasks on a Dask cluster (a LocalCluster, or the scheduler at `dask_address`).
     runner: Literal["local", "dask"] = "local"
     dask_address: str | None = None
+    dask_cluster: DaskClusterConfig | None = None  # a cluster class instead (HPC: dask-jobqueue)
     search: SearchConfig | None = None
     registry: RegistryConfig = RegistryConfig()
     # grid x variants, each a validated Experiment; built once by load_plan.
@@ -70,6 +209,17 @@ class Plan(Section):
         if info.data.get("runner") != "dask":
             raise ValueError("set runner: dask (or --runner dask) to join a scheduler")
         return value
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> Plan:
+        if self.dask_cluster is not None:
+            if self.dask_address is not None:
+                raise ValueError("dask_cluster and dask_address: set one (start a cluster of "
+                                 "that class, or join a running scheduler), not both")
+            if self.runner != "dask":
+                raise ValueError("dask_cluster: set runner: dask (or --runner dask) to start "
+                                 "a cluster")
+        return self
 
     @property
     def name(self) -> str:
@@ -96,20 +246,28 @@ class Plan(Section):
 
     def as_yaml(self) -> str:
         """The plan in the params file's own shape: sections, then grid, variants, runner."""
-        tree = {**self.experiment.model_dump(), **self.model_dump(exclude={"experiment"})}
+        tree = {**self.experiment.model_dump(),
+                **self.model_dump(exclude={"experiment"}, by_alias=True)}
         return yaml.safe_dump(tree, sort_keys=False)
 
 
-_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address", "search", "registry")
+_PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address", "dask_cluster", "search",
+              "registry")
 # Plan sections whose keys `--set search.trials=30` sets one by one (their own models).
-_PLAN_SECTIONS = {"search": SearchConfig, "registry": RegistryConfig}
+_PLAN_SECTIONS = {"search": SearchConfig, "registry": RegistryConfig,
+                  "dask_cluster": DaskClusterConfig}
 _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
 def _known_keys() -> list[str]:
     """Every key a params file may set: the Experiment's, and the plan sections' own."""
     return valid_keys() + [f"{name}.{key}" for name, model in _PLAN_SECTIONS.items()
-                           for key in model.model_fields]
+                           for key in _field_names(model)]
+
+
+def _field_names(model: type[Section]) -> dict[str, Any]:
+    """A section's keys as a params file spells them (an alias such as `class` included)."""
+    return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -193,9 +351,9 @@ def _set_plan_key(tree: dict[str, Any], dotted: str, value: Any, where: str) -> 
     if not isinstance(node, dict):
         raise ConfigError(f"{where}: {section} is not a mapping")
     field, _, entry = key.partition(".")
-    info = model.model_fields.get(field)
+    info = _field_names(model).get(field)
     if info is None or (entry and typing.get_origin(info.annotation) is not dict):
-        keys = [f"{section}.{k}" for k in model.model_fields]
+        keys = [f"{section}.{k}" for k in _field_names(model)]
         raise ConfigError(f"{where}: unknown key '{dotted}'.{did_you_mean(dotted, keys)}")
     if entry:
         mapping = node.get(field)

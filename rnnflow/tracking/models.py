@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -38,13 +38,34 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# The distributions that install the `tensorflow` module: the CPU build rnnflow installs by
+# default, the full one (a GPU install: tensorflow[and-cuda]) and older or platform builds.
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "tensorflow-gpu", "tensorflow-macos",
+                            "tensorflow-intel")
+
+
+def tensorflow_requirement(version_of: Callable[[str], str] | None = None) -> str:
+    """`name==version` of the TensorFlow distribution installed here (the first of
+    TENSORFLOW_DISTRIBUTIONS that is), so a logged model asks for what it was trained with."""
+    import importlib.metadata
+
+    version_of = version_of or importlib.metadata.version
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            return f"{name}=={version_of(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    import tensorflow as tf  # installed some other way (a source build): the module's version
+
+    return f"tensorflow=={tf.__version__}"
+
+
 def _pinned_requirements() -> list[str]:
     """Pinned from this environment instead of inferred, which would load the model again in a
     subprocess."""
     import keras
-    import tensorflow as tf
 
-    return [f"keras=={keras.__version__}", f"tensorflow-cpu=={tf.__version__}"]
+    return [f"keras=={keras.__version__}", tensorflow_requirement()]
 
 
 def log_keras_model(model, name: str = "model") -> str:

@@ -66,7 +66,7 @@ def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
     from flows.on_dask import run_on_dask
 
     # Threads, not processes: what is tested is the waiting, and threads start in no time.
-    monkeypatch.setattr("flows.on_dask.task_runner", lambda address: DaskTaskRunner(
+    monkeypatch.setattr("flows.on_dask.task_runner", lambda address, cluster=None: DaskTaskRunner(
         cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": False,
                         "dashboard_address": None}))
     with pytest.raises(ValueError, match="point 0 failed"):

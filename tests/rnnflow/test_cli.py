@@ -34,6 +34,8 @@ def flow_calls(monkeypatch):
         (["--dask-address", "tcp://10.0.0.5:8786"],
          {"runner": "dask", "dask_address": "tcp://10.0.0.5:8786"}),
         (["--set", "runner=dask"], {"runner": "dask"}),
+        (["--dask-cluster", "distributed.LocalCluster"],
+         {"runner": "dask", "dask_cluster.class": "distributed.LocalCluster"}),
     ],
 )
 def test_runner_options_become_overrides(flow_calls, args, overrides):
@@ -48,6 +50,11 @@ def test_runner_options_become_overrides(flow_calls, args, overrides):
         (["--runner", "spark"], "runner"),
         (["--dask-address", "localhost:8786"], "tcp://host:8786"),
         (["--runner", "local", "--dask-address", "tcp://h:8786"], "runner: dask"),
+        (["--dask-cluster", "no_such_package.Cluster"], "cannot import no_such_package"),
+        (["--dask-cluster", "distributed.LocalCluster", "--dask-address", "tcp://h:8786"],
+         "dask_cluster and dask_address"),
+        (["--dask-cluster", "distributed.LocalCluster", "--set",
+          "dask_cluster.options.n_workerz=2"], "no option 'n_workerz'"),
     ],
 )
 def test_bad_runner_options_exit_2_before_the_flow(flow_calls, args, needle):

@@ -132,6 +132,66 @@ def test_bad_runner_settings_name_file_and_key(tmp_path, text, needle):
     assert str(path) in str(err.value) and needle in str(err.value)
 
 
+_SLURM = ("runner: dask\ndask_cluster:\n  class: dask_jobqueue.SLURMCluster\n"
+          "  options: {cores: 1, memory: 2GB, walltime: '00:10:00', interface: lo}\n")
+
+
+def test_a_cluster_class_with_its_options_and_size(tmp_path):
+    pytest.importorskip("dask_jobqueue")
+    plan = load_plan(_write(tmp_path, _SLURM + "  jobs: 2\n"))
+    cluster = plan.dask_cluster
+    assert (cluster.cluster_class, cluster.jobs, cluster.adapt) == (
+        "dask_jobqueue.SLURMCluster", 2, None)
+    assert cluster.options["memory"] == "2GB"
+    # From the CLI's --set, key by key, and written back in the file's own spelling.
+    plan = load_plan(_write(tmp_path, "name: t\n"), [
+        "runner=dask", "dask_cluster.class=dask_jobqueue.PBSCluster",
+        "dask_cluster.options.cores=4", "dask_cluster.options.memory=8GB",
+        "dask_cluster.adapt={minimum_jobs: 0, maximum_jobs: 3}"])
+    assert plan.dask_cluster.options == {"cores": 4, "memory": "8GB"}
+    assert plan.dask_cluster.adapt.maximum_jobs == 3
+    assert "class: dask_jobqueue.PBSCluster" in plan.as_yaml()
+    # Any importable cluster class, its options checked against its (and its workers') own.
+    plan = load_plan(_write(tmp_path, "runner: dask\ndask_cluster: {class: distributed."
+                                      "LocalCluster, options: {threads_per_worker: 1, "
+                                      "memory_limit: 1GB}, adapt: {maximum: 2}}\n"))
+    assert plan.dask_cluster.adapt.maximum == 2
+    # Not an experiment setting: the same points as a local plan.
+    assert "dask_cluster" not in plan.experiment.flat()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (_SLURM.replace("SLURMCluster", "SlurmCluster"), "has no class SlurmCluster"),
+        (_SLURM.replace("dask_jobqueue.", "no_such_package."), "cannot import no_such_package"),
+        (_SLURM.replace("dask_jobqueue.SLURMCluster", "SLURMCluster"), "qualified class name"),
+        (_SLURM.replace("dask_jobqueue.SLURMCluster", "distributed.Client"),
+         "not a Dask cluster class"),
+        (_SLURM.replace("cores: 1", "corez: 1"), "no option 'corez' (did you mean cores?)"),
+        (_SLURM.replace("cores: 1, ", ""), "must specify how much cores and memory"),
+        (_SLURM.replace("2GB", "2XB"), "'XB'"),  # what the job class itself refuses
+        (_SLURM + "  jobs: 2\n  adapt: {maximum: 4}\n", "not both"),
+        (_SLURM + "  adapt: {minimum: 4, maximum: 2}\n", "minimum (4) is above maximum (2)"),
+        (_SLURM + "  adapt: {}\n", "set maximum"),
+        (_SLURM + "  jobs: 0\n", "jobs"),
+        (_SLURM + "dask_address: tcp://host:8786\n", "dask_cluster and dask_address"),
+        (_SLURM.replace("runner: dask", "runner: local"), "set runner: dask"),
+        (_SLURM + "  workers: 2\n", "unknown key 'dask_cluster.workers'"),
+        ("runner: dask\ndask_cluster: {class: distributed.LocalCluster, adapt: "
+         "{maximum_jobs: 2}}\n", "need a job queue's cluster class"),
+        ("runner: dask\ndask_cluster: {class: distributed.LocalCluster, options: "
+         "{n_workerz: 2}}\n", "no option 'n_workerz'"),
+    ],
+)
+def test_bad_cluster_settings_name_file_and_key(tmp_path, text, needle):
+    pytest.importorskip("dask_jobqueue")
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(path) in str(err.value) and needle in str(err.value), err.value
+
+
 def _readme_keys() -> list[str]:
     """The dotted keys of README's Parameters table; `a.b`, `c` rows name a.b and a.c."""
     readme = (PARAMS.parent / "README.md").read_text()
@@ -155,7 +215,8 @@ def test_readme_lists_the_keys_it_should():
 def test_every_documented_key_is_settable(tmp_path, key):
     """With `--set` (text) and with a deployment's `overrides` (a mapping), to its default."""
     plan_keys = {"grid": {}, "variants": [], "repeats": 1, "runner": "local",
-                 "dask_address": None, "search": None, "registry.enabled": True,
+                 "dask_address": None, "dask_cluster": None, "search": None,
+                 "registry.enabled": True,
                  "registry.model_name": None, "registry.min_delta": 0.0}
     value = plan_keys[key] if key in plan_keys else Experiment().flat()[key]
     path = _write(tmp_path, "name: t\n")

@@ -1,0 +1,149 @@
+"""Points as SLURM batch jobs: `dask_cluster: {class: dask_jobqueue.SLURMCluster}` against the
+one-node cluster of scripts/slurm-local, logged to an `mlflow server` on loopback, the flow in
+this process. Skipped, with the reason, where no such cluster is up (CI starts one)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench import REPO
+from flows.train_rnn import train_rnn
+
+GRID = str(REPO / "params" / "tiny-grid.yaml")
+pytestmark = pytest.mark.slow
+_DEFAULT_CONF = Path(os.environ.get("RNNFLOW_SLURM_DIR")
+                     or Path(os.environ.get("TMPDIR", "/tmp")) / "rnnflow-slurm") / "slurm.conf"
+
+
+def _slurm_up() -> str | None:
+    """Why SLURM cannot be used here, or None when its node answers idle or mixed."""
+    conf = os.environ.get("SLURM_CONF") or str(_DEFAULT_CONF)
+    if not Path(conf).is_file():
+        return f"no SLURM cluster configured ({conf} missing: run scripts/slurm-local start)"
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%T"], capture_output=True,
+                             text=True, timeout=30, env={**os.environ, "SLURM_CONF": conf})
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"sinfo failed: {exc}"
+    states = out.stdout.split()
+    if out.returncode or not any(s.startswith(("idle", "mixed")) for s in states):
+        return f"the SLURM node is not up ({out.stderr.strip() or states})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm() -> str:
+    """SLURM_CONF of a running cluster, set for this module's tests (sbatch, squeue, sacct)."""
+    pytest.importorskip("dask_jobqueue")
+    reason = _slurm_up()
+    if reason:
+        pytest.skip(reason)
+    conf = os.environ.get("SLURM_CONF") or str(_DEFAULT_CONF)
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    yield conf
+    if previous is None:
+        os.environ.pop("SLURM_CONF", None)
+
+
+def _cluster(project: Path, jobs: int | None = 2, **extra) -> dict:
+    """A SLURMCluster of single-core workers on loopback, running this checkout."""
+    return {"class": "dask_jobqueue.SLURMCluster",
+            "options": {"cores": 1, "processes": 1, "memory": "3GB", "walltime": "00:20:00",
+                        "interface": "lo", "python": sys.executable,
+                        "job_name": "rnnflow-test", "log_directory": str(project / "slurm"),
+                        "job_script_prologue": [f"export PYTHONPATH={REPO}",
+                                                f"cd {project}"]},
+            **({"jobs": jobs} if jobs else {}), **extra}
+
+
+def _completed_jobs(ids: set[str], deadline_s: float = 120) -> dict[str, tuple[str, str]]:
+    """{job id: (name, state)} from `sacct --completion` once every one of `ids` is there
+    (a job is written to the completion log when it ends)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        out = subprocess.run(["sacct", "--completion", "--noheader", "--parsable2",
+                              "--format=JobID,JobName,State"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+        jobs = {line.split("|")[0]: tuple(line.split("|")[1:3])
+                for line in out.splitlines() if line.count("|") >= 2}
+        if ids <= set(jobs) or time.monotonic() > deadline:
+            return jobs
+        time.sleep(0.5)
+
+
+def _children(client: MlflowClient, name: str) -> dict[int, object]:
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    return {int(r.data.params["model.num_neurons"]): r for r in runs
+            if "mlflow.parentRunId" in r.data.tags}
+
+
+def test_grid_points_train_as_slurm_jobs(slurm, project, tiny_archive, mlflow_server,
+                                         monkeypatch):
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    rows = train_rnn(GRID, {"dataset.url": str(tiny_archive), "name": "slurm-grid",
+                            "grid": {"model.num_neurons": [2, 4]}, "runner": "dask",
+                            "dask_cluster": _cluster(project)})
+    assert len(rows) == 2
+
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("slurm-grid")
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
+    children = _children(client, "slurm-grid")
+    assert sorted(children) == [2, 4]
+    assert {r["run_id"] for r in rows} == {r.info.run_id for r in children.values()}
+    jobs = set()
+    for run in children.values():
+        assert run.info.status == "FINISHED"
+        assert {"val_accuracy", "test_accuracy", "test_auc"} <= set(run.data.metrics)
+        assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+        assert run.data.tags["dask_worker"].startswith("tcp://127.0.0.1:")  # loopback only
+        scheduler, _, job = run.data.tags["batch_job"].partition(":")
+        assert scheduler == "slurm" and job.isdigit()
+        jobs.add(job)
+        # The jobs logged their artifacts through the server.
+        assert {"checkpoint", "config.yaml", "test_predictions.parquet"} <= {
+            a.path for a in client.list_artifacts(run.info.run_id)}
+    # Each point's job is in SLURM's record (one job may have trained both: a worker takes
+    # the next point when it is free before the other job's worker has joined), and the jobs
+    # ended with the flow's cluster.
+    record = _completed_jobs(jobs)
+    for job in jobs:
+        assert job in record, record
+        assert record[job][0] == "rnnflow-test"
+    running = subprocess.run(["squeue", "--noheader", "--format=%i", "--name=rnnflow-test"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    assert not set(running.split()) & jobs
+
+
+def test_a_search_runs_four_trials_two_at_a_time_on_slurm(slurm, project, tiny_archive,
+                                                          mlflow_server, monkeypatch):
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    train_rnn(GRID, {"dataset.url": str(tiny_archive), "name": "slurm-search", "grid": {},
+                     "search": {"trials": 4, "sampler": "random", "pruner": "none",
+                                "space": {"model.num_neurons": [2, 3, 4, 5]}},
+                     "registry.enabled": False, "runner": "dask",
+                     "dask_cluster": _cluster(project, jobs=2)})
+    client = MlflowClient(url)
+    experiment = client.get_experiment_by_name("slurm-search")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    jobs = {r.data.tags["batch_job"].removeprefix("slurm:") for r in trials}
+    assert 1 <= len(jobs) <= 2  # two single-core jobs trained the four trials
+    # Never more than two trials at once: at each trial's start, at most one other runs.
+    spans = [(r.info.start_time, r.info.end_time) for r in trials]
+    for start, _ in spans:
+        assert sum(s <= start < e for s, e in spans) <= 2, spans
+    record = _completed_jobs(jobs)
+    assert jobs <= set(record), record
