@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
 
 LEVEL = 0.95
 TEST = "paired_bootstrap"
@@ -67,7 +67,7 @@ class Registered:
 
 def _right(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frame = frame.sort_values("id", kind="stable")
-    right = (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+    right = correct(frame)
     return frame.id.to_numpy(), frame.label.to_numpy(), right
 
 
