@@ -51,10 +51,12 @@ def load_cases(spec: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     `spec` is `default` (rnnflow/insight/checks.yaml), `none`, the path of a YAML file (in the
     shipped file's shape, `{mft: [...], inv: [...], dir: [...]}`, or a list of cases), or a
     list of cases, each a mapping with a `kind`:
-    - `{kind: mft, text: ..., label: 0|1}`: the text must get this label;
+    - `{kind: mft, text: ..., label: 0|1|NAME}`: the text must get this label (a class name
+      for data whose labels are classes);
     - `{kind: inv, text: ..., variant: ...}`: both must get the same label;
     - `{kind: dir, text: ..., variant: ..., direction: lower|higher}`: the variant must score
-      strictly lower (higher) than the text.
+      strictly lower (higher) than the text (with k classes: the probability of the text's
+      predicted class).
     """
     if isinstance(spec, str):
         if spec == "none":
@@ -90,8 +92,10 @@ def _case(case: Any, i: int) -> dict[str, Any]:
                          f"got {sorted(have)}")
     if not all(isinstance(case[k], str) for k in need & {"text", "variant"}):
         raise ValueError(f"case {i}: text and variant must be strings")
-    if case["kind"] == "mft" and case["label"] not in (0, 1):
-        raise ValueError(f"case {i}: label must be 0 or 1, got {case['label']!r}")
+    if case["kind"] == "mft" and case["label"] not in (0, 1) and not (
+            isinstance(case["label"], str) and case["label"].strip()):
+        raise ValueError(f"case {i}: label must be 0, 1 or a class name, got "
+                         f"{case['label']!r}")
     if case["kind"] == "dir" and case["direction"] not in ("lower", "higher"):
         raise ValueError(f"case {i}: direction must be lower or higher")
     return dict(case)

@@ -95,11 +95,12 @@ def summarize(run: FinishedRun) -> RunReport:
     if len(mistakes):
         insight["mistakes_lost_sentiment_share"] = float(mistakes.lost_sentiment.mean())
     cases = load_cases(run.experiment.evaluate.checks)
-    if cases and run.classes is not None:
-        log.info("behavioural checks skipped: they are sentiment checks (labels 0/1), and this "
-                 "run's classes are %s", ", ".join(run.classes))
+    if cases and run.classes is not None and run.experiment.evaluate.checks == "default":
+        log.info("behavioural checks skipped: the built-in checks are sentiment checks (labels "
+                 "0/1), and this run's classes are %s; evaluate.checks may give cases that "
+                 "name them", ", ".join(run.classes))
         cases = []
-    check_metrics, failures = run_checks(run.text_model, cases)
+    check_metrics, failures = run_checks(run.text_model, cases, run.classes)
     insight.update(check_metrics)
     # The series' final values where the model is not the last epoch's (early stopping).
     restored = ({k: v for k, v in run.evaluation.metrics.items() if k in run.history}

@@ -154,3 +154,26 @@ def test_explain_attributes_the_chosen_class_with_completeness():
         assert e.total == pytest.approx(e.output - e.baseline, abs=1e-2)
     with pytest.raises(ValueError, match="no class 'noia'"):
         ex.explain(text_model, texts, target="noia")
+
+
+def test_user_checks_name_classes():
+    from rnnflow.config import load_cases
+    from rnnflow.insight.checks import run_checks
+
+    text_model = _text_model()
+    a, b = "felicità w3 w4", "w7 w8 w9"
+    out = text_model.predict([a, b])
+    right, other = out.label[0], next(c for c in text_model.classes if c != out.label[0])
+    cases = load_cases([{"kind": "mft", "text": a, "label": right},
+                        {"kind": "mft", "text": a, "label": other},
+                        {"kind": "inv", "text": a, "variant": a},
+                        {"kind": "dir", "text": a, "variant": b, "direction": "lower"}])
+    metrics, failures = run_checks(text_model, cases, text_model.classes)
+    assert metrics["checks_mft"] == 0.5 and metrics["checks_inv"] == 1.0
+    column = f"prob_{right}"
+    lower = text_model.predict([b])[column][0] < out[column][0]
+    assert metrics["checks_dir"] == float(lower)
+    mft = failures[failures.kind == "mft"]
+    assert list(mft.expected) == [f"label {other}"] and list(mft.label) == [right]
+    with pytest.raises(ValueError, match="0, 1 or a class name"):
+        load_cases([{"kind": "mft", "text": a, "label": 2.5}])
