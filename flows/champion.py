@@ -34,8 +34,9 @@ def register_winner(plan: Plan, run_id: str) -> Registered:
         decision = Decision(False, "already the champion", accuracy(predictions))
     else:
         decision = decide(predictions, tracking.load_test_predictions(champion.run_id)
-                          if champion is not None else None, min_delta)
+                          if champion is not None else None, min_delta, plan.registry.metric)
     tags = {**decision.tags(), "min_delta": str(min_delta),
+            **({"decision_metric": "macro_f1"} if plan.registry.metric == "macro_f1" else {}),
             "champion_version_before": champion.version if champion else ""}
     tracking.record_decision(challenger, tags, decision.promote)
     registered = Registered(name, challenger.version, run_id, decision,

@@ -120,9 +120,10 @@ class _Report:
             self.run_id = tracking.active_run_id()
             self.trial.set_user_attr("run_id", self.run_id)
         value = logs.get(self.metric, math.nan)
-        self.trial.report(value, epoch)
+        if self.metric in logs:  # val_macro_f1 is scored after training only: never pruned
+            self.trial.report(value, epoch)
         faults.maybe_fail(f"after_epoch:{epoch}")
-        if self.trial.should_prune():
+        if self.metric in logs and self.trial.should_prune():
             raise Pruned(self.trial.number, epoch, self.metric, value)
 
 

@@ -31,6 +31,7 @@ from flows.search import run_search
 from rnnflow import faults, tracking
 from rnnflow.config import Experiment
 from rnnflow.data.embeddings import load_vocab
+from rnnflow.data.reviews import Labels, read_labels
 from rnnflow.data.storage import Stage, content_key
 from rnnflow.data.tokens import start_early as start_tokenizers
 from rnnflow.experiments.plan import Plan, load_plan
@@ -94,7 +95,7 @@ def prepare(point: Experiment) -> Prepared:
     with clock("pad"):
         padded = pad_sequences(ids, point.pad)
     return Prepared(reviews, tokens, table, ids, padded, vector_stats,
-                    time.perf_counter() - started, clock.seconds)
+                    time.perf_counter() - started, clock.seconds, read_labels(reviews))
 
 
 def run_point(point: Experiment, ctx: RunContext, run_name: str,
@@ -117,6 +118,8 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
             tempfile.TemporaryDirectory(prefix="rnnflow-ckpt-") as scratch:
         link_run(ctx, run_id, run_name)  # however it ends: a pruned trial, a failure
         tracking.log_params(point.flat(), yaml.safe_dump(point.model_dump(), sort_keys=False))
+        tracking.log_labels(None if prep.labels.sentiment else prep.labels.classes,
+                            prep.labels.dropped_rows)
         clock.seconds.update(prep.step_seconds)
         tracking.log_inputs(prep.stage_keys(), prep.reviews.file("reviews.parquet"), point.name)
         resume = _resume(point, ctx, train_key, Path(scratch) / "from")
@@ -126,10 +129,11 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
                 train_cfg=point.train, checkpoint_dir=Path(scratch) / "ckpt",
                 trainable_embedding=point.embedding.trainable,
                 on_epoch_end=on_epoch_end or _log_epoch,
-                resume_from=resume and resume.path, initial_epoch=resume.epoch if resume else 0)
+                resume_from=resume and resume.path, initial_epoch=resume.epoch if resume else 0,
+                classes=prep.labels.classes)
         with clock("evaluate"):
             log.info("%s: evaluating val and test", run_name)
-            evaluation = evaluate_model(model, prep.padded)
+            evaluation = evaluate_model(model, prep.padded, classes=prep.labels.classes)
         with clock("log"):
             log.info("%s: logging its report and models", run_name)
             _log_run(point, prep, model, fit, evaluation, resume, clock.seconds)
@@ -155,6 +159,7 @@ class Prepared:
     vector_stats: dict[str, float]
     seconds: float
     step_seconds: dict[str, float]
+    labels: Labels
 
     def stage_keys(self) -> dict[str, str]:
         return {s.name: s.key for s in (self.reviews, self.tokens, self.embeddings,
@@ -210,19 +215,23 @@ def _log_epoch(epoch: int, logs: dict[str, float], checkpoint: Path) -> None:
 def _log_run(point: Experiment, prep: Prepared, model, fit: Fit, evaluation: Evaluation,
              resume: Resume | None, seconds: dict[str, float]) -> None:
     """The report (metrics, plots, tables, pages), the Keras model and the raw-text model."""
-    text_model = predict.TextModel(model, load_vocab(prep.embeddings), point.tokenize, point.pad)
+    text_model = predict.TextModel(model, load_vocab(prep.embeddings), point.tokenize, point.pad,
+                                   classes=prep.labels.classes if evaluation.multiclass
+                                   else None)
     report = summarize(FinishedRun(
         experiment=point, model=model, text_model=text_model, fit=fit, evaluation=evaluation,
         history=resume.prepend(fit.history) if resume else fit.history,
         vector_stats=prep.vector_stats, seconds=seconds, preprocess_seconds=prep.seconds,
-        reviews_parquet=prep.reviews.file("reviews.parquet")))
+        reviews_parquet=prep.reviews.file("reviews.parquet"),
+        classes=None if prep.labels.sentiment else prep.labels.classes))
     tracking.log_report(report.metrics, report.figures, report.frames, report.texts)
     if report.restored:  # early stopping: what `mlflow ui` shows is the logged model's score
         tracking.log_epoch(report.restored_step, report.restored)
     tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
     with tempfile.TemporaryDirectory(prefix="rnnflow-text-model-") as tmp:
         tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), predict.LOADER,
-                                predict.OUTPUTS, code_paths=[str(Path(rnnflow.__file__).parent)])
+                                predict.outputs(text_model),
+                                code_paths=[str(Path(rnnflow.__file__).parent)])
 
 
 class _Clock:

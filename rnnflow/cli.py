@@ -139,9 +139,13 @@ def predict(
     model_ref: Annotated[str | None, typer.Option(
         "--model", help="A registered model instead of a run: NAME@champion, NAME@challenger, "
                         "NAME/VERSION or models:/...")] = None,
+    all_classes: Annotated[bool, typer.Option(
+        "--all", help="Also print every class's probability (models of more than two "
+                      "classes).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
-    """Print the probability of a positive review and the label for each text."""
+    """Print the probability of a positive review and the label for each text (with more
+    than two classes: the predicted class's probability and name)."""
     items = _texts(texts, file, "score", debug)
     _quiet_environment(debug)
     import pandas as pd
@@ -161,10 +165,18 @@ def predict(
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     names = {1: "positive", 0: "negative", -1: "unknown"}
+    per_class = [c for c in result.columns if str(c).startswith("prob_")]
     typer.echo(f"# {'model' if model_ref is not None else 'run'} {run_id}", err=True)
-    for text, prob, label in zip(items, result.probability, result.label, strict=True):
+    if per_class and all_classes:
+        typer.echo("\t".join(["probability", "label", *(c[5:] for c in per_class), "text"]))
+    for i, (text, prob, label) in enumerate(zip(items, result.probability, result.label,
+                                                strict=True)):
         short = text if len(text) <= 70 else text[:67] + "..."
-        typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")
+        if not per_class:
+            typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")
+            continue
+        extra = [f"{result[c].iloc[i]:.3f}" for c in per_class] if all_classes else []
+        typer.echo("\t".join([f"{prob:.3f}", str(label), *extra, short]))
 
 
 @app.command()
@@ -224,6 +236,9 @@ def explain(
         help="Also write the explanations as one self-contained HTML page.")] = None,
     steps: Annotated[int, typer.Option(
         min=1, help="Integrated-gradients steps (trapezoid rule).")] = 32,
+    target: Annotated[str | None, typer.Option(
+        "--class", help="The class whose probability is attributed (models of more than two "
+                        "classes; default: each text's predicted class).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Show what the network saw of each text and which words drove its prediction: tokens in
@@ -238,7 +253,14 @@ def explain(
         text_model = tracking.load_text_model_object(run_id)
     except tracking.TrackingError as exc:
         _fail(exc, debug)
-    explanations = explain_texts(text_model, items, steps=steps)
+    if target is not None and getattr(text_model, "classes", None) is None:
+        _fail(ConfigError("--class needs a model of more than two classes; this one is "
+                          "binary (its attribution is always the probability of class 1)"),
+              debug)
+    try:
+        explanations = explain_texts(text_model, items, steps=steps, target=target)
+    except ValueError as exc:
+        _fail(ConfigError(str(exc)), debug)
     color = sys.stdout.isatty()
     typer.echo(f"# run {run_id}", err=True)
     for i, explanation in enumerate(explanations):

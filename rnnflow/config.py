@@ -12,6 +12,7 @@ behavioural check cases of `evaluate.checks` (`load_cases`), validated when the 
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -50,10 +51,12 @@ def load_cases(spec: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     `spec` is `default` (rnnflow/insight/checks.yaml), `none`, the path of a YAML file (in the
     shipped file's shape, `{mft: [...], inv: [...], dir: [...]}`, or a list of cases), or a
     list of cases, each a mapping with a `kind`:
-    - `{kind: mft, text: ..., label: 0|1}`: the text must get this label;
+    - `{kind: mft, text: ..., label: 0|1|NAME}`: the text must get this label (a class name
+      for data whose labels are classes);
     - `{kind: inv, text: ..., variant: ...}`: both must get the same label;
     - `{kind: dir, text: ..., variant: ..., direction: lower|higher}`: the variant must score
-      strictly lower (higher) than the text.
+      strictly lower (higher) than the text (with k classes: the probability of the text's
+      predicted class).
     """
     if isinstance(spec, str):
         if spec == "none":
@@ -89,8 +92,10 @@ def _case(case: Any, i: int) -> dict[str, Any]:
                          f"got {sorted(have)}")
     if not all(isinstance(case[k], str) for k in need & {"text", "variant"}):
         raise ValueError(f"case {i}: text and variant must be strings")
-    if case["kind"] == "mft" and case["label"] not in (0, 1):
-        raise ValueError(f"case {i}: label must be 0 or 1, got {case['label']!r}")
+    if case["kind"] == "mft" and case["label"] not in (0, 1) and not (
+            isinstance(case["label"], str) and case["label"].strip()):
+        raise ValueError(f"case {i}: label must be 0, 1 or a class name, got "
+                         f"{case['label']!r}")
     if case["kind"] == "dir" and case["direction"] not in ("lower", "higher"):
         raise ValueError(f"case {i}: direction must be lower or higher")
     return dict(case)
@@ -114,9 +119,15 @@ class DatasetConfig(Section):
     # At most this many reviews from each official split (train, test), drawn with `seed` and
     # balanced by label, before the validation split is cut. None keeps everything.
     limit: int | None = Field(None, ge=4)
-    # csv/parquet tables: which columns hold the text and the label (0/1, bool, pos/neg,
-    # positive/negative). A `split` column (train|test) is used if present; otherwise the
-    # last `test_split` of the seed-shuffled rows is the test split.
+    # aclimdb: what a review's label is: `sentiment` (neg/pos, from the folder) or `rating`
+    # (the star rating in its file name, 1-4 and 7-10: eight classes).
+    label: Literal["sentiment", "rating"] = "sentiment"
+    # csv/parquet tables: which columns hold the text and the label. Labels are 0/1, bool,
+    # pos/neg or positive/negative (two classes, as sentiment), or any integers or strings (each
+    # distinct value a class, sorted). Rows whose label or text is empty are dropped and
+    # counted. A `split` column (train|val|test, dev for val) is used if present: a given val
+    # split is used as is; otherwise the last `test_split` of the seed-shuffled rows is the
+    # test split.
     text_column: str = "text"
     label_column: str = "label"
     test_split: float = Field(0.2, gt=0.0, lt=1.0)
@@ -124,9 +135,24 @@ class DatasetConfig(Section):
 
 
 class TokenizeConfig(Section):
-    tokenizer: Literal["treebank", "casual", "wordpunct"] = "treebank"
+    # `regexp`: NLTK's RegexpTokenizer with `pattern` (the tokens are its matches), e.g.
+    # `\w+'|\w+|[^\w\s]` keeps Italian elisions ("l'amore" -> "l'", "amore").
+    tokenizer: Literal["treebank", "casual", "wordpunct", "regexp"] = "treebank"
     lowercase: bool = False
     strip_html: bool = False
+    pattern: str | None = None  # tokenizer: regexp only
+
+    @model_validator(mode="after")
+    def _regexp_needs_a_pattern(self) -> TokenizeConfig:
+        if self.tokenizer == "regexp":
+            if not self.pattern:
+                raise ValueError("tokenize.tokenizer 'regexp' needs tokenize.pattern")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"tokenize.pattern is not a regular expression ({exc})") \
+                    from None
+        return self
 
 
 class EmbeddingConfig(Section):
@@ -134,7 +160,9 @@ class EmbeddingConfig(Section):
     # network sees as a trainable row lookup of its input weights (rnnflow/network/model.py).
     source: Literal["gensim", "file", "train", "onehot"] = "gensim"
     name: str = "word2vec-google-news-300"  # gensim-data model name (source: gensim)
-    url: str | None = None  # word2vec file by URL or path (source: file)
+    # source: file: a word2vec file by URL or path (`binary` says which format), a fastText
+    # .vec text file (binary: false) or a fastText .bin model (recognised by its header)
+    url: str | None = None
     binary: bool = True
     limit: int | None = Field(None, ge=1)  # read only the first `limit` vectors of a file
     # source: train (gensim Word2Vec on the train split only)
@@ -185,6 +213,9 @@ class TrainConfig(Section):
     seed: int = 1337
     # Stop when val_loss has not improved for this many epochs, keeping the best weights.
     early_stopping: int | None = Field(None, ge=1)
+    # Weights of the classes in the loss: `balanced` (n / (classes x count of the class), on the
+    # train split) or a mapping of class name to weight (a class left out weighs 1).
+    class_weight: Literal["balanced"] | dict[str, float] | None = None
 
 
 class EvaluateConfig(Section):

@@ -176,3 +176,36 @@ def build_stages(archive: Path, maxlen: int | None = 20, *, digest: str = "d", l
                                                      min_count=min_count, epochs=1), seed=seed)
     return pad_sequences(vectorize_tokens(tokens, table)[0], PadConfig(maxlen=maxlen)), table
 
+
+
+# Words that mark each class of `synthetic_table`: non-ASCII and elided forms among them.
+CLASS_WORDS = {
+    "gioia": "felicità allegria l'amore sorriso festa".split(),
+    "rabbia": "furia collera odio s'arrabbia grido".split(),
+    "paura": "terrore ansia buio tremare incubo".split(),
+    "tristezza": "lacrime dolore perdita malinconia addio".split(),
+    "sorpresa": "stupore meraviglia improvviso incredibile già".split(),
+}
+_CLASS_FILL = "il la di che e un una è per non con si".split()
+
+
+def synthetic_table(path: Path, classes: list[str], n_per_class: int, seed: int = 0,
+                    val: bool = True, empty_labels: int = 0) -> Path:
+    """A csv of text, label and split: `n_per_class` rows per class in each of train and test
+    (and val, if `val`), each text marked by its class's words (CLASS_WORDS); then
+    `empty_labels` rows with an empty label and one with an empty text."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = []
+    for split in ("train", "dev", "test") if val else ("train", "test"):
+        for cls in classes:
+            for _ in range(n_per_class):
+                words = [rng.choice(CLASS_WORDS[cls] if rng.random() < 0.4 else _CLASS_FILL)
+                         for _ in range(rng.randint(4, 12))]
+                rows.append({"text": " ".join(words), "label": cls, "split": split})
+    rows += [{"text": "didascalia senza etichetta", "label": "", "split": "train"}
+             for _ in range(empty_labels)]
+    rows.append({"text": "   ", "label": classes[0], "split": "train"})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path

@@ -108,6 +108,8 @@ def _load_vectors(cfg: EmbeddingConfig):
         raise EmbeddingError(f"embedding.url {cfg.url}: file not found") from exc
     if path.stat().st_size == 0:
         raise EmbeddingError(f"embedding.url {cfg.url}: the file is empty")
+    if _is_fasttext_bin(path):
+        return _load_fasttext(path, cfg)
     try:
         wv = KeyedVectors.load_word2vec_format(str(path), binary=cfg.binary, limit=cfg.limit)
     except Exception as exc:
@@ -118,6 +120,34 @@ def _load_vectors(cfg: EmbeddingConfig):
     if cfg.limit and len(wv) < cfg.limit:
         log.warning("embedding.limit is %d but %s holds only %d vectors; all were read",
                     cfg.limit, cfg.url, len(wv))
+    return wv
+
+
+# The first four bytes of a fastText model file (.bin), little-endian.
+_FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")
+
+
+def _is_fasttext_bin(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == _FASTTEXT_MAGIC
+
+
+def _load_fasttext(path: Path, cfg: EmbeddingConfig):
+    """The word vectors of a fastText .bin model (e.g. cc.it.300.bin): its vocabulary's
+    vectors, the first `limit` of them if set (subword vectors for unknown words are not
+    used: a token outside the vocabulary is OOV, as with any vector file)."""
+    from gensim.models import KeyedVectors
+    from gensim.models.fasttext import load_facebook_vectors
+
+    try:
+        ft = load_facebook_vectors(str(path))
+    except Exception as exc:
+        raise EmbeddingError(f"embedding.url {cfg.url}: not a readable fastText .bin file "
+                             f"({exc})") from exc
+    words = ft.index_to_key[: cfg.limit] if cfg.limit else ft.index_to_key
+    wv = KeyedVectors(ft.vector_size, count=len(words), dtype=np.float32)
+    wv.add_vectors(words, np.asarray([ft.get_vector(w) for w in words], dtype=np.float32))
+    log.info("embeddings: %d word vectors of a fastText model (%s)", len(wv), path.name)
     return wv
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tarfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from rnnflow.data.storage import Stage, stage, write_parquet, writing
 
 log = logging.getLogger(__name__)
 
-VERSION = 2  # 2: reviews that are not UTF-8 are decoded as cp1252
+VERSION = 3  # 2: reviews that are not UTF-8 are decoded as cp1252; 3: classes, labels.json
+LABELS_FILE = "labels.json"
 # <anything>/{train,test}/{pos,neg}/<id>_<rating>.txt ; unsup/ and other files are skipped.
 _MEMBER = re.compile(r"(?:^|/)(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
@@ -73,7 +76,7 @@ def _iter_folder(path: Path, bad: list[str]) -> Iterator[tuple[str, str]]:
             yield name, _decode(file.read_bytes(), name, bad)
 
 
-def _load(path: Path) -> tuple[pd.DataFrame, list[str]]:
+def _load(path: Path, cfg: DatasetConfig) -> tuple[pd.DataFrame, list[str], list[str]]:
     bad: list[str] = []
     members = _iter_folder(path, bad) if path.is_dir() else _iter_tar(path, bad)
     rows = []
@@ -81,15 +84,47 @@ def _load(path: Path) -> tuple[pd.DataFrame, list[str]]:
         split, cls, num, rating = _MEMBER.search(name).groups()  # type: ignore[union-attr]
         rows.append((f"{split}/{cls}/{num}_{rating}", split, int(cls == "pos"), int(rating), text))
     frame = pd.DataFrame(rows, columns=["id", "split", "label", "rating", "text"])
-    return frame, bad
+    if cfg.label == "rating":  # each star rating found a class, in numeric order
+        ratings = sorted(frame.rating.unique().tolist())
+        frame["label"] = frame.rating.map({r: i for i, r in enumerate(ratings)}).astype(int)
+        return frame, [str(r) for r in ratings], bad
+    return frame, list(SENTIMENT), bad
 
 
+# The class names of the two sentiment labels, label 0 and 1.
+SENTIMENT = ("neg", "pos")
 _LABELS = {"0": 0, "1": 1, "false": 0, "true": 1, "neg": 0, "pos": 1, "negative": 0,
            "positive": 1}
+# Labels are stored as int8 by the tokens and vectors stages.
+MAX_CLASSES = 127
+_SPLITS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
 
 
-def _load_table(path: Path, cfg: DatasetConfig) -> pd.DataFrame:
-    """A csv/parquet table of text and label (any column names) as the reviews frame."""
+def _classes(names: pd.Series, path: Path, column: str) -> tuple[pd.Series, list[str]]:
+    """Class indices of non-empty label strings, and the class names they index: the two
+    sentiment classes when every label is a binary form (0/1, true/false, pos/neg,
+    positive/negative), else each distinct label, sorted (numerically where all are
+    integers)."""
+    binary = names.str.lower().map(_LABELS)
+    if not binary.isna().any():
+        return binary.astype(int), list(SENTIMENT)
+    distinct = names.unique().tolist()
+    try:
+        classes = sorted(distinct, key=int)
+    except ValueError:
+        classes = sorted(distinct)
+    if len(classes) < 2:
+        raise DatasetError(f"{path}: column '{column}' holds one class only "
+                           f"({classes[0]!r}); a classifier needs at least two")
+    if len(classes) > MAX_CLASSES:
+        raise DatasetError(f"{path}: column '{column}' holds {len(classes)} classes; at most "
+                           f"{MAX_CLASSES} are supported")
+    return names.map({c: i for i, c in enumerate(classes)}).astype(int), classes
+
+
+def _load_table(path: Path, cfg: DatasetConfig) -> tuple[pd.DataFrame, list[str], int]:
+    """A csv/parquet table of text and label (any column names) as the reviews frame, its
+    class names, and how many rows were dropped for an empty label or text."""
     try:
         if cfg.source == "csv":
             table = pd.read_csv(path, **cfg.read_options)
@@ -103,17 +138,24 @@ def _load_table(path: Path, cfg: DatasetConfig) -> pd.DataFrame:
             raise DatasetError(f"{path}: no column '{column}' (dataset.{key}); the table has "
                                f"{', '.join(map(str, table.columns))}")
     raw = table[cfg.label_column]
-    labels = raw.astype(str).str.strip().str.lower().map(_LABELS)
-    if labels.isna().any():
-        found = sorted(map(str, raw[labels.isna()].unique()))[:10]
-        raise DatasetError(
-            f"{path}: column '{cfg.label_column}' must be binary (0/1, true/false, pos/neg or "
-            f"positive/negative); found {', '.join(found)}"
-        )
+    names = raw.astype(str).str.strip().where(raw.notna(), "")
+    text = table[cfg.text_column].fillna("").astype(str)
+    keep = (names != "") & (text.str.strip() != "")
+    if not (names != "").any():
+        raise DatasetError(f"{path}: column '{cfg.label_column}' is empty in every row")
+    dropped = int((~keep).sum())
+    if dropped:
+        log.warning("reviews: dropped %d rows whose label or text is empty (of %d)", dropped,
+                    len(table))
+    table, names, text = table[keep], names[keep], text[keep]
+    labels, classes = _classes(names, path, cfg.label_column)
     if "split" in table.columns:
-        split = table["split"].astype(str).str.lower()
-        if not split.isin(["train", "test"]).all():
-            raise DatasetError(f"{path}: column 'split' may hold only train and test")
+        split = table["split"].astype(str).str.strip().str.lower().map(_SPLITS)
+        if split.isna().any():
+            raise DatasetError(f"{path}: column 'split' may hold only train, val (or dev) and "
+                               "test")
+        if not (split == "test").any():
+            raise DatasetError(f"{path}: column 'split' has no test rows")
     else:
         order = np.random.default_rng(cfg.seed).permutation(len(table))
         split = pd.Series("train", index=table.index)
@@ -121,28 +163,35 @@ def _load_table(path: Path, cfg: DatasetConfig) -> pd.DataFrame:
     ids = table["id"].astype(str) if "id" in table.columns else pd.Series(
         [f"row-{i}" for i in range(len(table))], index=table.index)
     rating = table["rating"] if "rating" in table.columns else -1
-    frame = pd.DataFrame({"id": ids, "split": split, "label": labels.astype(int),
-                          "rating": rating, "text": table[cfg.text_column].fillna("").astype(str)})
-    return frame.reset_index(drop=True)
+    frame = pd.DataFrame({"id": ids, "split": split, "label": labels,
+                          "rating": rating, "text": text})
+    return frame.reset_index(drop=True), classes, dropped
 
 
 def _sample(frame: pd.DataFrame, limit: int, rng: np.random.Generator) -> pd.DataFrame:
-    # Balanced by label so a small limit still holds both classes.
+    # Balanced by label so a small limit still holds every class.
     parts = []
-    for _label, group in frame.groupby("label", sort=True):
-        n = min(len(group), limit // 2)
+    groups = frame.groupby("label", sort=True)
+    for _label, group in groups:
+        n = min(len(group), limit // max(2, groups.ngroups))
         parts.append(group.iloc[rng.permutation(len(group))[:n]])
     return pd.concat(parts).sort_values("id")
 
 
 def split_reviews(frame: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
-    """The book's protocol: shuffle train with the seed, the last `validation_split` is val."""
+    """The book's protocol: shuffle train with the seed, the last `validation_split` is val.
+    A val split given with the data is used as it is instead."""
     rng = np.random.default_rng(cfg.seed)
     train = frame[frame.split == "train"].sort_values("id")
     test = frame[frame.split == "test"].sort_values("id")
+    given = frame[frame.split == "val"].sort_values("id")
     if cfg.limit:
         train, test = _sample(train, cfg.limit, rng), _sample(test, cfg.limit, rng)
+        if len(given):
+            given = _sample(given, cfg.limit, rng)
     train = train.iloc[rng.permutation(len(train))].copy()
+    if len(given):
+        return pd.concat([train, given, test], ignore_index=True)
     n_val = int(round(len(train) * cfg.validation_split))
     train.iloc[len(train) - n_val :, train.columns.get_loc("split")] = "val"
     return pd.concat([train, test], ignore_index=True)
@@ -157,14 +206,29 @@ def _check_found(frame: pd.DataFrame, source: Path) -> None:
         )
 
 
-def _check(frame: pd.DataFrame, source: Path) -> None:
+def _check(frame: pd.DataFrame, source: Path, classes: list[str]) -> None:
+    if len(classes) == 2:  # both classes in every split
+        for split in ("train", "val", "test"):
+            for label, cls in enumerate(classes):
+                if not ((frame.split == split) & (frame.label == label)).any():
+                    raise DatasetError(
+                        f"{source}: the '{split}' split has no '{cls}' reviews; each of train "
+                        "and test needs both classes (raise dataset.limit or check the archive)"
+                    )
+        return
     for split in ("train", "val", "test"):
-        for label, cls in ((0, "neg"), (1, "pos")):
-            if not ((frame.split == split) & (frame.label == label)).any():
-                raise DatasetError(
-                    f"{source}: the '{split}' split has no '{cls}' reviews; each of train and "
-                    "test needs both classes (raise dataset.limit or check the archive)"
-                )
+        if not (frame.split == split).any():
+            raise DatasetError(f"{source}: the '{split}' split is empty")
+    train = frame[frame.split == "train"].label.value_counts()
+    for label, cls in enumerate(classes):
+        n = int(train.get(label, 0))
+        elsewhere = sorted(set(frame.split[frame.label == label]) - {"train"})
+        if n == 0:
+            raise DatasetError(f"{source}: class '{cls}' is in the {' and '.join(elsewhere)} "
+                               "split but not in train; the model cannot learn it")
+        if n < 2:
+            raise DatasetError(f"{source}: class '{cls}' has {n} train review; each class "
+                               "needs at least 2 (raise dataset.limit or merge rare classes)")
 
 
 def reviews_stage(digest: str, cfg: DatasetConfig) -> Stage:
@@ -174,27 +238,59 @@ def reviews_stage(digest: str, cfg: DatasetConfig) -> Stage:
 
 
 def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
-    """Write data/reviews/<key>/reviews.parquet: id, split (train|val|test), label, rating, text."""
+    """Write data/reviews/<key>/reviews.parquet: id, split (train|val|test), label (the class's
+    index), rating, text; and labels.json: the class names and the rows dropped."""
     out = reviews_stage(digest, cfg)
     if out.done():
         log.info("reviews: reusing %s", out.path)
         return out
+    dropped = 0
     if cfg.source == "aclimdb":
-        frame, bad = _load(archive)
+        frame, classes, bad = _load(archive, cfg)
     else:
-        frame, bad = _load_table(archive, cfg), []
+        (frame, classes, dropped), bad = _load_table(archive, cfg), []
     if bad:
         log.warning("%d reviews were not valid UTF-8 and were decoded as cp1252 (Windows "
                     "Latin-1), e.g. %s", len(bad), bad[0])
     _check_found(frame, archive)
     frame = split_reviews(frame, cfg)
-    _check(frame, archive)
+    _check(frame, archive, classes)
     empty = frame.text.str.strip() == ""
     if empty.any():
         log.warning("%d reviews are empty (e.g. %s); they are kept and become all padding",
                     int(empty.sum()), frame.id[empty].iloc[0])
     with writing(out) as tmp:
         write_parquet(pa.Table.from_pandas(frame, preserve_index=False), tmp / "reviews.parquet")
+        (tmp / LABELS_FILE).write_text(json.dumps({"classes": classes, "dropped_rows": dropped},
+                                                  ensure_ascii=False))
     counts = frame.groupby(["split", "label"]).size().to_dict()
-    log.info("reviews: %s -> %s", {f"{s}/{lab}": n for (s, lab), n in counts.items()}, out.path)
+    log.info("reviews: %s -> %s", {f"{s}/{classes[lab]}": n for (s, lab), n in counts.items()},
+             out.path)
     return out
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What the reviews stage says of its labels: the class names (label i is classes[i]) and
+    the rows dropped for an empty label or text."""
+
+    classes: list[str]
+    dropped_rows: int = 0
+
+    @property
+    def binary(self) -> bool:
+        return len(self.classes) == 2
+
+    @property
+    def sentiment(self) -> bool:
+        """Binary sentiment: the labels of today's IMDB task and its built-in checks."""
+        return tuple(self.classes) == SENTIMENT
+
+
+def read_labels(reviews: Stage) -> Labels:
+    """The reviews stage's labels (a stage written before there were classes is sentiment)."""
+    path = reviews.file(LABELS_FILE)
+    if not path.is_file():
+        return Labels(list(SENTIMENT))
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return Labels(list(data["classes"]), int(data.get("dropped_rows", 0)))

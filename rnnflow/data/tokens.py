@@ -37,13 +37,21 @@ SCHEMA = pa.schema(
 
 def make_tokenizer(cfg: TokenizeConfig) -> Callable[[str], list[str]]:
     """The configured NLTK tokenizer, with the lowercase and strip_html options applied first."""
-    from nltk.tokenize import TreebankWordTokenizer, TweetTokenizer, WordPunctTokenizer
+    from nltk.tokenize import (
+        RegexpTokenizer,
+        TreebankWordTokenizer,
+        TweetTokenizer,
+        WordPunctTokenizer,
+    )
 
-    split = {
-        "treebank": TreebankWordTokenizer().tokenize,
-        "casual": TweetTokenizer().tokenize,
-        "wordpunct": WordPunctTokenizer().tokenize,
-    }[cfg.tokenizer]
+    if cfg.tokenizer == "regexp":  # the tokens are the pattern's matches
+        split = RegexpTokenizer(cfg.pattern).tokenize
+    else:
+        split = {
+            "treebank": TreebankWordTokenizer().tokenize,
+            "casual": TweetTokenizer().tokenize,
+            "wordpunct": WordPunctTokenizer().tokenize,
+        }[cfg.tokenizer]
 
     def tokenize(text: str) -> list[str]:
         if cfg.strip_html:

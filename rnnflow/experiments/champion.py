@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
 
 LEVEL = 0.95
 TEST = "paired_bootstrap"
@@ -67,7 +67,7 @@ class Registered:
 
 def _right(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     frame = frame.sort_values("id", kind="stable")
-    right = (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+    right = correct(frame)
     return frame.id.to_numpy(), frame.label.to_numpy(), right
 
 
@@ -75,9 +75,64 @@ def accuracy(predictions: pd.DataFrame) -> float:
     return float(_right(predictions)[2].mean())
 
 
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """The mean over the classes in `labels` or `predicted` of each class's F1."""
+    f1 = []
+    for c in np.union1d(labels, predicted):
+        tp = np.sum((predicted == c) & (labels == c))
+        denominator = np.sum(predicted == c) + np.sum(labels == c)
+        f1.append(2 * tp / denominator if denominator else 0.0)
+    return float(np.mean(f1)) if f1 else 0.0
+
+
+def _predicted(frame: pd.DataFrame) -> np.ndarray:
+    frame = frame.sort_values("id", kind="stable")
+    if "predicted" in frame.columns:
+        return frame.predicted.to_numpy()
+    return (frame.probability.to_numpy() >= 0.5).astype(int)
+
+
+def _decide_macro_f1(challenger, champion, min_delta, resamples=2000, seed=0) -> Decision:
+    """The gate on macro F1: its difference on the shared test reviews, with a percentile
+    interval from resampling the reviews (both models on the same resamples)."""
+    ids_a, labels, right_a = _right(challenger)
+    pred_a = _predicted(challenger)
+    f1_a = macro_f1(labels, pred_a)
+    if champion is None:
+        return Decision(True, "no champion yet", f1_a)
+    ids_b, labels_b, right_b = _right(champion)
+    pred_b = _predicted(champion)
+    f1_b = macro_f1(labels_b, pred_b)
+    if len(ids_a) != len(ids_b) or not (np.array_equal(ids_a, ids_b)
+                                        and np.array_equal(labels, labels_b)):
+        return Decision(False, "not scored on the same test reviews as the champion: not "
+                        "compared, champion kept", f1_a, f1_b, f1_a - f1_b)
+    rng = np.random.default_rng(seed)
+    draws = np.empty(resamples)
+    for i in range(resamples):
+        at = rng.integers(0, len(labels), len(labels))
+        draws[i] = macro_f1(labels[at], pred_a[at]) - macro_f1(labels[at], pred_b[at])
+    tail = (1 - LEVEL) / 2
+    low, high = (float(v) for v in np.quantile(draws, [tail, 1 - tail]))
+    delta = f1_a - f1_b
+    figures = dict(challenger_accuracy=f1_a, champion_accuracy=f1_b, delta=delta, low=low,
+                   high=high, mcnemar_p=mcnemar_exact(right_a, right_b), test=TEST)
+    span = f"{delta:+.4f} [{low:+.4f}, {high:+.4f}] at {LEVEL:.0%}"
+    if delta < min_delta:
+        return Decision(False, f"test macro F1 {span}: below min_delta {min_delta:g}",
+                        **figures)
+    if low <= 0:
+        return Decision(False, f"test macro F1 {span}: not better beyond the noise of the "
+                        "test split", **figures)
+    return Decision(True, f"test macro F1 {span}: better", **figures)
+
+
 def decide(challenger: pd.DataFrame, champion: pd.DataFrame | None,
-           min_delta: float = 0.0) -> Decision:
-    """Promote the challenger? From test predictions (id, label, probability) of each."""
+           min_delta: float = 0.0, metric: str = "accuracy") -> Decision:
+    """Promote the challenger? From test predictions (id, label, probability) of each. With
+    `metric` macro_f1 the figures (challenger_accuracy, ...) are macro F1."""
+    if metric == "macro_f1":
+        return _decide_macro_f1(challenger, champion, min_delta)
     ids_a, labels_a, right_a = _right(challenger)
     acc_a = float(right_a.mean())
     if champion is None:

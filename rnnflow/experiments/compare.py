@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
 
 STAGES = ("reviews", "tokens", "embeddings", "vectors", "padded")  # pipeline order
 METRICS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "fit_seconds")
@@ -65,7 +65,7 @@ def _right(record) -> np.ndarray | None:
     if frame is None:
         return None
     frame = frame.sort_values("id", kind="stable")
-    return (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+    return correct(frame)
 
 
 def _labels(records) -> list[str]:

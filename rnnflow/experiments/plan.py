@@ -41,6 +41,9 @@ class RegistryConfig(Section):
     enabled: bool = True
     model_name: str | None = Field(None, min_length=1)  # none: the params file's `name`
     min_delta: float = Field(0.0, ge=0.0, le=1.0)  # test accuracy a challenger must gain
+    # What the gate compares on the shared test reviews: accuracy, or macro F1 (the mean of the
+    # classes' F1, for imbalanced classes); min_delta is then in macro F1.
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
 
 
 class AdaptConfig(Section):

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
 
 LEVEL = 0.95
 
@@ -41,8 +41,7 @@ class PointResult:
         right = []
         for frame in self.predictions:
             frame = frame.sort_values("id", kind="stable")
-            right.append(((frame.probability.to_numpy() >= 0.5)
-                          == (frame.label.to_numpy() == 1)).astype(float))
+            right.append(correct(frame).astype(float))
         return np.mean(right, axis=0)
 
     def summary_metrics(self) -> dict[str, float]:

@@ -27,7 +27,8 @@ from rnnflow.config import ConfigError, Experiment, Section, check_key, with_val
 # change training, so trials that differ only there share every stage.
 PREPROCESSING = ("dataset.", "tokenize.", "embedding.", "pad.")
 # Where the metric is better: the study's direction.
-DIRECTIONS = {"val_accuracy": "maximize", "val_loss": "minimize"}
+DIRECTIONS = {"val_accuracy": "maximize", "val_loss": "minimize",
+              "val_macro_f1": "maximize"}
 
 
 class SearchConfig(Section):
@@ -38,7 +39,8 @@ class SearchConfig(Section):
     """
 
     trials: int = Field(20, ge=1, le=10_000)  # the study's target: finished + pruned trials
-    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"  # maximised / minimised
+    # maximised / minimised; val_macro_f1 is logged by runs of more than two classes only
+    metric: Literal["val_accuracy", "val_loss", "val_macro_f1"] = "val_accuracy"
     sampler: Literal["tpe", "random"] = "tpe"
     pruner: Literal["median", "hyperband", "none"] = "median"
     # Keyword arguments of the pruner, e.g. {n_startup_trials: 5, n_warmup_steps: 1}.

@@ -19,6 +19,15 @@ import numpy as np
 from scipy import stats
 
 
+def correct(frame) -> np.ndarray:
+    """Per review of a predictions table (in its row order), whether the model got it right:
+    the predicted class is the label (k classes, a `predicted` column), or the probability of
+    class 1 is on the label's side of 0.5 (two classes)."""
+    if "predicted" in frame.columns:
+        return frame.predicted.to_numpy() == frame.label.to_numpy()
+    return (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+
+
 def mcnemar_exact(right_a: np.ndarray, right_b: np.ndarray) -> float:
     """Two-sided p-value that models a and b are equally accurate, from per-review correctness
     (booleans, same reviews in the same order)."""

@@ -9,6 +9,8 @@
   `steps` intervals. Completeness: the attributions of a text sum to f(x) - f(baseline), where f
   is the sigmoid output, to within the integration error (tests: 1e-2 at 32 steps).
 - `explain`: both, for raw texts through a `TextModel`.
+- With k > 2 classes (a softmax head) f is the probability of one class: the predicted one,
+  or one named; a word's polarity is its largest effect on any class's probability.
 - `word_polarity` and `lost_sentiment`: for the confident mistakes, which of a review's
   strongest sentiment words the network never saw.
 
@@ -124,8 +126,11 @@ IG_CHUNK_BYTES = 128 * 2**20
 
 
 def integrated_gradients(model, x: np.ndarray, steps: int = IG_STEPS,
-                         batch: int | None = None) -> Attribution:
+                         batch: int | None = None,
+                         targets: np.ndarray | None = None) -> Attribution:
     """Integrated gradients of the sigmoid output w.r.t. the embedding output, zero baseline.
+    A softmax model's output is the probability of each text's class in `targets` (class
+    indices, one per text; required for such a model).
 
     For each text the path alpha * e (alpha = 0, 1/steps, ..., 1) is one batch of
     `steps + 1` interpolated inputs; the gradients at its points are averaged with the
@@ -149,6 +154,8 @@ def integrated_gradients(model, x: np.ndarray, steps: int = IG_STEPS,
     values, outputs, baselines = [], [], []
     for start in range(0, len(x), per_chunk):
         ids = x[start:start + per_chunk]
+        chosen = None if targets is None else np.repeat(
+            np.asarray(targets[start:start + per_chunk], dtype=np.int32), steps + 1)
         e = tf.convert_to_tensor(embed(ids))  # n x T x D
         n = int(e.shape[0])
         path = tf.reshape(alphas[None] * e[:, None], [n * (steps + 1), *e.shape[1:]])
@@ -157,7 +164,10 @@ def integrated_gradients(model, x: np.ndarray, steps: int = IG_STEPS,
             mask = tf.repeat(tf.convert_to_tensor(mask), steps + 1, axis=0)
         with tf.GradientTape() as tape:
             tape.watch(path)
-            out = tf.reshape(head(path, mask), [n, steps + 1])
+            out = head(path, mask)
+            if out.shape[-1] > 1:  # a softmax: the probability of the chosen class
+                out = tf.gather(out, chosen, axis=1, batch_dims=1)
+            out = tf.reshape(out, [n, steps + 1])
         grads = tf.reshape(tape.gradient(out, path), [n, steps + 1, *e.shape[1:]])
         avg = tf.reduce_sum(grads * weights[None, :, :, :], axis=1)  # n x T x D
         values.append(tf.reduce_sum(avg * e, axis=-1).numpy())
@@ -178,18 +188,24 @@ class Explanation:
     text: str
     path: TokenPath
     probability: float  # what TextModel.predict reports (0.5 with no known token)
-    label: int  # 1, 0 or -1 (no evidence)
+    label: int  # 1, 0 or -1 (no evidence); with k classes the attributed class's index
     output: float  # f(x), the network's output on the padded input
     baseline: float  # f(empty review)
     attributions: list[float] = field(default_factory=list)  # per token; 0 where not seen
+    # With k > 2 classes: the name of the class attributed (f is its probability), and the
+    # one predicted ("no opinion" with no known token).
+    class_name: str | None = None
+    predicted: str | None = None
 
     @property
     def total(self) -> float:
         return float(sum(self.attributions))
 
 
-def explain(text_model, texts: list[str], steps: int = IG_STEPS) -> list[Explanation]:
-    """Trace and attribute each text with the network of `text_model` (a TextModel)."""
+def explain(text_model, texts: list[str], steps: int = IG_STEPS,
+            target: str | None = None) -> list[Explanation]:
+    """Trace and attribute each text with the network of `text_model` (a TextModel). With
+    k > 2 classes each text's predicted class is attributed, or the class named `target`."""
     texts = ["" if t is None else str(t) for t in texts]
     x, _known = text_model.ids(texts)
     rows = text_model._rows
@@ -199,6 +215,9 @@ def explain(text_model, texts: list[str], steps: int = IG_STEPS) -> list[Explana
     for path, row in zip(paths, x, strict=True):  # the trace is the input the model gets
         if not np.array_equal(path.row(), row):
             raise AssertionError(f"trace disagrees with TextModel.ids: {path.tokens[:10]}")
+    classes = getattr(text_model, "classes", None)
+    if classes is not None:
+        return _explain_classes(text_model, texts, paths, x, steps, target)
     scored = text_model.predict(texts)
     ig = integrated_gradients(text_model.model, x, steps)
     result = []
@@ -207,6 +226,25 @@ def explain(text_model, texts: list[str], steps: int = IG_STEPS) -> list[Explana
         result.append(Explanation(text, path, float(scored.probability[i]),
                                   int(scored.label[i]), float(ig.output[i]),
                                   float(ig.baseline[i]), attr))
+    return result
+
+
+def _explain_classes(text_model, texts, paths, x, steps, target) -> list[Explanation]:
+    classes = list(text_model.classes)
+    if target is not None and target not in classes:
+        raise ValueError(f"no class {target!r}; the classes are {', '.join(classes)}")
+    prob, known = text_model.class_probabilities(texts)
+    chosen = (np.full(len(texts), classes.index(target)) if target is not None
+              else prob.argmax(axis=1) if len(texts) else np.zeros(0, int))
+    ig = integrated_gradients(text_model.model, x, steps, targets=chosen)
+    result = []
+    for i, (text, path) in enumerate(zip(texts, paths, strict=True)):
+        attr = [float(ig.values[i, c]) if c >= 0 else 0.0 for c in path.column]
+        c = int(chosen[i])
+        predicted = classes[int(prob[i].argmax())] if known[i] else "no opinion"
+        result.append(Explanation(text, path, float(prob[i, c]), c if known[i] else -1,
+                                  float(ig.output[i]), float(ig.baseline[i]), attr,
+                                  class_name=classes[c], predicted=predicted))
     return result
 
 
@@ -227,7 +265,12 @@ def word_polarity(text_model, words: list[str]) -> dict[str, float]:
     # Thousands of one-word reviews: the projection looked up, as in evaluation, keeps each
     # batch at about 40 MB instead of hundreds of MB of 400 x 300-d vectors.
     fast = inference_model(text_model.model)
-    out = fast.predict(x, verbose=0, batch_size=inference_batch(fast, x.shape[1])).ravel()
+    out = fast.predict(x, verbose=0, batch_size=inference_batch(fast, x.shape[1]))
+    if out.shape[-1] > 1:  # k classes: the largest change of any class's probability
+        change = out[:-1] - out[-1]
+        pick = np.abs(change).argmax(axis=1)
+        return {w: float(change[i, pick[i]]) for i, w in enumerate(words)}
+    out = out.ravel()
     return {w: float(v - out[-1]) for w, v in zip(words, out[:-1], strict=True)}
 
 

@@ -21,6 +21,11 @@ class Findings:
     failures: pd.DataFrame  # the behavioural-check cases that failed
     mistake_explanations: list = field(default_factory=list)  # explain.Explanation per mistake
     sentences: list = field(default_factory=list)  # explain.Explanation per evaluate.sentences
+    # With k > 2 classes: their names, the per-class table of each split (class, precision,
+    # recall, f1, support) and the test split's most confused pairs (true, predicted, n, share).
+    classes: list[str] | None = None
+    per_class: dict[str, pd.DataFrame] = field(default_factory=dict)
+    confused: pd.DataFrame | None = None
 
     @property
     def finals(self) -> dict[str, float]:

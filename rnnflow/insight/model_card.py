@@ -85,6 +85,23 @@ def model_card(findings: Findings) -> str:
         lines.append(f"| {split} | " + " | ".join(
             m.get(f"{split}_{k}", "") for k in ("accuracy", "precision", "recall", "f1", "auc",
                                                 "loss")) + " |")
+    if findings.classes is not None:
+        lines[-4:] = [  # the metric table's header, rule and two splits
+            "| split | accuracy | macro F1 | weighted F1 | macro ROC AUC (one-vs-rest) | loss |",
+            "|---|---|---|---|---|---|",
+            *(f"| {split} | " + " | ".join(
+                m.get(f"{split}_{k}", "") for k in ("accuracy", "macro_f1", "weighted_f1",
+                                                    "auc", "loss")) + " |"
+              for split in ("val", "test"))]
+        lines += ["", "Per class (test):", "", "| class | precision | recall | F1 | support |",
+                  "|---|---|---|---|---|"]
+        for row in findings.per_class.get("test", pd.DataFrame()).itertuples(index=False):
+            lines.append(f"| {row[0]} | {row.precision:.4f} | {row.recall:.4f} | "
+                         f"{row.f1:.4f} | {int(row.support)} |")
+        if findings.confused is not None and len(findings.confused):
+            lines += ["", "Most confused pairs (test): " + ", ".join(
+                f"{r.true} as {r.predicted} ({int(r.n)})"
+                for r in findings.confused.itertuples(index=False))]
     checks = [(k, m[k]) for k in ("checks_mft", "checks_inv", "checks_dir") if k in m]
     if checks:
         lines += ["", "Behavioural checks (pass rate): "
@@ -107,6 +124,18 @@ def model_card(findings: Findings) -> str:
         "- Not for decisions about people.",
         "",
     ]
+    if findings.classes is not None:
+        k = len(findings.classes)
+        names = ", ".join(findings.classes)
+        swap = {"Binary sentiment (positive / negative) of English movie reviews: a recurrent "
+                "network over word2vec vectors, after *Natural Language Processing in Action* "
+                "(ch. 8).": f"{k} classes ({names}): a recurrent network over word vectors, "
+                "after *Natural Language Processing in Action* (ch. 8).",
+                "- Labels: 1 positive, 0 negative (aclImdb: rating >= 7 positive, <= 4 "
+                "negative)": f"- Labels: {k} classes, sorted: {names}"}
+        lines = [swap.get(line, line).replace("Dense(1, sigmoid)", f"Dense({k}, softmax)")
+                 for line in lines]
+        lines = [line for line in lines if not line.startswith("- Two labels:")]
     return "\n".join(lines)
 
 
@@ -117,9 +146,13 @@ def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
         lines.append("- No wrong test predictions were listed.")
     else:
         wrong_pos = int((mistakes.label == 0).sum())
-        lines.append(f"- Of the {len(mistakes)} most confident test mistakes, {wrong_pos} are "
-                     f"negative reviews called positive and {len(mistakes) - wrong_pos} positive "
-                     "reviews called negative.")
+        if "predicted" in mistakes:
+            lines.append(f"- {len(mistakes)} confident test mistakes are listed "
+                         "(confident_mistakes.csv).")
+        else:
+                lines.append(f"- Of the {len(mistakes)} most confident test mistakes, {wrong_pos} "
+                         f"are negative reviews called positive and {len(mistakes) - wrong_pos} "
+                         "positive reviews called negative.")
         if "truncated_tokens" in mistakes:
             cut = int((mistakes.truncated_tokens > 0).sum())
             share = finals.get("mistakes_lost_sentiment_share", float("nan"))

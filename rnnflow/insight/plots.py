@@ -28,7 +28,11 @@ def plot_learning_curves(history: dict[str, list[float]]):
     return fig
 
 
-def plot_confusion(matrices: dict[str, np.ndarray]):
+def plot_confusion(matrices: dict[str, np.ndarray], classes: list[str] | None = None):
+    """Each split's confusion matrix: counts for two classes, and with k > 2 `classes` each
+    row normalised (the share of a true class given each prediction)."""
+    if classes is not None:
+        return _plot_confusion_classes(matrices, classes)
     fig, axes = plt.subplots(1, len(matrices), figsize=(4 * len(matrices), 3.6))
     for ax, (split, cm) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
         ax.imshow(cm, cmap="Blues")
@@ -40,6 +44,26 @@ def plot_confusion(matrices: dict[str, np.ndarray]):
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{split} (n={int(cm.sum())})")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_confusion_classes(matrices: dict[str, np.ndarray], classes: list[str]):
+    k = len(classes)
+    side = max(4.0, 0.45 * k + 2.0)
+    fig, axes = plt.subplots(1, len(matrices), figsize=(side * len(matrices), side * 0.9))
+    for ax, (split, cm) in zip(np.atleast_1d(axes), matrices.items(), strict=True):
+        rows = cm.sum(axis=1, keepdims=True)
+        share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+        ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        for (i, j), v in np.ndenumerate(share):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.5 else "black")
+        ax.set_xticks(range(k), classes, rotation=45, ha="right")
+        ax.set_yticks(range(k), classes)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{split} (n={int(cm.sum())}, rows normalised)")
     fig.tight_layout()
     return fig
 

@@ -80,10 +80,20 @@ def tokens_html(explanation: Explanation) -> str:
     return f'<div class="tokens">{" ".join(parts)}</div>'
 
 
+def _label(explanation: Explanation) -> str:
+    """The label an explanation shows: sentiment, or the attributed class (and the predicted
+    one, where they differ)."""
+    if explanation.class_name is None:
+        return LABELS[explanation.label]
+    if explanation.predicted in (None, explanation.class_name):
+        return explanation.class_name
+    return f"{explanation.class_name} (predicted {explanation.predicted})"
+
+
 def summary_line(explanation: Explanation) -> str:
     """Probability, label and what the network saw, in one line of plain text."""
     p = explanation.path
-    line = (f"{explanation.probability:.3f} {LABELS[explanation.label]}; "
+    line = (f"{explanation.probability:.3f} {_label(explanation)}; "
             f"{p.seen} of {len(p.tokens)} tokens seen, {p.oov} OOV, {p.truncated} truncated "
             f"({p.truncating}), {p.pad_count} padding ({p.padding}), maxlen {p.maxlen}; "
             f"attributions sum {explanation.total:+.4f} = "
@@ -92,10 +102,12 @@ def summary_line(explanation: Explanation) -> str:
 
 
 def explanation_html(explanation: Explanation, heading: str = "") -> str:
-    css = "pos" if explanation.label == 1 else "neg" if explanation.label == 0 else ""
+    css = ("" if explanation.class_name is not None else "pos" if explanation.label == 1
+           else "neg" if explanation.label == 0 else "")
     p = explanation.path
     meta = (f'<b class="{css}">{explanation.probability:.3f} '
-            f'{LABELS[explanation.label]}</b> &middot; {p.seen} of {len(p.tokens)} tokens seen, '
+            f'{html.escape(_label(explanation))}</b> &middot; {p.seen} of {len(p.tokens)} '
+            f'tokens seen, '
             f'{p.oov} OOV, {p.truncated} truncated ({p.truncating}), {p.pad_count} padding '
             f'({p.padding}) &middot; attributions sum {explanation.total:+.4f} '
             f'(f(x) {explanation.output:.4f} &minus; f(empty) {explanation.baseline:.4f})')
@@ -181,7 +193,7 @@ def frame_html(frame: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
-HEADLINE = ("val_accuracy", "test_accuracy", "test_auc", "test_f1", "oov_rate",
+HEADLINE = ("val_accuracy", "test_accuracy", "test_macro_f1", "test_auc", "test_f1", "oov_rate",
             "mistakes_lost_sentiment_share", "checks_mft", "checks_inv", "checks_dir")
 
 
@@ -196,6 +208,12 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
                       f"<figcaption>{html.escape(name)}</figcaption></figure>"
                       for name, png in images.items())
     body = [f'<div class="cards">{cards}</div>', "<h2>Figures</h2>", figures]
+    if findings.classes is not None:
+        body += ["<h2>Per class</h2>"]
+        for split, table in findings.per_class.items():
+            body += [f"<h3>{split}</h3>", frame_html(table)]
+        if findings.confused is not None and len(findings.confused):
+            body += ["<h3>Most confused pairs (test)</h3>", frame_html(findings.confused)]
     body += ["<h2>Example sentences</h2>", LEGEND]
     body += [explanation_html(e, f"sentence {i + 1}") for i, e in enumerate(findings.sentences)]
     body += ["<h2>Confident mistakes</h2>"]
@@ -210,7 +228,9 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
     for i, (row, e) in enumerate(zip(mistakes.itertuples(index=False),
                                      findings.mistake_explanations,
                                      strict=True)):
-        truth = LABELS[int(row.label)]
+        truth = (LABELS[int(row.label)] if findings.classes is None
+                 else f"{findings.classes[int(row.label)]}, predicted "
+                      f"{findings.classes[int(row.predicted)]}")
         lost = f"; lost: <b>{html.escape(row.lost_words)}</b>" if row.lost_words else ""
         body.append(f'<h3>{i + 1}. {html.escape(str(row.id))} (truly {truth})</h3>'
                     f'<div class="meta">strongest words: {html.escape(row.strongest_words)}'

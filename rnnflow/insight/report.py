@@ -9,6 +9,7 @@ checks), with `report.html` and `model_card.md`.
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from rnnflow.insight.render import report_page
 from rnnflow.network.evaluate import Evaluation, confident_mistakes
 from rnnflow.network.predict import TextModel
 from rnnflow.network.train import Fit
+
+log = logging.getLogger(__name__)
 
 # Strongest sentiment words per review checked for being lost (see rnnflow.insight.explain).
 TOP_WORDS = 3
@@ -45,6 +48,9 @@ class FinishedRun:
     seconds: dict[str, float]  # wall seconds per step, logged as `seconds_<step>`
     preprocess_seconds: float
     reviews_parquet: Path  # the reviews stage's file: texts of the mistakes, split sizes
+    # The class names where they are not the two sentiment classes (label i is classes[i]);
+    # None: binary sentiment, where the built-in sentiment checks apply.
+    classes: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,19 @@ def summarize(run: FinishedRun) -> RunReport:
     """The run's report: metrics, figures and tables, then the insight (mistakes traced,
     checks) and the two documents made from it."""
     metrics = _metrics(run)
-    figures = {
-        "learning_curves.png": plots.plot_learning_curves(run.history),
-        "confusion_matrix.png": plots.plot_confusion(run.evaluation.confusion),
-        "roc_pr_curves.png": plots.plot_roc_pr(run.evaluation.predictions),
-    }
+    evaluation = run.evaluation
+    if evaluation.multiclass:
+        figures = {
+            "learning_curves.png": plots.plot_learning_curves(run.history),
+            "confusion_matrix.png": plots.plot_confusion(evaluation.confusion,
+                                                         evaluation.classes),
+        }
+    else:
+        figures = {
+            "learning_curves.png": plots.plot_learning_curves(run.history),
+            "confusion_matrix.png": plots.plot_confusion(evaluation.confusion),
+            "roc_pr_curves.png": plots.plot_roc_pr(evaluation.predictions),
+        }
     test = run.evaluation.predictions["test"]
     sentences = run.experiment.evaluate.sentences
     mistakes = confident_mistakes(test, run.reviews_parquet, run.experiment.evaluate.mistakes)
@@ -80,8 +94,13 @@ def summarize(run: FinishedRun) -> RunReport:
     insight: dict[str, float] = {}
     if len(mistakes):
         insight["mistakes_lost_sentiment_share"] = float(mistakes.lost_sentiment.mean())
-    check_metrics, failures = run_checks(run.text_model,
-                                         load_cases(run.experiment.evaluate.checks))
+    cases = load_cases(run.experiment.evaluate.checks)
+    if cases and run.classes is not None and run.experiment.evaluate.checks == "default":
+        log.info("behavioural checks skipped: the built-in checks are sentiment checks (labels "
+                 "0/1), and this run's classes are %s; evaluate.checks may give cases that "
+                 "name them", ", ".join(run.classes))
+        cases = []
+    check_metrics, failures = run_checks(run.text_model, cases, run.classes)
     insight.update(check_metrics)
     # The series' final values where the model is not the last epoch's (early stopping).
     restored = ({k: v for k, v in run.evaluation.metrics.items() if k in run.history}
@@ -92,7 +111,10 @@ def summarize(run: FinishedRun) -> RunReport:
         history=run.history,
         split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
         mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,
-        sentences=ex.explain(run.text_model, sentences) if sentences else [])
+        sentences=ex.explain(run.text_model, sentences) if sentences else [],
+        **(dict(classes=evaluation.classes, per_class=evaluation.per_class or {},
+                confused=most_confused(evaluation.confusion["test"], evaluation.classes))
+           if evaluation.multiclass else {}))
     # Rendered to PNG here, before the flow logs the figures and closes them.
     images = {name: figure_png(fig) for name, fig in figures.items()}
     frames = {
@@ -102,10 +124,26 @@ def summarize(run: FinishedRun) -> RunReport:
                                    run.text_model.predict(sentences)], axis=1),
         "checks_failures.csv": failures,
     }
+    if evaluation.multiclass:
+        frames["per_class.csv"] = pd.concat(
+            [table.assign(split=split)[["split", *table.columns]]
+             for split, table in (evaluation.per_class or {}).items()], ignore_index=True)
     return RunReport({**metrics, **insight}, figures, frames,
                      {"report.html": report_page(findings, images),
                       "model_card.md": model_card(findings)},
                      restored, run.fit.epochs_done + 1 if restored else None)
+
+
+def most_confused(confusion, classes: list[str], n: int = 5) -> pd.DataFrame:
+    """The `n` (true, predicted) pairs of different classes with the most reviews: n, and
+    their share of the true class."""
+    rows = [(classes[i], classes[j], int(confusion[i, j]),
+             float(confusion[i, j] / max(1, confusion[i].sum())))
+            for i in range(len(classes)) for j in range(len(classes))
+            if i != j and confusion[i, j] > 0]
+    frame = pd.DataFrame(rows, columns=["true", "predicted", "n", "share"])
+    return frame.sort_values(["n", "share"], ascending=False, kind="stable").head(n) \
+        .reset_index(drop=True)
 
 
 def _metrics(run: FinishedRun) -> dict[str, float]:

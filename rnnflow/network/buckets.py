@@ -100,11 +100,14 @@ def inference_dataset(seqs: Sequences, y: np.ndarray | None, batch_size: int):
 
 
 def predict(model, seqs: Sequences, batch_size: int = 128) -> np.ndarray:
-    """The model's output for every row, in row order, scored in length-sorted batches."""
+    """The model's output for every row, in row order, scored in length-sorted batches: one
+    value per row (a sigmoid head), or a row of class probabilities (a softmax head)."""
+    width = int(model.output_shape[-1])
     if len(seqs) == 0:
-        return np.zeros(0, dtype=np.float32)
+        return np.zeros(0 if width == 1 else (0, width), dtype=np.float32)
     data, order = inference_dataset(seqs, None, batch_size)
-    out = np.asarray(model.predict(data, verbose=0)).ravel()
+    out = np.asarray(model.predict(data, verbose=0))
+    out = out.ravel() if width == 1 else out
     result = np.empty_like(out)
     result[order] = out
     return result

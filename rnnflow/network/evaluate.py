@@ -30,19 +30,71 @@ def score(y_true: np.ndarray, prob: np.ndarray, threshold: float = 0.5) -> dict[
     }
 
 
+def score_classes(y_true: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """k-class scores of class probabilities (reviews x k): accuracy, macro and weighted F1,
+    log loss (`loss`) and the macro one-vs-rest ROC AUC over the classes this split holds
+    (NaN with fewer than two)."""
+    k = prob.shape[1]
+    y_true = np.asarray(y_true).astype(int)
+    pred = prob.argmax(axis=1)
+    present = [c for c in range(k) if 0 < (y_true == c).sum() < len(y_true)]
+    aucs = [skm.roc_auc_score(y_true == c, prob[:, c]) for c in present]
+    return {
+        "loss": float(skm.log_loss(y_true, np.clip(prob, 1e-7, 1.0), labels=list(range(k)))),
+        "accuracy": float(skm.accuracy_score(y_true, pred)),
+        "macro_f1": float(skm.f1_score(y_true, pred, labels=list(range(k)), average="macro",
+                                       zero_division=0)),
+        "weighted_f1": float(skm.f1_score(y_true, pred, labels=list(range(k)),
+                                          average="weighted", zero_division=0)),
+        "auc": float(np.mean(aucs)) if len(present) >= 2 else float("nan"),
+    }
+
+
+def per_class(y_true: np.ndarray, pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each class: one row per class."""
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        np.asarray(y_true).astype(int), pred, labels=list(range(len(classes))),
+        zero_division=0)
+    return pd.DataFrame({"class": classes, "precision": precision, "recall": recall,
+                         "f1": f1, "support": support.astype(int)})
+
+
+def prob_column(name: str) -> str:
+    """The column of a k-class prediction table holding the probability of class `name`."""
+    return f"prob_{name}"
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Scores of the val and test splits."""
 
     metrics: dict[str, float]  # {'val_accuracy': ..., 'test_auc': ...}
-    confusion: dict[str, np.ndarray]  # per split; rows true neg/pos, columns predicted neg/pos
-    predictions: dict[str, pd.DataFrame]  # per split: id, label, probability
+    # per split; rows true class, columns predicted class (neg/pos for two classes)
+    confusion: dict[str, np.ndarray]
+    # per split: id, label, probability (of class 1); with k > 2 classes: id, label,
+    # predicted, probability (of the predicted class) and prob_<class> for each class
+    predictions: dict[str, pd.DataFrame]
+    classes: list[str] | None = None  # with k > 2 classes: their names (label i is classes[i])
+    per_class: dict[str, pd.DataFrame] | None = None  # with k > 2: `per_class` of each split
+
+    @property
+    def multiclass(self) -> bool:
+        return self.classes is not None and len(self.classes) > 2
 
 
-def evaluate_model(model, padded: Stage, batch_size: int | None = None) -> Evaluation:
+def evaluate_model(model, padded: Stage, batch_size: int | None = None,
+                   classes: list[str] | None = None) -> Evaluation:
     """Score the val and test splits of `padded` with `model` (through `inference_model`, the
     same function with the first layer's input projection looked up); `batch_size` overrides
-    `inference_batch`."""
+    `inference_batch`. A softmax model (k > 2 `classes`) gets k-class scores."""
+    width = int(model.output_shape[-1])
+    if width > 1:
+        classes = list(classes) if classes else [str(i) for i in range(width)]
+        if len(classes) != width:
+            raise ValueError(f"{len(classes)} class names for a model of {width} classes")
+    else:
+        classes = None
+    tables: dict[str, pd.DataFrame] = {}
     results: dict[str, float] = {}
     confusion: dict[str, np.ndarray] = {}
     predictions: dict[str, pd.DataFrame] = {}
@@ -57,23 +109,49 @@ def evaluate_model(model, padded: Stage, batch_size: int | None = None) -> Evalu
         else:
             x, y = load_split(path)
             batch = batch_size or inference_batch(model, x.shape[1])
-            prob = model.predict(x, batch_size=batch, verbose=0).ravel()
+            prob = model.predict(x, batch_size=batch, verbose=0)
+            prob = prob.ravel() if classes is None else prob
+        ids = pq.read_table(path, columns=["id"])["id"].to_pylist()
+        if classes is not None:
+            pred = prob.argmax(axis=1)
+            results.update({f"{split}_{k}": v for k, v in score_classes(y, prob).items()})
+            confusion[split] = skm.confusion_matrix(y.astype(int), pred,
+                                                    labels=list(range(len(classes))))
+            tables[split] = per_class(y, pred, classes)
+            predictions[split] = pd.DataFrame({
+                "id": ids, "label": y.astype(int), "predicted": pred.astype(int),
+                "probability": prob.max(axis=1).astype(float),
+                **{prob_column(c): prob[:, i].astype(float) for i, c in enumerate(classes)}})
+            del x
+            continue
         results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
         confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
-        ids = pq.read_table(path, columns=["id"])["id"].to_pylist()
         predictions[split] = pd.DataFrame({"id": ids, "label": y.astype(int),
                                            "probability": prob.astype(float)})
         del x
     release_memory()  # inference buffers, before the models are serialised for logging
-    return Evaluation(results, confusion, predictions)
+    if classes is None:
+        return Evaluation(results, confusion, predictions)
+    return Evaluation(results, confusion, predictions, classes, tables)
 
 
 def confident_mistakes(predictions: pd.DataFrame, reviews_parquet, n: int,
                        excerpt: int = 300) -> pd.DataFrame:
-    """The n wrong predictions the model was surest of, with the start of each review."""
-    wrong = predictions[(predictions.probability >= 0.5) != (predictions.label == 1)].copy()
-    wrong["confidence"] = (wrong.probability - 0.5).abs() * 2
-    wrong = wrong.nlargest(n, "confidence")
+    """The n wrong predictions the model was surest of, with the start of each review (with
+    k classes: confidence is the predicted class's probability)."""
+    if "predicted" in predictions.columns:
+        wrong = predictions[predictions.predicted != predictions.label].copy()
+        wrong["confidence"] = wrong.probability
+        columns = ["id", "label", "predicted", "probability", "confidence", "text"]
+    else:
+        wrong = predictions[(predictions.probability >= 0.5) != (predictions.label == 1)].copy()
+        wrong["confidence"] = (wrong.probability - 0.5).abs() * 2
+        columns = ["id", "label", "probability", "confidence", "text"]
+    return _with_texts(wrong.nlargest(n, "confidence"), reviews_parquet, excerpt, columns)
+
+
+def _with_texts(wrong: pd.DataFrame, reviews_parquet, excerpt: int,
+                columns: list[str]) -> pd.DataFrame:
     if wrong.empty:
         return wrong.assign(text=pd.Series(dtype=str))
     table = pq.read_table(reviews_parquet, columns=["id", "text"],
@@ -81,4 +159,4 @@ def confident_mistakes(predictions: pd.DataFrame, reviews_parquet, n: int,
     texts = dict(zip(table["id"].to_pylist(),
                      pc.utf8_slice_codeunits(table["text"], 0, excerpt).to_pylist(), strict=True))
     wrong["text"] = wrong.id.map(texts)
-    return wrong[["id", "label", "probability", "confidence", "text"]].reset_index(drop=True)
+    return wrong[columns].reset_index(drop=True)

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
                 trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
-                mask: bool = False, stock: bool = False):
+                mask: bool = False, stock: bool = False, n_classes: int = 2):
     """The lesson's network over int32 token ids of length `maxlen` (None: any length).
 
     `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
@@ -22,6 +22,8 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     masked, so the recurrent layers carry their state through it: what bucketed batches and
     `pad.maxlen: null` need. `stock`: stock Keras layers only (the one-hot lookup becomes an
     Embedding with a zero row 0, its selection an ordinary kernel): see `stock_twin`.
+    Two classes end in one sigmoid unit (the probability of class 1), `n_classes` > 2 in a
+    softmax over `n_classes` units.
     """
     import keras
     from keras import layers
@@ -74,13 +76,22 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     x = layers.Dropout(cfg.dropout)(x)
     if cfg.return_sequences:
         x = layers.Flatten()(x)
-    outputs = layers.Dense(1, activation="sigmoid", name="sentiment")(x)
+    if n_classes > 2:
+        outputs = layers.Dense(n_classes, activation="softmax", name="classes")(x)
+    else:
+        outputs = layers.Dense(1, activation="sigmoid", name="sentiment")(x)
     model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
     if not onehot:
         # Set after building, not via an initializer: a Constant initializer would copy the
         # whole table into the model's JSON config.
         embed.set_weights([weights])
     return model
+
+
+def n_classes(model) -> int:
+    """How many classes `model` tells apart: 2 for a sigmoid head, else its softmax width."""
+    width = int(model.output_shape[-1])
+    return 2 if width == 1 else width
 
 
 def stock_twin(model, cfg: ModelConfig):
@@ -93,14 +104,15 @@ def stock_twin(model, cfg: ModelConfig):
     embed = model.get_layer("onehot" if onehot else "word2vec")
     if onehot:
         twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
-                           mask=embed.mask_zero, stock=True)
+                           mask=embed.mask_zero, stock=True, n_classes=n_classes(model))
         first, *rest = model.get_weights()
         # The lookup's rows 1..V, below the zero padding row an Embedding needs.
         twin.set_weights([np.vstack([np.zeros_like(first[:1]), first]), *rest])
         return twin
     twin = build_model(cfg.model_copy(update={"kernel": "keras"}),
                        np.zeros(embed.embeddings.shape, dtype="float32"),
-                       model.input_shape[1], embed.trainable, mask=embed.mask_zero)
+                       model.input_shape[1], embed.trainable, mask=embed.mask_zero,
+                       n_classes=n_classes(model))
     twin.set_weights(model.get_weights())  # the fused layers keep the stock weight layout
     return twin
 

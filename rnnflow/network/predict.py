@@ -24,6 +24,9 @@ from rnnflow.network import buckets
 # rather than the score of an all-padding input, which would look like an opinion.
 NO_EVIDENCE_PROBABILITY = 0.5
 NO_EVIDENCE_LABEL = -1
+# With k > 2 classes: the label of a text with no known token; its probability and each
+# class's are 1 / k.
+NO_OPINION = "no opinion"
 
 # Optional packages that NLTK and Keras import when installed, for features prediction never
 # uses (scikit-learn wrappers, plots, statistics): over a second of a prediction's start.
@@ -37,6 +40,9 @@ class TextModel:
     tokenize: TokenizeConfig
     pad: PadConfig
     threshold: float = 0.5
+    # More than two classes: their names (label i is classes[i]) and a softmax network; None
+    # for the sigmoid network of two classes.
+    classes: list[str] | None = None
 
     def __post_init__(self) -> None:
         self._rows = {token: i + 1 for i, token in enumerate(self.vocab)}
@@ -53,9 +59,31 @@ class TextModel:
         known = np.array([len(ids) for ids in lists], dtype=np.int64)
         return pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad), known
 
+    def class_probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(texts x k class probabilities, known tokens per text) of a k-class model; a text
+        with no known token gets 1 / k for every class."""
+        texts = ["" if t is None else str(t) for t in texts]
+        k = len(self.classes or ())
+        prob = np.full((len(texts), k), 1.0 / max(k, 1), dtype=np.float64)
+        if self.pad.maxlen is None:
+            lists = self._lists(texts)
+            known = np.array([len(ids) for ids in lists], dtype=np.int64)
+            if (known > 0).any():
+                seqs = Sequences.from_lists([ids for ids in lists if ids], self.pad.padding)
+                prob[known > 0] = buckets.predict(self.model, seqs, 64)
+        else:
+            x, known = self.ids(texts)
+            if (known > 0).any():
+                prob[known > 0] = self.model.predict(x[known > 0], verbose=0, batch_size=64)
+        return prob, known
+
     def predict(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: probability (of positive), label (1, 0, or -1 with no evidence),
-        known_tokens (tokens found in the vocabulary)."""
+        known_tokens (tokens found in the vocabulary). With k > 2 classes: label (the class
+        name, "no opinion" with no evidence), probability (of that class), known_tokens and
+        prob_<class> for every class."""
+        if self.classes is not None:
+            return self._predict_classes(texts)
         texts = ["" if t is None else str(t) for t in texts]
         prob = np.full(len(texts), NO_EVIDENCE_PROBABILITY, dtype=np.float64)
         if self.pad.maxlen is None:  # whole texts, in length-sorted batches, as in evaluation
@@ -75,9 +103,26 @@ class TextModel:
         return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
                              "known_tokens": known})
 
+    def _predict_classes(self, texts: list[str]) -> pd.DataFrame:
+        prob, known = self.class_probabilities(texts)
+        names = np.array(self.classes, dtype=object)
+        label = np.where(known > 0, names[prob.argmax(axis=1)] if len(prob) else [], NO_OPINION)
+        return pd.DataFrame({"probability": prob.max(axis=1) if len(prob) else [],
+                             "label": label.astype(str), "known_tokens": known,
+                             **{f"prob_{c}": prob[:, i] for i, c in enumerate(self.classes)}})
+
 
 # What `predict` returns, column by column, as MLflow types: the logged model's signature.
 OUTPUTS = {"probability": "double", "label": "long", "known_tokens": "long"}
+
+
+def outputs(text_model: TextModel) -> dict[str, str]:
+    """The logged signature of `text_model`'s answers: OUTPUTS for two classes; with k, a
+    string label and a probability column per class."""
+    if text_model.classes is None:
+        return OUTPUTS
+    return {"probability": "double", "label": "string", "known_tokens": "long",
+            **{f"prob_{c}": "double" for c in text_model.classes}}
 # The function a logged text model names to be loaded again (text_pyfunc.py imports it).
 LOADER = "rnnflow.network.predict:load_text_model"
 
@@ -89,8 +134,10 @@ def save_text_model(text_model: TextModel, folder: Path) -> dict[str, Path]:
              "config": folder / "config.json"}
     text_model.model.save(files["keras_model"])
     files["vocab"].write_text(json.dumps(text_model.vocab))
-    files["config"].write_text(json.dumps({"tokenize": text_model.tokenize.model_dump(),
-                                           "pad": text_model.pad.model_dump()}))
+    config = {"tokenize": text_model.tokenize.model_dump(), "pad": text_model.pad.model_dump()}
+    if text_model.classes is not None:
+        config["classes"] = text_model.classes
+    files["config"].write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     return files
 
 
@@ -98,10 +145,11 @@ def load_text_model(files: dict[str, str]) -> TextModel:
     """The TextModel of `save_text_model`'s files; the network loads with Keras safe mode."""
     from rnnflow.network.model import load_model
 
-    cfg = json.loads(Path(files["config"]).read_text())
-    vocab = json.loads(Path(files["vocab"]).read_text())
+    cfg = json.loads(Path(files["config"]).read_text(encoding="utf-8"))
+    vocab = json.loads(Path(files["vocab"]).read_text(encoding="utf-8"))
     return TextModel(load_model(files["keras_model"]), vocab,
-                     TokenizeConfig(**cfg["tokenize"]), PadConfig(**cfg["pad"]))
+                     TokenizeConfig(**cfg["tokenize"]), PadConfig(**cfg["pad"]),
+                     classes=cfg.get("classes"))
 
 
 def import_for_prediction() -> None:

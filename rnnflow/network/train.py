@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnflow.config import ModelConfig, TrainConfig
+from rnnflow.config import ConfigError, ModelConfig, TrainConfig
 from rnnflow.data.embeddings import load_table
 from rnnflow.data.pad import load_sequences, load_split, pad_layout
 from rnnflow.data.storage import Stage, release_memory
@@ -61,18 +61,22 @@ def train_model(
     on_epoch_end: EpochHook | None = None,
     resume_from: Path | None = None,
     initial_epoch: int = 0,
+    classes: list[str] | None = None,
 ):
     """Build (or load from `resume_from`), compile and fit the model up to `train_cfg.epochs`.
 
     After every epoch the model, with its optimizer state, is saved to
     `checkpoint_dir/last.keras` and `on_epoch_end` is called, so the flow can record progress
-    and a killed run can go on from its last finished epoch. Returns (model, Fit).
+    and a killed run can go on from its last finished epoch. `classes`: the class names
+    (label i is classes[i]); more than two train a softmax head with sparse categorical
+    cross-entropy, two (the default) a sigmoid with binary cross-entropy. Returns (model, Fit).
     """
     import keras
 
     release_memory()  # whatever preprocessing left behind, before TensorFlow allocates
     keras.utils.set_random_seed(train_cfg.seed + initial_epoch)
     layout = pad_layout(padded)
+    k = len(classes) if classes else 2
     if layout.bucketed:
         seqs, y_train = load_sequences(padded.file("train.parquet"), layout)
         val_seqs, y_val = load_sequences(padded.file("val.parquet"), layout)
@@ -96,9 +100,9 @@ def train_model(
         vocab, weights = load_table(embeddings)
         model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
                             trainable_embedding, onehot_tokens=len(vocab),
-                            mask=layout.bucketed)
-        model.compile(optimizer=_optimizer(train_cfg), loss="binary_crossentropy",
-                      metrics=["accuracy"])
+                            mask=layout.bucketed, n_classes=k)
+        loss = "sparse_categorical_crossentropy" if k > 2 else "binary_crossentropy"
+        model.compile(optimizer=_optimizer(train_cfg), loss=loss, metrics=["accuracy"])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
@@ -117,6 +121,11 @@ def train_model(
                 epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, checkpoint)
         ))
     log.info("training %s on %d reviews, validating on %d", model.name, len(y_train), len(y_val))
+    weights = class_weights(train_cfg.class_weight, y_train, classes or ["0", "1"])
+    if weights:
+        train_data["class_weight"] = weights
+        log.info("class weights: %s", {(classes or ["0", "1"])[i]: round(w, 4)
+                                       for i, w in weights.items()})
     fit_started = time.perf_counter()
     history = model.fit(
         **train_data, validation_data=val_data, epochs=train_cfg.epochs,
@@ -147,6 +156,22 @@ def train_model(
         epochs_done=epochs_done,
         restored_epoch=restored,
     )
+
+
+def class_weights(spec, y_train: np.ndarray, classes: list[str]) -> dict[int, float] | None:
+    """`train.class_weight` as Keras's {class index: weight}: `balanced` gives each class
+    n / (k x its count in train), a mapping names classes (one left out weighs 1)."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.bincount(np.asarray(y_train).astype(int), minlength=len(classes))
+        n, k = counts.sum(), len(classes)
+        return {i: float(n / (k * c)) if c else 1.0 for i, c in enumerate(counts)}
+    unknown = sorted(set(spec) - set(classes))
+    if unknown:
+        raise ConfigError(f"train.class_weight names {', '.join(map(repr, unknown))}, not a class "
+                         f"of the data ({', '.join(classes)})")
+    return {i: float(spec.get(name, 1.0)) for i, name in enumerate(classes)}
 
 
 def limit_threads(threads: int) -> bool:

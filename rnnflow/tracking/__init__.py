@@ -47,6 +47,7 @@ from rnnflow.tracking.runs import (
     log_grid,
     log_group,
     log_inputs,
+    log_labels,
     log_metrics,
     log_params,
     log_report,
@@ -68,7 +69,8 @@ __all__ = [
     "group_run", "kill_stale_runs", "load_registered_model", "load_runs", "load_test_predictions",
     "load_text_model", "load_text_model_object", "local_model_dir", "log_checkpoint",
     "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs", "log_keras_model",
-    "log_metrics", "log_params", "log_report", "log_search", "log_text_model", "model_uri",
+    "log_labels", "log_metrics", "log_params", "log_report", "log_search", "log_text_model",
+    "model_uri",
     "record_decision", "register_version", "resolve_run", "set_tags", "start_run",
     "tracking_uri", "use_experiment", "use_tracking_uri",
 ]

@@ -69,14 +69,16 @@ def _pinned_requirements() -> list[str]:
 
 
 def log_keras_model(model, name: str = "model") -> str:
-    """Log the Keras model (int32 token ids in, one probability out)."""
+    """Log the Keras model (int32 token ids in, one probability out; one per class for a
+    softmax head)."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype("int32"), (-1, model.input_shape[1]), "token_ids")]),
-        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "probability")]),
+        outputs=Schema([TensorSpec(np.dtype("float32"), (-1, int(model.output_shape[-1])),
+                                   "probability")]),
     )
     info = mlflow.keras.log_model(model, name=name, pip_requirements=_pinned_requirements(),
                                   signature=signature)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -131,6 +132,18 @@ def log_params(flat: dict[str, Any], config_yaml: str) -> None:
     """Every setting as a dotted param, and the resolved settings as config.yaml."""
     mlflow.log_params({k: "None" if v is None else v for k, v in flat.items()})
     mlflow.log_text(config_yaml, "config.yaml")
+
+
+def log_labels(classes: list[str] | None, dropped_rows: int) -> None:
+    """The class names (a `classes` param and tag, JSON: label i is classes[i]), where they
+    are not the two sentiment classes; the rows the data lost to an empty label or text
+    (`dropped_rows`), where there were any."""
+    if classes is not None:
+        names = json.dumps(classes, ensure_ascii=False)
+        mlflow.log_param("classes", names)
+        mlflow.set_tag("classes", names)
+    if dropped_rows:
+        mlflow.log_metric("dropped_rows", float(dropped_rows))
 
 
 def log_epoch(epoch: int, logs: dict[str, float]) -> None:

@@ -1,6 +1,7 @@
 """End to end: `rnnflow run` downloads a real-review archive over loopback HTTP and leaves a
 complete MLflow run."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,21 @@ def test_run_logs_every_param_and_metric(tracked):
         for name in ("loss", "accuracy", "precision", "recall", "f1", "auc"):
             assert f"{split}_{name}" in run.data.metrics
     assert 0.0 <= run.data.metrics["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_binary_run_logs_the_keys_it_logged_before_classes(tracked):
+    # tests/fixtures/binary_run_keys.json: this very run's keys, from the code before
+    # k-class labels (the script beside it says how it was made).
+    before = json.loads((REPO / "tests" / "fixtures" / "binary_run_keys.json").read_text())
+    run = tracked.run
+    metrics = {k for k in run.data.metrics if not k.startswith("system/")}
+    assert metrics == set(before["metrics"])
+    params = set(run.data.params)
+    assert set(before["params"]) <= params
+    # Anything new is a setting (a key every run logs, its default here), never an output.
+    assert params - set(before["params"]) <= set(Experiment().flat())
+    assert "classes" not in run.data.tags and "dropped_rows" not in run.data.metrics
 
 
 @pytest.mark.slow

@@ -82,3 +82,54 @@ def test_limit_larger_than_the_file_warns(tokens, tmp_path, caplog):
     build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path), binary=False,
                                              limit=1000))
     assert "holds only 3 vectors" in caplog.text
+
+
+def _italian_tokens(project, tmp_path):
+    from tests.helpers import synthetic_table
+
+    table = synthetic_table(tmp_path / "it.csv", ["gioia", "paura", "rabbia"], 6)
+    reviews = read_reviews(table, "it", DatasetConfig(source="csv"))
+    return tokenize_reviews(reviews, TokenizeConfig(tokenizer="regexp",
+                                                    pattern=r"\w+'|\w+"))
+
+
+def test_fasttext_vec_file_with_non_ascii_words(project, tmp_path):
+    # A fastText .vec file is word2vec's text format: a header line, then word and vector.
+    words = ["felicità", "l'", "amore", "perché-no", "è"]
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(words), 5)).astype(np.float32)
+    lines = [f"{len(words)} 5"] + [f"{w} " + " ".join(f"{v:.6f}" for v in vec)
+                                   for w, vec in zip(words, vectors, strict=True)]
+    path = tmp_path / "cc.it.5.vec"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tokens = _italian_tokens(project, tmp_path)
+    out = build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path), binary=False))
+    table = pd.read_parquet(out.file("table.parquet"))
+    assert {"felicità", "l'", "amore", "è"} <= set(table.token)
+    assert "perché-no" not in set(table.token)  # not a corpus token
+    for token, vec in zip(table.token, table.vector, strict=True):
+        np.testing.assert_allclose(vec, vectors[words.index(token)], atol=1e-6)
+
+
+def test_fasttext_bin_model_is_recognised_and_read(project, tmp_path):
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    corpus = [["felicità", "l'", "amore", "è", "gioia"], ["paura", "buio", "è", "ansia"]] * 5
+    model = FastText(vector_size=6, window=2, min_count=1, epochs=1, min_n=2, max_n=3,
+                     bucket=64, seed=1, workers=1)
+    model.build_vocab(corpus)
+    model.train(corpus, total_examples=len(corpus), epochs=1)
+    path = tmp_path / "cc.it.6.bin"
+    save_facebook_model(model, str(path))
+    tokens = _italian_tokens(project, tmp_path)
+    out = build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path)))
+    table = pd.read_parquet(out.file("table.parquet"))
+    # Only the model's own words; fastText's subword guesses for other tokens are not used.
+    assert set(table.token) <= set(model.wv.index_to_key)
+    assert {"felicità", "amore", "buio"} <= set(table.token)
+    for token, vec in zip(table.token, table.vector, strict=True):
+        np.testing.assert_allclose(vec, model.wv[token], atol=1e-5)
+    limited = build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path), limit=2))
+    kept = set(pd.read_parquet(limited.file("table.parquet")).token)
+    assert kept <= set(model.wv.index_to_key[:2])

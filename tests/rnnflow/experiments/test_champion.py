@@ -47,3 +47,32 @@ def test_different_test_reviews_are_not_compared():
     b = _preds([True] * 10, ids=[f"x{i}" for i in range(10)])
     d = decide(a, b)
     assert not d.promote and "same test reviews" in d.reason and d.test == "none"
+
+
+def _class_preds(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"id": [f"r{i:03d}" for i in range(len(labels))], "label": labels,
+                         "predicted": predicted, "probability": 0.9})
+
+
+def test_macro_f1_gate_on_k_classes():
+    from sklearn.metrics import f1_score
+
+    from rnnflow.experiments.champion import macro_f1
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    # The champion never predicts class 3 (a rare-class failure accuracy hides); the
+    # challenger gets most of every class.
+    champion = np.where(labels == 3, 0, labels)
+    challenger = np.where(rng.random(300) < 0.9, labels, (labels + 1) % 4)
+    assert macro_f1(labels, challenger) == pytest.approx(
+        f1_score(labels, challenger, average="macro"))
+    d = decide(_class_preds(labels, challenger), _class_preds(labels, champion),
+               metric="macro_f1")
+    assert d.promote and "macro F1" in d.reason and d.low > 0
+    assert d.delta == pytest.approx(macro_f1(labels, challenger) - macro_f1(labels, champion))
+    same = _class_preds(labels, challenger)
+    assert not decide(same, same, metric="macro_f1").promote
+    held = decide(_class_preds(labels, challenger), _class_preds(labels, champion),
+                  min_delta=0.9, metric="macro_f1")
+    assert not held.promote and "below min_delta" in held.reason

@@ -217,7 +217,8 @@ def test_every_documented_key_is_settable(tmp_path, key):
     plan_keys = {"grid": {}, "variants": [], "repeats": 1, "runner": "local",
                  "dask_address": None, "dask_cluster": None, "search": None,
                  "registry.enabled": True,
-                 "registry.model_name": None, "registry.min_delta": 0.0}
+                 "registry.model_name": None, "registry.min_delta": 0.0,
+                 "registry.metric": "accuracy"}
     value = plan_keys[key] if key in plan_keys else Experiment().flat()[key]
     path = _write(tmp_path, "name: t\n")
     assert load_plan(path, {key: value}).name
