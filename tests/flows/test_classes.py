@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.flows.test_explain_cli import TinyRun
 from tests.helpers import CLASS_WORDS, rnnflow_cli, run_tiny_grid, synthetic_table
 
 pytestmark = pytest.mark.slow
@@ -25,15 +26,10 @@ SETS = ["dataset.source=csv", "dataset.limit=null", "tokenize.tokenizer=regexp",
 
 
 @dataclass(frozen=True)
-class ClassRun:
-    project: Path
-    table: Path
-    client: MlflowClient
-    run: object
+class ClassRun(TinyRun):
+    """A finished k-class run, with the table it read."""
 
-    def artifact(self, path: str) -> Path:
-        return Path(self.client.download_artifacts(self.run.info.run_id, path,
-                                                   str(self.project)))
+    table: Path | None = None
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,7 @@ def class_run(tmp_path_factory) -> Iterator[ClassRun]:
     assert "dropped 3 rows whose label or text is empty" in done.stderr
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
-    yield ClassRun(project, table, client, run)
+    yield ClassRun(project, client, run, table)
 
 
 def test_run_logs_classes_k_class_metrics_and_tables(class_run):
