@@ -28,7 +28,12 @@ from tests.helpers import (
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Prefect keeps its SQLite state away from the user's ~/.prefect, and its INFO lines (one is
 # logged at interpreter exit, after pytest has closed the streams) out of the test output.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="rnnflow-test-prefect-"))
+# One home per test process, unless the caller chose one: xdist's workers inherit the
+# controller's environment, and two workers' Prefect servers writing one SQLite database can
+# find it locked under load.
+if os.environ.get("PREFECT_HOME") in (None, os.environ.get("RNNFLOW_TEST_PREFECT_HOME")):
+    os.environ["PREFECT_HOME"] = os.environ["RNNFLOW_TEST_PREFECT_HOME"] = tempfile.mkdtemp(
+        prefix=f"rnnflow-test-prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network in tests
 # The in-process flows' ephemeral Prefect server gets 20 s to answer; a busy 2-core machine

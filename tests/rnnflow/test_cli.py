@@ -22,6 +22,9 @@ def flow_calls(monkeypatch):
     monkeypatch.setattr(flows.train_rnn, "train_rnn", fake_flow)
     # It sets environment variables and logging for the whole process: not for the test run.
     monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    # The fake flow calls no API: the command's own Prefect server would start for nothing,
+    # and leave its URL in this process's environment for the tests after it.
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
     return calls
 
 
