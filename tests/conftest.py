@@ -41,6 +41,19 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
+@pytest.fixture(autouse=True)
+def _no_api_url_left_behind() -> Iterator[None]:
+    """A test that ran a command in this process leaves PREFECT_API_URL as it found it. The
+    command sets it for the rest of its process, and the server it names is stopped (by the
+    test or at the process's exit), so a later test's subprocesses would inherit a dead URL."""
+    before = os.environ.get("PREFECT_API_URL")
+    yield
+    if before is None:
+        os.environ.pop("PREFECT_API_URL", None)
+    else:
+        os.environ["PREFECT_API_URL"] = before
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean working folder: data/, mlflow.db and mlruns/ all land inside it."""

@@ -21,7 +21,7 @@ def home(tmp_path, monkeypatch):
     home = tmp_path / "prefect"
     shutil.copytree(migrated_prefect_home(), home)
     monkeypatch.setenv("PREFECT_HOME", str(home))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # restored (absent) afterwards
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     return home
 
 
