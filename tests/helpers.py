@@ -1,5 +1,5 @@
-"""Helpers shared by the tests: archive builders, the `rnnflow` command in a subprocess, and
-stopping the process groups tests start. Fixtures live in conftest.py."""
+"""Helpers shared by the tests: archive builders, the `rnnflow` command in a subprocess, a model
+served over REST, and stopping the process groups tests start. Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import functools
 import http.server
 import io
+import json
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +211,39 @@ def synthetic_table(path: Path, classes: list[str], n_per_class: int, seed: int 
     rows.append({"text": "   ", "label": classes[0], "split": "train"})
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def serve_and_post(project: Path, model_uri: str, texts: list[str], **extra_env: str) -> list:
+    """`mlflow models serve -m MODEL_URI` on loopback, in `project` (its mlflow.db); the
+    predictions it answers to a POST of `texts`, then stopped."""
+    port = free_port()
+    # The scoring server execs `uvicorn`, which must be on PATH (it is in an activated venv).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           **extra_env}
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    log = (project / "serve.log").open("w")
+    server = subprocess.Popen(
+        [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager",
+         "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        body = json.dumps({"dataframe_split": {"columns": ["text"],
+                                               "data": [[t] for t in texts]}})
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", data=body.encode(),
+                    headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.loads(response.read())
+                break
+            except OSError:
+                assert server.poll() is None, (project / "serve.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not answer"
+                time.sleep(1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    return answer["predictions"]

@@ -15,7 +15,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.flows.test_explain_cli import TinyRun
-from tests.helpers import CLASS_WORDS, rnnflow_cli, run_tiny_grid, synthetic_table
+from tests.helpers import (
+    CLASS_WORDS,
+    rnnflow_cli,
+    run_tiny_grid,
+    serve_and_post,
+    synthetic_table,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +100,21 @@ def test_predict_prints_a_class_name_and_all_probabilities(class_run):
     assert max(values) == pytest.approx(float(prob), abs=1e-3)
     assert sorted(CLASSES)[values.index(max(values))] == label
     assert second.split("\t")[1] == "no opinion"  # no known token
+
+
+def test_the_served_model_answers_with_every_class(class_run):
+    """`mlflow models serve` of a k-class run's text model: the class name, its probability and
+    one column per class over REST; "no opinion" and 1/k where no token is known."""
+    rows = serve_and_post(class_run.project, f"runs:/{class_run.run.info.run_id}/text_model",
+                          [" ".join(CLASS_WORDS["gioia"]), "xyzzy qwerty"],
+                          MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
+    known, unknown = rows
+    probs = {c: known[f"prob_{c}"] for c in CLASSES}
+    assert known["label"] == max(probs, key=probs.get)
+    assert known["probability"] == pytest.approx(max(probs.values()))
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5) and known["known_tokens"] > 0
+    assert unknown["label"] == "no opinion" and unknown["known_tokens"] == 0
+    assert all(unknown[f"prob_{c}"] == pytest.approx(1 / len(CLASSES)) for c in CLASSES)
 
 
 def test_explain_attributes_the_class_asked_for(class_run):

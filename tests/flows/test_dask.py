@@ -90,7 +90,7 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
 
     url, _ = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    grid = {"model.num_neurons": [2, 4, 6, 8]}
+    grid = {"model.num_neurons": [2, 4]}  # one point per worker
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster:
         # Its own name: Prefect artifacts of other tests' tiny-grid runs share this session.
@@ -101,7 +101,7 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
         rows = state.result()
         with Client(cluster.scheduler_address, set_as_default=False) as client:
             threads = client.run(_tensorflow_threads)
-    assert len(rows) == 4
+    assert len(rows) == 2
 
     # Preprocessing ran once, here, before the fan-out; the workers only trained.
     with get_client(sync_client=True) as prefect:
@@ -109,9 +109,9 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
             id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     counts = Counter((r.name.rsplit("-", 1)[0], r.state.name) for r in task_runs)
     for step in PREPROCESSING:
-        assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 3, step
-    assert counts[("train_point", "Completed")] == 4
-    assert counts[("train_model", "Completed")] == 4
+        assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 1, step
+    assert counts[("train_point", "Completed")] == 2
+    assert counts[("train_model", "Completed")] == 2
     # Every worker that trained held TensorFlow to its one thread.
     trained = [t for t in threads.values() if t is not None]
     assert trained and all(t == (1, 1) for t in trained), threads
@@ -122,8 +122,8 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
     runs = client.search_runs([experiment.experiment_id])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(runs) == 5 and len(children) == 4
-    assert sorted(int(c.data.params["model.num_neurons"]) for c in children) == [2, 4, 6, 8]
+    assert len(runs) == 3 and len(children) == 2
+    assert sorted(int(c.data.params["model.num_neurons"]) for c in children) == [2, 4]
     for child in children:
         run_id = child.info.run_id
         assert child.info.status == "FINISHED"
@@ -137,7 +137,7 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
 
     table = pd.read_csv(client.download_artifacts(parent.info.run_id, "results.csv",
                                                   str(project)))
-    assert sorted(table["model.num_neurons"]) == [2, 4, 6, 8]
+    assert sorted(table["model.num_neurons"]) == [2, 4]
     assert set(table.run_id) == {c.info.run_id for c in children}
     assert sorted(r["run_id"] for r in rows) == sorted(table.run_id)
     best = parent.data.tags["best_run_id"]

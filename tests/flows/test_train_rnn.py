@@ -2,10 +2,8 @@
 complete MLflow run."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rnnflow.config import Experiment
-from tests.helpers import REPO, rnnflow_cli, serve_folder
+from tests.helpers import REPO, rnnflow_cli, serve_and_post, serve_folder
 
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
 SHRINK = ["embedding.vector_size=16", "embedding.min_count=1", "embedding.epochs=1",
@@ -218,8 +216,11 @@ def test_text_model_serves_over_rest(tracked):
     """`mlflow models serve -m models:/NAME@champion` (the README's command) answers a POST of
     raw text on loopback, with unpickling disallowed (the text model is a model from code)."""
     tracked.client.get_model_version_by_alias("quick", "champion")  # raises if there is none
-    _serve_and_post(tracked.project, "models:/quick@champion",
-                    MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
+    rows = serve_and_post(tracked.project, "models:/quick@champion",
+                          ["A moving, beautiful film.", ""],
+                          MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
+    assert len(rows) == 2 and rows[1]["label"] == -1 and rows[1]["probability"] == 0.5
+    assert 0 <= rows[0]["probability"] <= 1 and rows[0]["known_tokens"] > 0
 
 
 def test_bad_params_exit_2_and_touch_nothing(project):
@@ -230,47 +231,3 @@ def test_bad_params_exit_2_and_touch_nothing(project):
     assert str(bad) in result.stderr and "model.num_neurons" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
-
-
-def _serve_and_post(project: Path, model_uri: str, **extra_env: str) -> None:
-    import json
-    import signal
-    import socket
-    import time
-    import urllib.request
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # The scoring server execs `uvicorn`, which must be on PATH (it is in an activated venv).
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           **extra_env}
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    log = (project / "serve.log").open("w")
-    server = subprocess.Popen(
-        [mlflow_bin, "models", "serve", "-m", model_uri, "--env-manager",
-         "local", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        body = json.dumps({"dataframe_split": {"columns": ["text"],
-                                               "data": [["A moving, beautiful film."], [""]]}})
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations", data=body.encode(),
-                    headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    answer = json.loads(response.read())
-                break
-            except OSError:
-                assert server.poll() is None, (project / "serve.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "mlflow models serve did not answer"
-                time.sleep(1)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    rows = answer["predictions"]
-    assert len(rows) == 2 and rows[1]["label"] == -1 and rows[1]["probability"] == 0.5
-    assert 0 <= rows[0]["probability"] <= 1 and rows[0]["known_tokens"] > 0
