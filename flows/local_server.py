@@ -126,10 +126,12 @@ def _why_not(port: int, chosen_here: bool, server: subprocess.Popen | None,
                 "a running one")
     state = ("exited with code " + str(server.returncode) if server.poll() is not None
              else "did not answer in time")
-    hint = "" if chosen_here else " Is the port taken? Choose another, or"
+    advice = ("Set PREFECT_API_URL to a running server to use that one instead." if chosen_here
+              else "Is the port taken? Choose another, or set PREFECT_API_URL to a running "
+              "server.")
     tail = log_file.read_text(errors="replace").strip().splitlines()[-15:] if log_file else []
-    return (f"the Prefect server on port {port} {state}.{hint} set PREFECT_API_URL to a "
-            f"running server. The end of its log ({log_file}):\n" + "\n".join(tail))
+    return (f"the Prefect server on port {port} {state}. {advice} The end of its log "
+            f"({log_file}):\n" + "\n".join(tail))
 
 
 def _home() -> Path:
