@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from bench.kernels import VOCAB, review_ids  # noqa: E402
 from rnnflow.config import ModelConfig  # noqa: E402
 from rnnflow.network.model import build_model  # noqa: E402
-from rnnflow.network.train import class_weights  # noqa: E402
+from rnnflow.network.train import class_weights, loss_for  # noqa: E402
 
 NETWORKS = {
     "lesson": (ModelConfig(cell="simple_rnn", num_neurons=50, return_sequences=True), 300, 32),
@@ -44,8 +44,7 @@ NETWORKS = {
 
 def compiled(cfg: ModelConfig, vectors: np.ndarray, maxlen: int, k: int) -> keras.Model:
     model = build_model(cfg, vectors, maxlen, n_classes=k)
-    loss = "sparse_categorical_crossentropy" if k > 2 else "binary_crossentropy"
-    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    model.compile(optimizer="adam", loss=loss_for(k), metrics=["accuracy"])
     return model
 
 

@@ -50,6 +50,12 @@ class Fit:
     restored_epoch: int | None = None
 
 
+def loss_for(n_classes: int) -> str:
+    """The training loss of a model over `n_classes`: binary cross-entropy on one sigmoid
+    unit for two, sparse categorical cross-entropy on the softmax for more."""
+    return "sparse_categorical_crossentropy" if n_classes > 2 else "binary_crossentropy"
+
+
 def train_model(
     *,
     padded: Stage,
@@ -101,8 +107,7 @@ def train_model(
         model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
                             trainable_embedding, onehot_tokens=len(vocab),
                             mask=layout.bucketed, n_classes=k)
-        loss = "sparse_categorical_crossentropy" if k > 2 else "binary_crossentropy"
-        model.compile(optimizer=_optimizer(train_cfg), loss=loss, metrics=["accuracy"])
+        model.compile(optimizer=_optimizer(train_cfg), loss=loss_for(k), metrics=["accuracy"])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
