@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
                 trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
-                mask: bool = False, stock: bool = False, n_classes: int = 2):
+                mask: bool = False, stock: bool = False, n_classes: int = 2,
+                seed: int | None = None):
     """The lesson's network over int32 token ids of length `maxlen` (None: any length).
 
     `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
@@ -24,6 +25,9 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     Embedding with a zero row 0, its selection an ordinary kernel): see `stock_twin`.
     Two classes end in one sigmoid unit (the probability of class 1), `n_classes` > 2 in a
     softmax over `n_classes` units.
+    `seed`: every random layer (initial weights, dropout masks) gets its own seed drawn from it,
+    so the same seed builds the same model in any process and beside any thread (see
+    `layer_seeds`). None leaves Keras's defaults, drawn from Python's global `random`.
     """
     import keras
     from keras import layers
@@ -31,6 +35,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     from rnnflow.network.fused import TokenVectors, recurrent_layer
     from rnnflow.network.onehot import GATES, OneHotProjection, pinned
 
+    seeds = layer_seeds(seed)
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
     onehot = weights is None
     directions = 2 if cfg.bidirectional else 1
@@ -39,7 +44,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
         embed = (layers.Embedding(onehot_tokens + 1, width, mask_zero=mask, name="onehot")
                  if stock else
                  OneHotProjection(onehot_tokens, width, blocks=directions, mask_zero=mask,
-                                  name="onehot"))
+                                  name="onehot", seed=next(seeds)))
     else:
         # Looking ids up in a frozen copy of the word2vec table is the same function as the
         # book's docs x maxlen x 300 float input, without materialising it. Unmasked (the
@@ -63,7 +68,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
             rnn, fallback = recurrent_layer(
                 cfg.cell, cfg.num_neurons, return_sequences=sequences, kernel=kernel,
                 name=f"backward_{name}" if backwards else name,
-                **({"go_backwards": True} if backwards else {}))
+                **({"go_backwards": True} if backwards else {}), **recurrent_seeds(seeds))
             if fallback:  # never fails: a configuration the fused layer cannot do trains stock
                 log.info("%s", fallback)
             return pinned(rnn, int(backwards)) if select else rnn
@@ -71,21 +76,55 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
         if not cfg.bidirectional:
             x = make(False)(x)
         else:  # each direction of a one-hot input has its own block of input weights
-            x = layers.Bidirectional(make(False), backward_layer=make(True) if select else None,
+            # With seeds the backward layer is built here too: Keras's copy of the forward
+            # layer would copy its seeds, and both directions would start from the same weights.
+            explicit = select or seed is not None
+            x = layers.Bidirectional(make(False), backward_layer=make(True) if explicit else None,
                                      name=f"bi_{name}")(x)
-    x = layers.Dropout(cfg.dropout)(x)
+    x = layers.Dropout(cfg.dropout, seed=next(seeds))(x)
     if cfg.return_sequences:
         x = layers.Flatten()(x)
+    head = {"kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds))}
     if n_classes > 2:
-        outputs = layers.Dense(n_classes, activation="softmax", name="classes")(x)
+        outputs = layers.Dense(n_classes, activation="softmax", name="classes", **head)(x)
     else:
-        outputs = layers.Dense(1, activation="sigmoid", name="sentiment")(x)
+        outputs = layers.Dense(1, activation="sigmoid", name="sentiment", **head)(x)
     model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
     if not onehot:
         # Set after building, not via an initializer: a Constant initializer would copy the
         # whole table into the model's JSON config.
         embed.set_weights([weights])
     return model
+
+
+def layer_seeds(seed: int | None):
+    """An endless stream of layer seeds drawn from `seed` (all None for None).
+
+    Keras gives a layer without a seed one drawn from Python's global `random` when the layer is
+    made. A Dask worker's event loop draws from that same stream in another thread (jitter,
+    peer choice), so a model built there did not match one built by a local run of the same
+    `train.seed`. Seeds drawn from a generator of its own depend on `seed` alone; drawing them
+    (not `seed + i`) keeps repeats with neighbouring seeds from sharing layers' initial weights.
+    """
+    if seed is None:
+        while True:
+            yield None
+    rng = np.random.default_rng(seed)
+    while True:
+        yield int(rng.integers(2**31 - 1))
+
+
+def recurrent_seeds(seeds) -> dict:
+    """A recurrent layer's random arguments: its two initialisers (Keras's defaults, seeded)
+    and the seed of its dropout masks; {} when `seeds` yields None."""
+    import keras
+
+    seed = next(seeds)
+    if seed is None:
+        return {}
+    return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed),
+            "recurrent_initializer": keras.initializers.Orthogonal(seed=next(seeds)),
+            "seed": next(seeds)}
 
 
 def n_classes(model) -> int:

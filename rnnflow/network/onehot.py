@@ -38,22 +38,27 @@ GATES = {"simple_rnn": 1, "gru": 3, "lstm": 4}
 class OneHotProjection(keras.layers.Layer):
     """int ids (0 = padding, 1..vocab_size) -> W[id - 1], zero for padding; `mask_zero` masks
     the padding for the recurrent layer. `blocks` equal blocks of columns, one per direction,
-    each initialised like a stock recurrent kernel of shape vocab_size x output_dim / blocks."""
+    each initialised like a stock recurrent kernel of shape vocab_size x output_dim / blocks.
+    `seed` (None: Keras's default) seeds those initial weights, each block its own."""
 
     def __init__(self, vocab_size: int, output_dim: int, blocks: int = 1,
-                 mask_zero: bool = False, **kwargs):
+                 mask_zero: bool = False, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.output_dim = int(vocab_size), int(output_dim)
         self.blocks, self.mask_zero = int(blocks), bool(mask_zero)
+        self.seed = seed
         self.supports_masking = self.mask_zero
 
     def build(self, input_shape):
         width = self.output_dim // self.blocks
-        glorot = keras.initializers.GlorotUniform()
+        # An initialiser with an int seed draws the same values at every call: one per block.
+        seeds = ([None] * self.blocks if self.seed is None else
+                 np.random.default_rng(self.seed).integers(2**31 - 1, size=self.blocks).tolist())
+        glorots = [keras.initializers.GlorotUniform(seed=s) for s in seeds]
 
         def init(shape, dtype=None):
             return ops.concatenate([glorot((shape[0], width), dtype=dtype)
-                                    for _ in range(self.blocks)], axis=1)
+                                    for glorot in glorots], axis=1)
 
         self.kernel = self.add_weight(shape=(self.vocab_size, self.output_dim), name="kernel",
                                       initializer=init)
@@ -72,7 +77,8 @@ class OneHotProjection(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
-                "output_dim": self.output_dim, "blocks": self.blocks, "mask_zero": self.mask_zero}
+                "output_dim": self.output_dim, "blocks": self.blocks, "mask_zero": self.mask_zero,
+                "seed": self.seed}
 
 
 def selection(rows: int, columns: int, block: int) -> np.ndarray:

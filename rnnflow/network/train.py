@@ -106,7 +106,7 @@ def train_model(
         vocab, weights = load_table(embeddings)
         model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
                             trainable_embedding, onehot_tokens=len(vocab),
-                            mask=layout.bucketed, n_classes=k)
+                            mask=layout.bucketed, n_classes=k, seed=train_cfg.seed)
         model.compile(optimizer=_optimizer(train_cfg), loss=loss_for(k), metrics=["accuracy"])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT

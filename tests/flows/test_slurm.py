@@ -124,6 +124,18 @@ def test_grid_points_train_as_slurm_jobs(slurm, project, tiny_archive, mlflow_se
                              capture_output=True, text=True, timeout=30, check=True).stdout
     assert not set(running.split()) & jobs
 
+    # The same seeds on the local runner, from the same cached stages, train the same models.
+    # `fresh`: the local runs must train, not reuse the jobs' runs.
+    train_rnn(GRID, {"dataset.url": str(tiny_archive), "name": "slurm-grid",
+                     "grid": {"model.num_neurons": [2, 4]}}, fresh=True)
+    local = {int(r.data.params["model.num_neurons"]): r
+             for r in client.search_runs([experiment.experiment_id])
+             if "mlflow.parentRunId" in r.data.tags and "batch_job" not in r.data.tags}
+    assert sorted(local) == [2, 4]
+    for n, run in children.items():
+        for key in ("loss", "val_loss", "test_loss", "test_accuracy", "test_auc"):
+            assert local[n].data.metrics[key] == run.data.metrics[key], (n, key)
+
 
 def test_a_search_runs_four_trials_two_at_a_time_on_slurm(slurm, project, tiny_archive,
                                                           mlflow_server, monkeypatch):

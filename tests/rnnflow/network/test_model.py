@@ -160,3 +160,58 @@ def test_text_model_scores_raw_text_and_flags_no_evidence():
     assert out.label[0] in (0, 1) and 0 <= out.probability[0] <= 1
     expected = float(model.predict(x[:1], verbose=0)[0, 0])
     assert out.probability[0] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [
+    ModelConfig(num_neurons=3, dropout=0.5),
+    ModelConfig(cell="gru", num_neurons=3, return_sequences=False, bidirectional=True),
+])
+@pytest.mark.parametrize("onehot", [False, True])
+def test_a_seed_builds_the_same_model_while_another_thread_draws_from_random(cfg, onehot):
+    # What a Dask worker does: its event loop draws from Python's global `random` while a
+    # point's model is built. Without explicit seeds Keras takes layers' seeds from that
+    # stream, and the worker's model differed from a local run's.
+    import random
+    import threading
+
+    rng = np.random.default_rng(3)
+    vectors = None if onehot else rng.normal(size=(9, 5)).astype(np.float32)
+    extra = {"onehot_tokens": 8} if onehot else {}
+
+    def build(seed):
+        random.seed(0)
+        return build_model(cfg, vectors, maxlen=11, seed=seed, **extra)
+
+    quiet = build(7)
+    stop = threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            random.random()
+
+    drawer = threading.Thread(target=draw)
+    drawer.start()
+    try:
+        busy = build(7)
+        unseeded = [build(None).get_weights() for _ in range(2)]
+    finally:
+        stop.set()
+        drawer.join()
+    for a, b in zip(quiet.get_weights(), busy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The check can fail: unseeded builds beside the thread differ from each other.
+    assert any(not np.array_equal(a, b) for a, b in zip(*unseeded, strict=True))
+    # Every weight drawn at random moves with the seed (not the word2vec table, zero biases).
+    drawn = [(a.numpy(), b.numpy()) for a, b in zip(quiet.trainable_weights,
+                                                    build(8).trainable_weights, strict=True)]
+    assert all(not np.array_equal(a, b) for a, b in drawn if a.std() > 0)
+    dropout = next(layer for layer in busy.layers if layer.name.startswith("dropout"))
+    assert dropout.seed is not None
+    if cfg.bidirectional:  # each direction starts from weights of its own
+        bi = busy.layers[2]
+        fwd, bwd = bi.forward_layer.get_weights(), bi.backward_layer.get_weights()
+        assert not np.array_equal(fwd[-2], bwd[-2])  # the recurrent kernels
+    if onehot:  # each block of the input weights is drawn on its own
+        blocks = np.split(busy.get_layer("onehot").get_weights()[0], 2 if cfg.bidirectional
+                          else 1, axis=1)
+        assert all(not np.array_equal(blocks[0], b) for b in blocks[1:])
