@@ -2,7 +2,12 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# GPU=1: the GPU build of TensorFlow (the `gpu` extra) instead of tensorflow-cpu; each build
+# has its own stamp, so `make install GPU=1` after a CPU install switches the venv over.
+GPU ?=
+TF_BUILD := $(if $(GPU),tensorflow,tensorflow-cpu)
+OTHER_TF := $(if $(GPU),tensorflow-cpu,tensorflow)
+STAMP := $(VENV)/.installed-$(TF_BUILD)
 PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
@@ -12,12 +17,22 @@ TEST_WORKERS ?= 2
 DATA ?=
 BENCH_ARGS ?=
 
+comma := ,
+
 .PHONY: install run test lint bench clean
 
+# tensorflow-cpu and tensorflow install the same `tensorflow` module: where the other build is
+# installed too, uninstall it (its files are this one's) and put this build's files back.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev$(if $(GPU),$(comma)gpu)]'
+	if $(BIN)/python -m pip show --quiet $(OTHER_TF) 2>/dev/null; then \
+	  version=$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("$(TF_BUILD)"))') \
+	  && $(BIN)/python -m pip uninstall --quiet -y $(OTHER_TF) \
+	  && $(BIN)/python -m pip install --quiet --no-deps --force-reinstall "$(TF_BUILD)==$$version"; \
+	fi
+	rm -f $(VENV)/.installed-*
 	touch $@
 
 install: $(STAMP)

@@ -37,6 +37,7 @@ from rnnflow.data.tokens import start_early as start_tokenizers
 from rnnflow.experiments.plan import Plan, load_plan
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.network import predict
+from rnnflow.network.device import check_device
 from rnnflow.network.evaluate import Evaluation
 from rnnflow.network.model import stock_twin
 from rnnflow.network.train import EpochHook, Fit
@@ -68,6 +69,8 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     even where an earlier run could be reused or continued.
     """
     plan = load_plan(params_file, overrides)  # every point valid before any work
+    if plan.runner == "local":  # a Dask worker checks its own device before its point trains
+        check_device(plan.points)
     ctx = _run_context(plan, params_file, fresh)  # fails fast if MLflow is unreachable
     # A search draws its points (a grid beside it only seeds its first trials); else the grid.
     run_points = run_search if plan.search is not None else run_grid
@@ -131,6 +134,7 @@ def run_point(point: Experiment, ctx: RunContext, run_name: str,
                 on_epoch_end=on_epoch_end or _log_epoch,
                 resume_from=resume and resume.path, initial_epoch=resume.epoch if resume else 0,
                 classes=prep.labels.classes)
+        tracking.set_tags(fit.tags)  # device, kernel and precision
         with clock("evaluate"):
             log.info("%s: evaluating val and test", run_name)
             evaluation = evaluate_model(model, prep.padded, classes=prep.labels.classes)
@@ -185,10 +189,16 @@ def _prepare_or_fail(point: Experiment, ctx: RunContext, run_name: str) -> Prepa
             raise
 
 
+# Settings added after runs were logged, with the value those runs trained with: left out of
+# the training key at that value, so an earlier run is still reused or continued.
+_ADDED_LATER = {"train.mixed_precision": False}
+
+
 def _train_key(point: Experiment, prep: Prepared) -> str:
     """Everything that shapes training except the number of epochs: runs that share it can
     continue one another."""
-    settings = {k: v for k, v in point.flat().items() if k != "train.epochs"}
+    settings = {k: v for k, v in point.flat().items() if k != "train.epochs"
+                and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
     return content_key(settings, f"{prep.embeddings.key}+{prep.padded.key}", 1)
 
 

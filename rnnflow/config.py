@@ -216,6 +216,9 @@ class TrainConfig(Section):
     # Weights of the classes in the loss: `balanced` (n / (classes x count of the class), on the
     # train split) or a mapping of class name to weight (a class left out weighs 1).
     class_weight: Literal["balanced"] | dict[str, float] | None = None
+    # float16 compute with float32 variables and head (Keras's mixed_float16), on a GPU only:
+    # refused on a CPU (rnnflow/network/device.py).
+    mixed_precision: bool = False
 
 
 class EvaluateConfig(Section):

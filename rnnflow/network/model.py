@@ -85,6 +85,8 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     if cfg.return_sequences:
         x = layers.Flatten()(x)
     head = {"kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds))}
+    if keras.config.dtype_policy().compute_dtype != "float32":
+        head["dtype"] = "float32"  # mixed precision: probabilities and the loss in float32
     if n_classes > 2:
         outputs = layers.Dense(n_classes, activation="softmax", name="classes", **head)(x)
     else:
@@ -125,6 +127,32 @@ def recurrent_seeds(seeds) -> dict:
     return {"kernel_initializer": keras.initializers.GlorotUniform(seed=seed),
             "recurrent_initializer": keras.initializers.Orthogonal(seed=next(seeds)),
             "seed": next(seeds)}
+
+
+def kernel_used(model, cfg: ModelConfig, resumed: bool = False) -> tuple[str, str]:
+    """Which recurrent kernel `model` runs, "fused" or "keras" (stock layers: cuDNN on a GPU for
+    GRU and LSTM), and why; the run's `kernel` and `kernel_reason` tags."""
+    import keras
+
+    from rnnflow.network.fused import FusedGRU, FusedLSTM, FusedSimpleRNN, fallback_reason
+
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Bidirectional):
+            layers += [layer.forward_layer, layer.backward_layer]
+        else:
+            layers.append(layer)
+    fused = any(isinstance(layer, (FusedSimpleRNN, FusedGRU, FusedLSTM)) for layer in layers)
+    kernel = "fused" if fused else "keras"
+    if resumed and kernel != cfg.kernel:
+        return kernel, f"the checkpoint it continues has {kernel} layers"
+    if cfg.kernel == "keras":
+        return kernel, "model.kernel: keras"
+    if fused:
+        return kernel, "the fused kernel covers this configuration on this device"
+    dtype = next((layer.dtype_policy for layer in layers
+                  if isinstance(layer, keras.layers.RNN)), None)
+    return kernel, fallback_reason(cfg.cell, dtype=dtype) or "stock layers"
 
 
 def n_classes(model) -> int:

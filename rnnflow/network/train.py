@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,9 @@ from rnnflow.config import ConfigError, ModelConfig, TrainConfig
 from rnnflow.data.embeddings import load_table
 from rnnflow.data.pad import load_sequences, load_split, pad_layout
 from rnnflow.data.storage import Stage, release_memory
+from rnnflow.network import device
 from rnnflow.network.buckets import TrainBatches, inference_dataset
-from rnnflow.network.model import build_model, load_model
+from rnnflow.network.model import build_model, kernel_used, load_model
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ EpochHook = Callable[[int, dict[str, float], Path], None]
 CHECKPOINT = "last.keras"
 
 
-def _optimizer(cfg: TrainConfig):
+def optimizer_for(cfg: TrainConfig):
+    """The Keras optimizer `train.optimizer` and `train.learning_rate` name."""
     import keras
 
     cls = {"rmsprop": keras.optimizers.RMSprop, "adam": keras.optimizers.Adam,
@@ -48,6 +50,8 @@ class Fit:
     padding_step_saving: float = 0.0
     epochs_done: int = 0
     restored_epoch: int | None = None
+    # Where it trained and with which recurrent kernel, and why: the run's tags.
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def loss_for(n_classes: int) -> str:
@@ -99,15 +103,23 @@ def train_model(
                       "shuffle": True}
         val_data = (x_val, y_val)
         del x_train, x_val  # held by train_data and val_data, dropped with them
-    if resume_from is not None:
-        model = load_model(resume_from)
-        log.info("continuing %s from epoch %d", model.name, initial_epoch)
-    else:
-        vocab, weights = load_table(embeddings)
-        model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
-                            trainable_embedding, onehot_tokens=len(vocab),
-                            mask=layout.bucketed, n_classes=k, seed=train_cfg.seed)
-        model.compile(optimizer=_optimizer(train_cfg), loss=loss_for(k), metrics=["accuracy"])
+    on = device.setup()  # memory growth on, before TensorFlow's first op on a GPU
+    if train_cfg.mixed_precision:
+        device.check_mixed_precision(on)
+    with device.precision(train_cfg.mixed_precision):
+        if resume_from is not None:
+            model = load_model(resume_from)  # its layers keep the precision they were built in
+            log.info("continuing %s from epoch %d", model.name, initial_epoch)
+        else:
+            vocab, weights = load_table(embeddings)
+            model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
+                                trainable_embedding, onehot_tokens=len(vocab),
+                                mask=layout.bucketed, n_classes=k, seed=train_cfg.seed)
+            # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer here.
+            model.compile(optimizer=optimizer_for(train_cfg), loss=loss_for(k),
+                          metrics=["accuracy"])
+        kernel, why = kernel_used(model, model_cfg, resumed=resume_from is not None)
+    log.info("training on %s %s with the %s recurrent kernel (%s)", on.kind, on.name, kernel, why)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_dir / CHECKPOINT
     callbacks = [keras.callbacks.ModelCheckpoint(checkpoint, save_best_only=False)]
@@ -160,6 +172,8 @@ def train_model(
         padding_step_saving=1.0 - mean_length / full_length,
         epochs_done=epochs_done,
         restored_epoch=restored,
+        tags={**on.tags(), "kernel": kernel, "kernel_reason": why,
+              "precision": "mixed_float16" if train_cfg.mixed_precision else "float32"},
     )
 
 

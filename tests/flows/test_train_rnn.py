@@ -111,6 +111,16 @@ def test_run_records_its_inputs_and_origin(tracked):
     assert contexts == {"training", "validation", "test"}
     assert run.data.tags["prefect.flow_run_id"]
     assert run.data.tags["stage.padded"]
+    # Where it trained, on which kernel and why (this machine: the CPU, the fused SimpleRNN).
+    from rnnflow.network.device import setup
+
+    here = setup()
+    tags = run.data.tags
+    assert (tags["device"], tags["device_name"]) == (here.kind, here.name)
+    assert int(tags["device_memory_mb"]) == here.memory_mb
+    assert tags["precision"] == "float32"
+    if here.kind == "cpu":
+        assert tags["kernel"] == "fused" and "covers" in tags["kernel_reason"]
     # No half-written stage is left behind.
     assert not list((tracked.project / "data").rglob(".tmp-*"))
 
@@ -229,5 +239,19 @@ def test_bad_params_exit_2_and_touch_nothing(project):
     result = rnnflow_cli(project, "run", str(bad))
     assert result.returncode == 2
     assert str(bad) in result.stderr and "model.num_neurons" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (project / "data").exists() and not (project / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_mixed_precision_on_a_cpu_exits_2_before_any_work(project):
+    from rnnflow.network.device import setup
+
+    if setup().kind != "cpu":
+        pytest.skip("a GPU is visible: mixed precision is allowed here")
+    result = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"),
+                         "--set", "train.mixed_precision=true")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "train.mixed_precision needs an NVIDIA GPU" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
