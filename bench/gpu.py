@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["device"] == "cpu" and (r["cell"], "float32") in gpu:
             g = gpu[(r["cell"], "float32")]
-            print(f"{r['cell']}: GPU / CPU fit {g['fit_samples_per_s'] / r['fit_samples_per_s']:.1f}x,"
-                  f" predict {g['predict_samples_per_s'] / r['predict_samples_per_s']:.1f}x, "
+            fit = g["fit_samples_per_s"] / r["fit_samples_per_s"]
+            predict = g["predict_samples_per_s"] / r["predict_samples_per_s"]
+            print(f"{r['cell']}: GPU / CPU fit {fit:.1f}x, predict {predict:.1f}x, "
                   f"test accuracy {g['test_accuracy'] - r['test_accuracy']:+.4f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
