@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -46,3 +47,24 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     assert "(c) rnnflow cold" in table and "| target |" in table
     assert "| simple_rnn(50) |" in table
     assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written
+
+
+@pytest.mark.slow
+def test_the_gpu_bench_measures_each_cell_on_this_machine(tmp_path):
+    if not SAMPLE.is_file():
+        pytest.skip(f"{SAMPLE} is not present")
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.gpu", "--limit", "40", "--epochs", "1", "--maxlen", "50",
+         "--dim", "16", "--cells", "simple_rnn,gru", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    # The CPU rows always; a GPU's too where one is visible.
+    cpu = [r for r in rows if r["device"] == "cpu"]
+    assert [r["cell"] for r in cpu] == ["simple_rnn", "gru"]
+    for r in rows:
+        assert r["fit_samples_per_s"] > 0 and r["predict_samples_per_s"] > 0
+        assert 0 <= r["test_accuracy"] <= 1 and r["kernel"] in ("fused", "keras")
+    assert all(r["kernel"] == "fused" for r in cpu)  # a CPU machine's choice
+    assert "| simple_rnn | cpu" in done.stdout
