@@ -1,4 +1,6 @@
-"""Fault injection for testing recovery: RNNFLOW_FAULT=<point> makes the process SIGKILL itself.
+"""Fault injection for testing recovery: RNNFLOW_FAULT=<point> makes the process SIGKILL itself;
+RNNFLOW_FAULT=hold:<point> makes it wait there until something else kills it (a batch
+scheduler's `scancel`: the test knows the job is mid-training when it cancels it).
 
 Points: `after_epoch:<n>` (once epoch n is saved and logged), `after_trial:<n>` (once search
 trial n is told to its study), and `<step>` (e.g. `vectorize`,
@@ -10,8 +12,12 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 
 def maybe_fail(point: str) -> None:
-    if os.environ.get("RNNFLOW_FAULT") == point:
+    fault = os.environ.get("RNNFLOW_FAULT")
+    if fault == point:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif fault == f"hold:{point}":
+        threading.Event().wait()  # never set: the process ends when it is killed

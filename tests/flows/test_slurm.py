@@ -159,3 +159,67 @@ def test_a_search_runs_four_trials_two_at_a_time_on_slurm(slurm, project, tiny_a
         assert sum(s <= start < e for s, e in spans) <= 2, spans
     record = _completed_jobs(jobs)
     assert jobs <= set(record), record
+
+
+def test_a_cancelled_job_is_continued_from_its_checkpoint(slurm, project, tiny_archive,
+                                                          mlflow_server, monkeypatch):
+    """`scancel` of the job training a point, after its first epoch: the cluster (adapt, one
+    job) submits another job, the point is retried there and goes on from the cancelled run's
+    checkpoint; a later run reuses the result. One KILLED run (epoch 1) and one FINISHED run
+    (epochs 2-3, continuing it) are all MLflow holds."""
+    import threading
+
+    url, _ = mlflow_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    # The job's worker holds after its first epoch is saved and logged, until it is cancelled:
+    # the cancel lands mid-training, not before or after it.
+    monkeypatch.setenv("RNNFLOW_FAULT", "hold:after_epoch:1")
+    overrides = {"dataset.url": str(tiny_archive), "name": "slurm-cancel", "grid": {},
+                 "train.epochs": 3, "registry.enabled": False}
+    on_slurm = {"runner": "dask", "dask_cluster": _cluster(
+        project, jobs=None, adapt={"minimum_jobs": 1, "maximum_jobs": 1})}
+    outcome: dict = {}
+
+    def flow():
+        try:
+            outcome["rows"] = train_rnn(GRID, {**overrides, **on_slurm})
+        except BaseException as exc:  # noqa: BLE001 - the test reports how the flow ended
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=flow, daemon=True)
+    thread.start()
+    client = MlflowClient(url)
+    deadline = time.monotonic() + 300
+    while True:  # wait for the condition: a run that has logged epoch 1 and holds
+        experiment = client.get_experiment_by_name("slurm-cancel")
+        held = [r for r in (client.search_runs([experiment.experiment_id]) if experiment else [])
+                if r.data.tags.get("rnnflow_epochs_done") == "1"]
+        if held:
+            break
+        assert thread.is_alive() and time.monotonic() < deadline, outcome
+        time.sleep(0.5)
+    (cancelled,) = held
+    job = cancelled.data.tags["batch_job"].removeprefix("slurm:")
+    subprocess.run(["scancel", job], check=True, timeout=30)
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the flow did not end after the job was cancelled"
+    assert "error" not in outcome, outcome
+    (row,) = outcome["rows"]
+
+    runs = {r.info.run_id: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {cancelled.info.run_id, row["run_id"]}
+    old, new = runs[cancelled.info.run_id], runs[row["run_id"]]
+    assert old.info.status == "KILLED" and old.data.tags["rnnflow_epochs_done"] == "1"
+    assert new.info.status == "FINISHED" and new.data.tags["rnnflow_epochs_done"] == "3"
+    assert new.data.tags["continued_from"] == old.info.run_id
+    assert new.data.tags["batch_job"] != old.data.tags["batch_job"]  # another job trained it
+    # Each epoch once: epoch 1 in the cancelled run, epochs 2 and 3 in the one that went on.
+    assert [m.step for m in client.get_metric_history(old.info.run_id, "loss")] == [1]
+    assert [m.step for m in client.get_metric_history(new.info.run_id, "loss")] == [2, 3]
+    assert job in _completed_jobs({job})
+
+    # The next run (here, on the local runner) reuses it and logs nothing new.
+    monkeypatch.delenv("RNNFLOW_FAULT")
+    (again,) = train_rnn(GRID, overrides)
+    assert again["reused"] and again["run_id"] == new.info.run_id
+    assert len(client.search_runs([experiment.experiment_id])) == 2
