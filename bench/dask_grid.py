@@ -1,9 +1,11 @@
 """A 4-point `model.num_neurons` grid on the shared sample, (a) one point after another
 (`runner: local`) and (b) on Dask's LocalCluster (`runner: dask`, one single-threaded worker per
-core): wall time and peak RSS of each whole process tree, and the ratio (a)/(b).
+core): wall time and peak RSS of each whole process tree, and the ratio (a)/(b). With --slurm,
+(c) as well: the points as jobs of a running SLURM (`dask_cluster: dask_jobqueue.SLURMCluster`,
+one single-core job per core; `scripts/slurm-local start` brings one up on this machine).
 
     python -m bench.dask_grid [--archive PATH] [--epochs 2] [--maxlen 400] [--repeat 1]
-                              [--json FILE]
+                              [--slurm] [--json FILE]
 
 Both runs start warm. A warm-up run first builds every preprocessing stage (download, read,
 tokenize, word2vec, ids, padding) into a data folder the two runs then share, so both measure
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--maxlen", type=int, default=400)
     parser.add_argument("--repeat", type=int, default=1, help="alternate the two runs N times")
+    parser.add_argument("--slurm", action="store_true",
+                        help="also on SLURM jobs (needs a running SLURM: sinfo answers)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     out = args.json.resolve() if args.json else None
@@ -68,22 +72,34 @@ def main() -> None:
               flush=True)
         return result
 
-    run("warm-up", "grid={}", "train.epochs=1", "model.num_neurons=2")
-    samples: dict[str, list[dict]] = {"local": [], "dask": []}
-    for _ in range(args.repeat):
-        samples["local"].append(run("local", grid, "runner=local"))
-        samples["dask"].append(run("dask", grid, "runner=dask"))
-    local, dask = (min(samples[k], key=lambda r: r["wall_s"]) for k in ("local", "dask"))
-    ratio = local["wall_s"] / dask["wall_s"]
     cores = len(os.sched_getaffinity(0))  # the LocalCluster's worker count
+    contenders = {"local": [grid, "runner=local"], "dask": [grid, "runner=dask"]}
+    if args.slurm:  # as many single-core jobs as the LocalCluster has workers, on loopback
+        options = {"cores": 1, "processes": 1, "memory": "3GB", "walltime": "00:30:00",
+                   "interface": "lo", "python": sys.executable, "job_name": "rnnflow-bench",
+                   "log_directory": str(work / "slurm")}
+        contenders["slurm"] = [grid, "runner=dask", "dask_cluster=" + json.dumps(
+            {"class": "dask_jobqueue.SLURMCluster", "options": options, "jobs": cores})]
+    run("warm-up", "grid={}", "train.epochs=1", "model.num_neurons=2")
+    samples: dict[str, list[dict]] = {name: [] for name in contenders}
+    for _ in range(args.repeat):
+        for name, sets in contenders.items():
+            samples[name].append(run(name, *sets))
+    best = {name: min(runs, key=lambda r: r["wall_s"]) for name, runs in samples.items()}
+    local, dask = best["local"], best["dask"]
+    ratio = local["wall_s"] / dask["wall_s"]
     print(f"sequential {local['wall_s']:.1f} s / Dask ({cores} workers) {dask['wall_s']:.1f} s"
           f" = {ratio:.2f}x; peak RSS {local['peak_rss_mb']:.0f} MB / "
           f"{dask['peak_rss_mb']:.0f} MB")
+    if "slurm" in best:
+        print(f"SLURM ({cores} jobs) {best['slurm']['wall_s']:.1f} s / LocalCluster "
+              f"{dask['wall_s']:.1f} s = {best['slurm']['wall_s'] / dask['wall_s']:.2f}x")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({
             "grid": {"model.num_neurons": NEURONS}, "settings": shared, "workers": cores,
-            "local": local, "dask": dask, "ratio": ratio, "samples": samples}, indent=2) + "\n")
+            "local": local, "dask": dask, "ratio": ratio, "slurm": best.get("slurm"),
+            "samples": samples}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

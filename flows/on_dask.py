@@ -93,12 +93,17 @@ def _connect(runner: DaskTaskRunner, address: str | None) -> None:
 
 def _scale(runner: DaskTaskRunner, cluster: DaskClusterConfig) -> None:
     """Ask the started cluster for its fixed size: `jobs` batch jobs of a job queue, `jobs`
-    workers of any other class (adapt is applied by prefect-dask)."""
+    workers of any other class (adapt is applied by prefect-dask).
+
+    A job queue's jobs are held at that number by adapting between it and itself, not by
+    `scale`: a scaled cluster does not replace a job that ends early (cancelled, preempted, out
+    of walltime), and its points would wait for a worker forever; an adapting one submits
+    another job, and the point is retried there (from its checkpoint)."""
     if cluster.jobs is None:
         return
     started = runner.client.cluster
     if hasattr(started, "job_cls"):
-        started.scale(jobs=cluster.jobs)
+        started.adapt(minimum_jobs=cluster.jobs, maximum_jobs=cluster.jobs)
     else:
         started.scale(cluster.jobs)
 

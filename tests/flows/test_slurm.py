@@ -163,8 +163,8 @@ def test_a_search_runs_four_trials_two_at_a_time_on_slurm(slurm, project, tiny_a
 
 def test_a_cancelled_job_is_continued_from_its_checkpoint(slurm, project, tiny_archive,
                                                           mlflow_server, monkeypatch):
-    """`scancel` of the job training a point, after its first epoch: the cluster (adapt, one
-    job) submits another job, the point is retried there and goes on from the cancelled run's
+    """`scancel` of the job training a point, after its first epoch: the cluster (`jobs: 1`)
+    submits another job, the point is retried there and goes on from the cancelled run's
     checkpoint; a later run reuses the result. One KILLED run (epoch 1) and one FINISHED run
     (epochs 2-3, continuing it) are all MLflow holds."""
     import threading
@@ -176,8 +176,7 @@ def test_a_cancelled_job_is_continued_from_its_checkpoint(slurm, project, tiny_a
     monkeypatch.setenv("RNNFLOW_FAULT", "hold:after_epoch:1")
     overrides = {"dataset.url": str(tiny_archive), "name": "slurm-cancel", "grid": {},
                  "train.epochs": 3, "registry.enabled": False}
-    on_slurm = {"runner": "dask", "dask_cluster": _cluster(
-        project, jobs=None, adapt={"minimum_jobs": 1, "maximum_jobs": 1})}
+    on_slurm = {"runner": "dask", "dask_cluster": _cluster(project, jobs=1)}
     outcome: dict = {}
 
     def flow():
