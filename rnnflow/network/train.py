@@ -83,6 +83,9 @@ def train_model(
     """
     import keras
 
+    on = device.setup()  # memory growth on, before TensorFlow's first op on a GPU
+    if train_cfg.mixed_precision:
+        device.check_mixed_precision(on)
     release_memory()  # whatever preprocessing left behind, before TensorFlow allocates
     keras.utils.set_random_seed(train_cfg.seed + initial_epoch)
     layout = pad_layout(padded)
@@ -103,9 +106,6 @@ def train_model(
                       "shuffle": True}
         val_data = (x_val, y_val)
         del x_train, x_val  # held by train_data and val_data, dropped with them
-    on = device.setup()  # memory growth on, before TensorFlow's first op on a GPU
-    if train_cfg.mixed_precision:
-        device.check_mixed_precision(on)
     with device.precision(train_cfg.mixed_precision):
         if resume_from is not None:
             model = load_model(resume_from)  # its layers keep the precision they were built in
