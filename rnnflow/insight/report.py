@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from rnnflow.config import Experiment, load_cases
+from rnnflow.data.reviews import texts_by_id
 from rnnflow.insight import explain as ex
 from rnnflow.insight import plots
 from rnnflow.insight.checks import run_checks
@@ -183,9 +184,7 @@ def trace_mistakes(text_model: TextModel, mistakes: pd.DataFrame, reviews_parque
         cols = ["tokens", "oov_tokens", "truncated_tokens", "strongest_words", "lost_words",
                 "lost_sentiment"]
         return mistakes.assign(**{c: pd.Series(dtype=object) for c in cols}), []
-    table = pq.read_table(reviews_parquet, columns=["id", "text"],
-                          filters=[("id", "in", mistakes.id.tolist())])
-    full = dict(zip(table["id"].to_pylist(), table["text"].to_pylist(), strict=True))
+    full = texts_by_id(reviews_parquet, mistakes.id.tolist())
     explanations = ex.explain(text_model, [full[i] for i in mistakes.id])
     polarity = ex.word_polarity(text_model, [t for e in explanations for t in e.path.tokens])
     lost = pd.DataFrame(ex.lost_sentiment([e.path for e in explanations], polarity, TOP_WORDS))

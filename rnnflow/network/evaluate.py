@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from sklearn import metrics as skm
 
 from rnnflow.data.pad import load_sequences, load_split, pad_layout
+from rnnflow.data.reviews import texts_by_id
 from rnnflow.data.storage import Stage, release_memory
 from rnnflow.network import buckets
 from rnnflow.network.model import inference_batch, inference_model
@@ -154,9 +154,5 @@ def _with_texts(wrong: pd.DataFrame, reviews_parquet, excerpt: int,
                 columns: list[str]) -> pd.DataFrame:
     if wrong.empty:
         return wrong.assign(text=pd.Series(dtype=str))
-    table = pq.read_table(reviews_parquet, columns=["id", "text"],
-                          filters=[("id", "in", wrong.id.tolist())])
-    texts = dict(zip(table["id"].to_pylist(),
-                     pc.utf8_slice_codeunits(table["text"], 0, excerpt).to_pylist(), strict=True))
-    wrong["text"] = wrong.id.map(texts)
+    wrong["text"] = wrong.id.map(texts_by_id(reviews_parquet, wrong.id.tolist(), excerpt))
     return wrong[columns].reset_index(drop=True)

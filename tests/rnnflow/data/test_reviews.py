@@ -179,3 +179,18 @@ def test_table_labels_beyond_the_binary_forms_are_classes(project, tmp_path):
     path = _table(tmp_path, "csv", [1, 0, 3, "meh"] * 5)
     frame = _read(path, source="csv", text_column="review", label_column="sentiment")
     assert sorted(frame.label.unique()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("batch_size", [1024, 7])  # one batch, and many
+def test_texts_by_id_reads_what_a_whole_read_has(project, tiny_archive, batch_size):
+    from rnnflow.data.reviews import texts_by_id
+
+    path = read_reviews(tiny_archive, "digest", DatasetConfig()).file("reviews.parquet")
+    frame = pd.read_parquet(path)
+    ids = [*frame.id.iloc[[3, 41, 70, 3]], "train/pos/not-there"]  # a repeat, a missing id
+    got = texts_by_id(path, ids, batch_size=batch_size)
+    full = dict(zip(frame.id, frame.text, strict=True))
+    assert got == {i: full[i] for i in ids[:3]}
+    short = texts_by_id(path, ids, excerpt=12, batch_size=batch_size)
+    assert short == {i: full[i][:12] for i in ids[:3]}
+    assert texts_by_id(path, []) == {}
