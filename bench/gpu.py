@@ -39,26 +39,21 @@ CELLS = {"simple_rnn": 50, "gru": 64, "lstm": 50}
 
 
 def prepare(args, out: Path) -> dict:
-    """Padded ids, labels and the frozen vector table of train / val / test, saved to `out`."""
-    from nltk.tokenize import TreebankWordTokenizer
-
-    from bench.handwritten import ids_matrix
+    """Padded ids, labels and the frozen vector table of train / val / test, saved to `out`:
+    the hand-written peer's steps (bench/handwritten.py)."""
+    from bench.handwritten import ids_matrix, labels, lookup_table, tokenize_splits
     from bench.peers import read_archive, split, word2vec
 
-    train, val, test = split(read_archive(args.data), args.seed, args.limit)
-    tokenize = TreebankWordTokenizer().tokenize
-    tokens = {name: [tokenize(text) for _, _, text in rows]
-              for name, rows in (("train", train), ("val", val), ("test", test))}
-    wv = word2vec(tokens["train"], args.dim, args.seed)
-    index = {word: i + 1 for i, word in enumerate(wv.index_to_key)}
-    vectors = np.zeros((len(index) + 1, args.dim), dtype=np.float32)
-    vectors[1:] = wv.vectors
+    splits = dict(zip(("train", "val", "test"),
+                      split(read_archive(args.data), args.seed, args.limit), strict=True))
+    tokens = tokenize_splits(splits)
+    index, vectors = lookup_table(word2vec(tokens["train"], args.dim, args.seed))
     arrays = {"vectors": vectors}
-    for name, rows in (("train", train), ("val", val), ("test", test)):
+    for name, y in labels(splits).items():
         arrays[f"x_{name}"] = ids_matrix(tokens[name], index, args.maxlen)
-        arrays[f"y_{name}"] = np.array([label for _, label, _ in rows], dtype=np.float32)
+        arrays[f"y_{name}"] = y
     np.savez(out, **arrays)
-    return {name: len(rows) for name, rows in (("train", train), ("val", val), ("test", test))}
+    return {name: len(rows) for name, rows in splits.items()}
 
 
 def child(args) -> int:

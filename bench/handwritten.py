@@ -25,6 +25,27 @@ from bench.peers import (  # noqa: E402
 )
 
 
+def tokenize_splits(splits: dict[str, list]) -> dict[str, list[list[str]]]:
+    """Treebank tokens of each split's reviews ((id, label, text) rows), case and markup kept."""
+    from nltk.tokenize import TreebankWordTokenizer
+
+    tokenize = TreebankWordTokenizer().tokenize
+    return {name: [tokenize(text) for _, _, text in rows] for name, rows in splits.items()}
+
+
+def lookup_table(wv) -> tuple[dict[str, int], np.ndarray]:
+    """Each word's row (from 1) and the frozen table: row 0 the zero padding vector."""
+    index = {word: i + 1 for i, word in enumerate(wv.index_to_key)}
+    weights = np.zeros((len(index) + 1, wv.vector_size), dtype=np.float32)
+    weights[1:] = wv.vectors
+    return index, weights
+
+
+def labels(splits: dict[str, list]) -> dict[str, np.ndarray]:
+    return {name: np.array([label for _, label, _ in rows], dtype=np.float32)
+            for name, rows in splits.items()}
+
+
 def ids_matrix(token_lists: list[list[str]], index: dict[str, int], maxlen: int) -> np.ndarray:
     """First `maxlen` known tokens of each review as table rows (1-based), zero-padded at the end;
     unknown tokens are dropped, as in the lesson."""
@@ -39,23 +60,17 @@ def main() -> None:
     args = protocol_args(__doc__.splitlines()[0]).parse_args()
     meter = Meter()
     with meter.stage("read"):
-        train, val, test = split(read_archive(args.data), args.seed, args.limit)
+        splits = dict(zip(("train", "val", "test"),
+                          split(read_archive(args.data), args.seed, args.limit), strict=True))
     with meter.stage("tokenize"):
-        from nltk.tokenize import TreebankWordTokenizer
-
-        tokenize = TreebankWordTokenizer().tokenize
-        tokens = {name: [tokenize(text) for _, _, text in rows]
-                  for name, rows in (("train", train), ("val", val), ("test", test))}
+        tokens = tokenize_splits(splits)
     n_docs = sum(len(t) for t in tokens.values())
     with meter.stage("word2vec"):
         wv = word2vec(tokens["train"], args.dim, args.seed)
     with meter.stage("ids"):
-        index = {word: i + 1 for i, word in enumerate(wv.index_to_key)}
+        index, weights = lookup_table(wv)
         x = {name: ids_matrix(t, index, args.maxlen) for name, t in tokens.items()}
-        y = {name: np.array([label for _, label, _ in rows], dtype=np.float32)
-             for name, rows in (("train", train), ("val", val), ("test", test))}
-        weights = np.zeros((len(index) + 1, args.dim), dtype=np.float32)
-        weights[1:] = wv.vectors
+        y = labels(splits)
         del tokens
     with meter.stage("model"):
         import keras

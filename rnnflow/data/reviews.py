@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from rnnflow.config import DatasetConfig
 from rnnflow.data.storage import Stage, stage, write_parquet, writing
@@ -305,9 +307,6 @@ def texts_by_id(reviews_parquet: Path, ids, excerpt: int | None = None,
     (+179 MB of peak RSS and 1.3 s for 20 of the full archive's 50k reviews, measured), where
     streaming 1,024 rows at a time held 24 MB more and took 0.09 s. This runs after training,
     at the run's memory peak. An id not in the file is left out."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
