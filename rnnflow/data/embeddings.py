@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from rnnflow.config import EmbeddingConfig
 from rnnflow.data.download import download_dataset
-from rnnflow.data.storage import Stage, stage, write_parquet, writing
+from rnnflow.data.storage import Stage, read_fixed_rows, stage, write_parquet, writing
 
 log = logging.getLogger(__name__)
 
@@ -205,14 +205,11 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
 def load_table(embeddings: Stage) -> tuple[list[str], np.ndarray | None]:
     """Tokens and the (V+1) x dim weight matrix whose row 0 is the zero padding vector; None
     instead of the matrix for a one-hot vocabulary."""
-    table = pq.read_table(embeddings.file("table.parquet"))
-    if "vector" not in table.column_names:
-        return table["token"].to_pylist(), None
-    vec = table["vector"].combine_chunks()
-    dim = vec.type.list_size
-    weights = np.zeros((table.num_rows + 1, dim), dtype=np.float32)
-    weights[1:] = vec.values.to_numpy(zero_copy_only=False).reshape(-1, dim)
-    return table["token"].to_pylist(), weights
+    path = embeddings.file("table.parquet")
+    if "vector" not in pq.read_schema(path).names:
+        return load_vocab(embeddings), None
+    weights, rest = read_fixed_rows(path, "vector", np.float32, others=("token",), first_row=1)
+    return rest["token"].tolist(), weights
 
 
 def load_vocab(embeddings: Stage) -> list[str]:

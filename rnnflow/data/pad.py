@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rnnflow.config import PadConfig
-from rnnflow.data.storage import Stage, stage, write_parquet, writing
+from rnnflow.data.storage import (
+    Stage,
+    read_fixed_rows,
+    stage,
+    stream_parquet,
+    write_parquet,
+    writing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,18 +174,22 @@ def load_sequences(path: Path, layout: PadLayout) -> tuple[Sequences, np.ndarray
     if layout.maxlen is not None:
         x, y = load_split(path)
         return Sequences.from_padded(x, layout.padding), y
-    table = pq.read_table(path, columns=["label", "x"])
-    x = table["x"].combine_chunks()
-    offsets = x.offsets.to_numpy().astype(np.int64)
-    values = x.values.to_numpy(zero_copy_only=False).astype(np.int32)
-    seqs = Sequences(values[offsets[0]:offsets[-1]], offsets - offsets[0], layout.padding, None)
-    return seqs, table["label"].to_numpy().astype(np.float32)
+    values, lengths, labels = [], [], []
+    for batch in stream_parquet(path, ["label", "x"]):
+        x = batch.column("x")
+        values.append(x.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False))
+        lengths.append(pc.list_value_length(x).to_numpy(zero_copy_only=False))
+        labels.append(batch.column("label").to_numpy(zero_copy_only=False))
+    offsets = np.zeros(sum(len(n) for n in lengths) + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(lengths) if lengths else [], out=offsets[1:])
+    flat = np.concatenate(values) if values else np.empty(0, np.int32)
+    del values
+    seqs = Sequences(flat, offsets, layout.padding, None)
+    return seqs, (np.concatenate(labels) if labels else np.empty(0)).astype(np.float32)
 
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """x (docs x maxlen int32) and y (docs float32) of one padded split, without copies of x."""
-    table = pq.read_table(path, columns=["label", "x"])
-    x = table["x"].combine_chunks()
-    maxlen = x.type.list_size
-    xs = x.values.to_numpy(zero_copy_only=False).reshape(-1, maxlen)
-    return xs, table["label"].to_numpy().astype(np.float32)
+    """x (docs x maxlen int32) and y (docs float32) of one padded split, read a batch at a time
+    into x (`read_fixed_rows`)."""
+    x, rest = read_fixed_rows(path, "x", np.int32, others=("label",))
+    return x, rest["label"].astype(np.float32)

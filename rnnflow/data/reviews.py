@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rnnflow.config import DatasetConfig
-from rnnflow.data.storage import Stage, stage, write_parquet, writing
+from rnnflow.data.storage import Stage, stage, stream_parquet, write_parquet, writing
 
 log = logging.getLogger(__name__)
 
@@ -311,9 +311,8 @@ def texts_by_id(reviews_parquet: Path, ids, excerpt: int | None = None,
     if not wanted:
         return {}
     found: dict = {}
-    parquet = pq.ParquetFile(reviews_parquet, pre_buffer=False, buffer_size=1 << 20)
-    value_set = pa.array(wanted, type=parquet.schema_arrow.field("id").type)
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=["id", "text"]):
+    value_set = pa.array(wanted, type=pq.read_schema(reviews_parquet).field("id").type)
+    for batch in stream_parquet(reviews_parquet, ["id", "text"], batch_size):
         chosen = batch.filter(pc.is_in(batch.column(0), value_set=value_set))
         if chosen.num_rows:
             text = chosen.column(1)
