@@ -1,14 +1,20 @@
 """A local Prefect server for commands that find no PREFECT_API_URL.
 
-Imports nothing from Prefect: the URL has to be in the environment before Prefect is imported
-(it reads its settings then), and the server can boot in its own process while this one imports
-the flow. `rnnflow run` gets a temporary API-only server on a free port; `rnnflow serve` a
-server with the UI on a fixed port, so other shells can reach it.
+Imports nothing from Prefect at import time: the URL has to be in the environment before
+Prefect is imported (it reads its settings then).
+- `rnnflow run` gets a temporary API-only server on a free port, served from a thread of the
+  run's own process. Its socket is bound first thing, so the URL is known before the flow is
+  imported and no other process can take the port meanwhile; the server's modules are imported
+  once the flow's are.
+- `rnnflow serve` gets a server with the UI in a process of its own, on a fixed port, so other
+  shells can reach it for as long as it serves.
 
-Why not Prefect's own temporary server: Prefect starts it on the first API call, after the flow
-and all its imports are loaded, and it imports the server's modules into the flow process to do
-so. Started here it boots while the flow is imported (about 3.5 s saved on 2 cores) and the flow
-process stays 75 MB smaller.
+Why a thread for `rnnflow run` (bench/NOTES.md, "The Prefect server in the run's process"): a
+server process imports Prefect, pydantic, SQLAlchemy and FastAPI again and held 216-257 MB of
+a lesson run's peak; in the run's process the same server adds about 110 MB, because the flow
+has imported most of that already. It costs the boot's overlap with the flow's imports: about
+0.7 s on a Prefect home that is already migrated (a new home's migrations add a few seconds,
+once). Prefect's own temporary server is a process too, started on the first API call.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -55,6 +62,10 @@ def prefect_api(port: int | None = None, ui: bool = False, timeout: float = 120.
     runs while the server boots; its result is what the context yields."""
     if os.environ.get("PREFECT_API_URL"):
         yield meanwhile() if meanwhile else None
+        return
+    if port is None and not ui:
+        with _in_this_process(timeout, meanwhile) as result:
+            yield result
         return
     chosen_here = port is None
     port = port or _free_port()
@@ -104,6 +115,85 @@ def prefect_api(port: int | None = None, ui: bool = False, timeout: float = 120.
 
 
 _STARTS = 3  # tries before a server that keeps exiting is an error
+
+
+@contextlib.contextmanager
+def _in_this_process(timeout: float, meanwhile: Callable[[], T] | None) -> Iterator[T | None]:
+    """A temporary API-only server (no UI, no background services, as `prefect server start
+    --no-ui --no-services` serves) on a thread of this process, stopped at exit."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # clients that come before the server runs wait in the backlog
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    os.environ["PREFECT_API_URL"] = url
+    server = None
+    lock = None
+    # Said before Prefect is imported: after, its API log handler wants a flow run for it.
+    log.info("serving a temporary Prefect API on %s from this process", url)
+    try:
+        result = meanwhile() if meanwhile else None
+        lock = _start_lock()  # held while the server migrates the database
+        server = _ThreadServer(sock)
+        deadline = time.monotonic() + timeout
+        while not healthy(url):
+            if not server.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the temporary Prefect server on {url} "
+                                   + (f"failed: {server.error!r}" if server.error
+                                      else "stopped" if not server.thread.is_alive()
+                                      else "did not answer in time")
+                                   + ". Set PREFECT_API_URL to a running server to use that "
+                                   "one instead.")
+            time.sleep(0.05)
+    except BaseException:
+        os.environ.pop("PREFECT_API_URL", None)
+        if server is not None:
+            server.stop()
+        sock.close()
+        raise
+    finally:
+        if lock is not None:
+            lock.close()
+    # At interpreter exit, not when the block ends: Prefect sends its last logs and events
+    # from exit hooks that run before this one (registered later, run earlier).
+    atexit.register(server.stop)
+    yield result
+
+
+class _ThreadServer:
+    """uvicorn serving Prefect's API app on `sock` from a daemon thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        import uvicorn
+        from prefect.server.api.server import create_app
+        from prefect.settings import (
+            PREFECT_SERVER_ANALYTICS_ENABLED,
+            PREFECT_UI_ENABLED,
+            temporary_settings,
+        )
+
+        self.sock, self.error = sock, None
+        # Settings are per thread (a context variable): the run's own are left as they are.
+        self._settings = lambda: temporary_settings(
+            {PREFECT_UI_ENABLED: False, PREFECT_SERVER_ANALYTICS_ENABLED: False})
+        with self._settings():
+            app = create_app(final=True, webserver_only=True)
+        # log_config=None: uvicorn leaves the run's logging as it is configured
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, log_config=None, log_level="error", access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self._serve, name="prefect-api", daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            with self._settings():
+                self.server.run(sockets=[self.sock])
+        except BaseException as exc:  # noqa: BLE001 - reported by the thread that waits
+            self.error = exc
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
 
 
 def _start(port: int, ui: bool, log_file: Path) -> subprocess.Popen:
