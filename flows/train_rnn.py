@@ -32,7 +32,7 @@ from rnnflow import faults, tracking
 from rnnflow.config import Experiment
 from rnnflow.data.embeddings import load_vocab
 from rnnflow.data.reviews import Labels, read_labels
-from rnnflow.data.storage import Stage, content_key
+from rnnflow.data.storage import Stage, content_key, release_memory
 from rnnflow.data.tokens import start_early as start_tokenizers
 from rnnflow.experiments.plan import Plan, load_plan
 from rnnflow.insight.report import FinishedRun, summarize
@@ -237,7 +237,12 @@ def _log_run(point: Experiment, prep: Prepared, model, fit: Fit, evaluation: Eva
     tracking.log_report(report.metrics, report.figures, report.frames, report.texts)
     if report.restored:  # early stopping: what `mlflow ui` shows is the logged model's score
         tracking.log_epoch(report.restored_step, report.restored)
+    # Each model logged below is saved, and MLflow loads the text model back to check its
+    # input example: the run's memory peak. Keras models hold reference cycles, so what the
+    # report and the stock twin leave is freed by a collection first, not when they go.
+    release_memory()
     tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
+    release_memory()
     with tempfile.TemporaryDirectory(prefix="rnnflow-text-model-") as tmp:
         tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), predict.LOADER,
                                 predict.outputs(text_model),

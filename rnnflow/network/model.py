@@ -209,15 +209,22 @@ def inference_model(model):
     if not isinstance(rnn, _FusedLoop) or rnn.fused_unsupported() is not None:
         return model
     kernel, recurrent, *bias = (np.asarray(w) for w in rnn.cell.get_weights())
-    table = embed.get_weights()[0].astype(np.float64) @ kernel.astype(np.float64)
-    if bias:
-        table += bias[0][0] if rnn._kind == "gru" else bias[0]
+    vectors = embed.get_weights()[0]
+    table = np.empty((vectors.shape[0], kernel.shape[1]), dtype=np.float32)
+    kernel64 = kernel.astype(np.float64)
+    offset = (bias[0][0] if rnn._kind == "gru" else bias[0]) if bias else 0.0
+    # In float64, 4,096 rows at a time: the whole table in float64 would be 84 MB more at the
+    # lesson's 35k x 300, at the run's memory peak (this runs after training).
+    for start in range(0, len(vectors), 4096):
+        rows = vectors[start:start + 4096].astype(np.float64) @ kernel64 + offset
+        table[start:start + len(rows)] = rows
+    del vectors
     inputs = keras.Input(shape=model.input_shape[1:], dtype="int32", name="token_ids")
     lookup = keras.layers.Embedding(table.shape[0], table.shape[1], trainable=False,
                                     mask_zero=embed.mask_zero, name="word2vec_projected")
     projected = type(rnn).from_config({**rnn.get_config(), "projected_input": True})
     x = projected(lookup(inputs))
-    lookup.set_weights([table.astype(np.float32)])
+    lookup.set_weights([table])
     weights = projected.cell.get_weights()  # its kernel is (gates x units) square, unused
     projected.cell.set_weights([weights[0], recurrent, *bias])
     for layer in model.layers[at + 2:]:  # the rest of the network, the very same layers

@@ -71,6 +71,27 @@ def test_inference_model_looks_up_the_projection_and_predicts_the_same(cfg, mask
                                rtol=1e-5, atol=1e-6)
 
 
+def test_the_projected_table_is_every_row_of_e_at_w_plus_b_however_many_rows():
+    """The projection is computed a block of rows at a time: a table of three blocks gives
+    each row's E[row] @ W + b, and the model predicts the same for ids from every block."""
+    from rnnflow.network.model import inference_model
+
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(9000, 5)).astype(np.float32)
+    weights[0] = 0
+    model = build_model(ModelConfig(cell="gru", num_neurons=3, return_sequences=False),
+                        weights, maxlen=6)
+    for w in model.trainable_weights:
+        w.assign(rng.normal(scale=0.5, size=w.shape).astype(np.float32))
+    kernel, _, bias = model.layers[2].cell.get_weights()
+    expected = weights.astype(np.float64) @ kernel.astype(np.float64) + bias[0]
+    got = inference_model(model).get_layer("word2vec_projected").get_weights()[0]
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=1e-7)
+    ids = rng.integers(1, 9000, size=(16, 6)).astype(np.int32)
+    np.testing.assert_allclose(inference_model(model).predict(ids, verbose=0),
+                               model.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("cfg", [
     ModelConfig(num_neurons=3, kernel="keras"),
     ModelConfig(cell="gru", num_neurons=3, bidirectional=True, return_sequences=False),
