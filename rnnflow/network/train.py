@@ -163,6 +163,9 @@ def train_model(
         log.info("bucketed batches: %.1f time steps on average against %d (%.1f%% fewer)",
                  mean_length, full_length, 100 * (1 - mean_length / full_length))
     del train_data, val_data, y_train, y_val
+    # The traced training and validation steps (graphs with their gradients) are not needed
+    # again by this model; a later fit traces them anew.
+    model.train_function = model.test_function = None
     release_memory()  # training's batches and buffers, before inference allocates its own
     return model, Fit(
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},
