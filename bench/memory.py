@@ -4,10 +4,11 @@ hand-written script in the same sitting.
     python -m bench.memory --data ../shared/data/aclImdb_labeled.tar.gz [--src DIR] [--repeat 2]
 
 Both do bench.run's (b) and (c): the lesson on the whole archive, word2vec trained on the train
-split. Every 50 ms the RSS of each process of the run's tree is sampled (the flow process, the
-Prefect server it starts, the tokenizer workers); the run's own log lines say which step it is
-in. Prints and writes (bench/results/memory.json): the peak of the tree and of each process,
-and per step the tree's peak with each process's share at that moment.
+split. Every 50 ms the RSS of each process of the run's tree is sampled (the flow process, a
+Prefect server process where the run starts one, the tokenizer workers); the run's own log
+lines say which step it is in. Prints and writes (bench/results/memory.json): the peak of the
+tree and of each process, and per step the tree's peak with each process's share at that
+moment.
 """
 
 from __future__ import annotations

@@ -10,11 +10,12 @@ Prefect is imported (it reads its settings then).
   shells can reach it for as long as it serves.
 
 Why a thread for `rnnflow run` (bench/NOTES.md, "The Prefect server in the run's process"): a
-server process imports Prefect, pydantic, SQLAlchemy and FastAPI again and held 216-257 MB of
+server process imports Prefect, pydantic, SQLAlchemy and FastAPI again and held 216-258 MB of
 a lesson run's peak; in the run's process the same server adds about 110 MB, because the flow
-has imported most of that already. It costs the boot's overlap with the flow's imports: about
-0.7 s on a Prefect home that is already migrated (a new home's migrations add a few seconds,
-once). Prefect's own temporary server is a process too, started on the first API call.
+has imported most of that already. It costs seconds: the server boots after the flow's imports
+instead of beside them (booting it first, in its thread, is no faster: one GIL), and shares the
+process while it starts; measured, a run begins 1.5 s later and ends about 2.5 s later.
+Prefect's own temporary server is a process too, started on the first API call.
 """
 
 from __future__ import annotations
