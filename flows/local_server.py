@@ -137,14 +137,13 @@ def _in_this_process(timeout: float, meanwhile: Callable[[], T] | None) -> Itera
         server = _ThreadServer(sock)
         deadline = time.monotonic() + timeout
         while not healthy(url):
-            if not server.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the temporary Prefect server on {url} "
-                                   + (f"failed: {server.error!r}" if server.error
-                                      else "stopped" if not server.thread.is_alive()
-                                      else "did not answer in time")
-                                   + ". Set PREFECT_API_URL to a running server to use that "
-                                   "one instead.")
-            time.sleep(0.05)
+            if server.thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            why = (f"failed: {server.error!r}" if server.error
+                   else "did not answer in time" if server.thread.is_alive() else "stopped")
+            raise RuntimeError(f"the temporary Prefect server on {url} {why}. Set "
+                               "PREFECT_API_URL to a running server to use that one instead.")
     except BaseException:
         os.environ.pop("PREFECT_API_URL", None)
         if server is not None:

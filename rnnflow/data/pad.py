@@ -174,18 +174,15 @@ def load_sequences(path: Path, layout: PadLayout) -> tuple[Sequences, np.ndarray
     if layout.maxlen is not None:
         x, y = load_split(path)
         return Sequences.from_padded(x, layout.padding), y
-    values, lengths, labels = [], [], []
+    values, lengths, labels = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)], [np.zeros(0)]
     for batch in stream_parquet(path, ["label", "x"]):
         x = batch.column("x")
         values.append(x.flatten().to_numpy(zero_copy_only=False).astype(np.int32, copy=False))
         lengths.append(pc.list_value_length(x).to_numpy(zero_copy_only=False))
         labels.append(batch.column("label").to_numpy(zero_copy_only=False))
-    offsets = np.zeros(sum(len(n) for n in lengths) + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(lengths) if lengths else [], out=offsets[1:])
-    flat = np.concatenate(values) if values else np.empty(0, np.int32)
-    del values
-    seqs = Sequences(flat, offsets, layout.padding, None)
-    return seqs, (np.concatenate(labels) if labels else np.empty(0)).astype(np.float32)
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths), dtype=np.int64)])
+    seqs = Sequences(np.concatenate(values), offsets, layout.padding, None)
+    return seqs, np.concatenate(labels).astype(np.float32)
 
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:

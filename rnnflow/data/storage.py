@@ -125,13 +125,16 @@ def _load_libc():
 _LIBC = _load_libc()
 
 
+def _streaming_reader(path: Path) -> pq.ParquetFile:
+    """A reader that does not buffer whole column chunks: a stage file is one row group, so a
+    whole read decodes a whole column before it hands anything back."""
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+
+
 def stream_parquet(path: Path, columns: list[str],
                    batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
-    """The rows of a Parquet file `batch_rows` at a time, read without buffering whole column
-    chunks (a stage file is one row group, so a whole read decodes a whole column before it
-    hands anything back)."""
-    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-    yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+    """The rows of a Parquet file `batch_rows` at a time."""
+    yield from _streaming_reader(path).iter_batches(batch_size=batch_rows, columns=columns)
 
 
 def read_fixed_rows(path: Path, column: str, dtype, others: tuple[str, ...] = (),
@@ -144,7 +147,7 @@ def read_fixed_rows(path: Path, column: str, dtype, others: tuple[str, ...] = ()
     `to_numpy` peaked 176 MB over the process and took 274 ms; this peaks 50 MB over it and
     takes 69 ms. The padded splits and the vector table are read when training and
     evaluation start, near the run's memory peak."""
-    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    parquet = _streaming_reader(path)
     width = parquet.schema_arrow.field(column).type.list_size
     out = np.zeros((first_row + parquet.metadata.num_rows, width), dtype=dtype)
     rest: dict[str, list[np.ndarray]] = {name: [] for name in others}
