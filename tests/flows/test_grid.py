@@ -61,11 +61,18 @@ def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
     # The same table and a summary of the best point are Prefect artifacts with keys.
     import json
 
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
 
+    # This flow run's: other tests in this process log artifacts under the same keys.
+    flow_run_id = parent.data.tags["prefect.flow_run_id"]
     with get_client(sync_client=True) as prefect:
         artifacts = {a.key: a for a in prefect.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["tiny-grid-results", "tiny-grid-summary"])))}
+            key=ArtifactFilterKey(any_=["tiny-grid-results", "tiny-grid-summary"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))}
     assert artifacts["tiny-grid-results"].type == "table"
     rows = artifacts["tiny-grid-results"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
