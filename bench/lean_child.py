@@ -32,11 +32,11 @@ from bench.peak_rss import measure
 
 
 def _experiment(archive: Path):
-    from rnnflow.experiments.plan import load_plan
+    from rnnflow.comparisons.plan import load_plan
 
     plan = load_plan(REPO / "params" / "lesson16.yaml",
                      {"dataset.url": str(archive), "embedding.source": "train"})
-    return plan.experiment
+    return plan.base
 
 
 def _train_and_evaluate(experiment, padded, embeddings) -> dict:

@@ -69,7 +69,7 @@ def _test_right(store: Path, run_id: str):
 
 
 def _compare(results: dict, work: Path) -> dict:
-    from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+    from rnnflow.comparisons.stats import mcnemar_exact, paired_bootstrap
 
     (ids_s, right_s), (ids_g, right_g) = (
         _test_right(work / label / "mlflow.db", results[label]["best"]["run_id"])

@@ -1,7 +1,7 @@
 """After every run, grid or search: the winner's text model registered as the `challenger`,
 and made `champion` if it beats the champion on the same test reviews.
 
-The decision is rnnflow/experiments/champion.py's, from both runs' test predictions; the
+The decision is rnnflow/comparisons/champion.py's, from both runs' test predictions; the
 registry's reads and writes are rnnflow/tracking/registry.py's. A promotion is also a Prefect
 event, `rnnflow.model.promoted`, on the resource `mlflow.registered-model.<name>`, with the
 decision's figures as its payload: an automation can react to it ("when NAME gets a new
@@ -15,8 +15,8 @@ import logging
 from prefect.events import emit_event
 
 from rnnflow import tracking
-from rnnflow.experiments.champion import Decision, Registered, accuracy, decide
-from rnnflow.experiments.plan import Plan
+from rnnflow.comparisons.champion import Decision, Registered, accuracy, decide
+from rnnflow.comparisons.plan import Plan
 
 log = logging.getLogger("rnnflow.registry")
 PROMOTED = "rnnflow.model.promoted"  # the Prefect event of a new champion

@@ -2,7 +2,7 @@
 flow's process (`runner: local`), or, once every stage is built here, as `train_point` tasks on
 Dask (`runner: dask`). A grid (or variants) is one MLflow parent run `<name>-grid` with a child
 run per point, and a point with repeats a run grouping them, which logs their mean and spread.
-Then the results table (rnnflow/experiments/results.py) on the parent and in Prefect."""
+Then the results table (rnnflow/comparisons/results.py) on the parent and in Prefect."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import pandas as pd
 
 from flows.artifacts import link_run, publish
 from rnnflow import tracking
-from rnnflow.config import Experiment
-from rnnflow.experiments.plan import Plan
-from rnnflow.experiments.results import PointResult, best_index, plot_test_accuracy, results_table
+from rnnflow.comparisons.plan import Plan
+from rnnflow.comparisons.results import PointResult, best_index, plot_test_accuracy, results_table
+from rnnflow.config import Point
 from rnnflow.tracking import RunContext
 from tasks.workers import train_point
 
 
 def run_grid(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-             prepare: Callable[[Experiment], Any]) -> tuple[list[dict[str, Any]], str]:
+             prepare: Callable[[Point], Any]) -> tuple[list[dict[str, Any]], str]:
     """Every point of `plan` through `run_point`; the rows of every run, and the run id of the
     best point's best run (highest val_accuracy), the one to register."""
     if plan.is_grid:
@@ -44,16 +44,16 @@ def run_grid(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any
 
 
 def _run_points(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-                prepare: Callable[[Experiment], Any]) -> list[PointResult]:
+                prepare: Callable[[Point], Any]) -> list[PointResult]:
     varied = plan.varied_keys()
     names = plan.labels
     with contextlib.ExitStack() as groups:
         group_ids = [groups.enter_context(tracking.group_run(ctx, name))
                      if plan.repeats > 1 else None for name in names]
-        calls = [{"point": trial, "ctx": ctx.under(group) if group else ctx,
+        calls = [{"point": repeat, "ctx": ctx.under(group) if group else ctx,
                   "run_name": f"{name} #{i + 1}" if group else name}
                  for point, name, group in zip(plan.points, names, group_ids, strict=True)
-                 for i, trial in enumerate(plan.trials(point))]
+                 for i, repeat in enumerate(plan.repeats_of(point))]
         if plan.runner == "local":
             rows = [run_point(**call) for call in calls]
         else:

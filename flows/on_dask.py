@@ -23,8 +23,8 @@ from prefect.futures import wait
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
+from rnnflow.comparisons.plan import DaskClusterConfig
 from rnnflow.config import ConfigError
-from rnnflow.experiments.plan import DaskClusterConfig
 from tasks.workers import cores
 
 log = logging.getLogger("rnnflow.dask")

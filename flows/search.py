@@ -1,4 +1,4 @@
-"""A params file's `search`: an optuna study (rnnflow/experiments/study.py) whose trials are
+"""A params file's `search`: an optuna study (rnnflow/comparisons/study.py) whose trials are
 child runs of `<name>-search`, pruned epoch by epoch.
 
 - A trial trains like any point (the flow's `run_point`) but never reuses or continues an
@@ -29,16 +29,16 @@ import pandas as pd
 
 from flows.artifacts import link_run, publish
 from rnnflow import faults, tracking
-from rnnflow.config import Experiment, with_values
-from rnnflow.data.storage import data_dir
-from rnnflow.experiments import study as studies
-from rnnflow.experiments.plan import Plan
-from rnnflow.experiments.space import (
+from rnnflow.comparisons import study as studies
+from rnnflow.comparisons.plan import Plan
+from rnnflow.comparisons.space import (
     SearchConfig,
     parse_space,
     preprocessing_combinations,
     suggest,
 )
+from rnnflow.config import Point, with_values
+from rnnflow.data.storage import data_dir
 from rnnflow.tracking import RunContext
 from tasks.workers import search_trial
 
@@ -48,7 +48,7 @@ PARENT_ATTR = "mlflow_parent_run_id"
 
 
 def run_search(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-               prepare: Callable[[Experiment], Any]) -> tuple[list[dict[str, Any]], str | None]:
+               prepare: Callable[[Point], Any]) -> tuple[list[dict[str, Any]], str | None]:
     """Run the study up to `search.trials`, each trial through `run_point`, and log the parent.
     Returns the rows of the trials this invocation ran and the best trial's run id (None while
     no trial has finished)."""
@@ -69,7 +69,7 @@ def run_search(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, A
                             reopen=study.user_attrs.get(PARENT_ATTR)) as parent_id:
         study.set_user_attr(PARENT_ATTR, parent_id)
         link_run(ctx, parent_id, f"{plan.name}-search")
-        calls = [{"base": plan.experiment, "search": search, "name": plan.name,
+        calls = [{"base": plan.base, "search": search, "name": plan.name,
                   "storage": storage, "seed_offset": offset + i, "run_point": run_point}
                  for i in range(remaining)]
         child = ctx.under(parent_id)
@@ -127,7 +127,7 @@ class _Report:
             raise Pruned(self.trial.number, epoch, self.metric, value)
 
 
-def run_trial(base: Experiment, search: SearchConfig, name: str, storage: str,
+def run_trial(base: Point, search: SearchConfig, name: str, storage: str,
               ctx: RunContext, seed_offset: int,
               run_point: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     """Ask the study for a trial, train it through `run_point` as a child run of
@@ -174,13 +174,13 @@ def _recover(study, ctx: RunContext, name: str) -> None:
 
 
 def _on_dask(plan: Plan, ctx: RunContext, calls: list[dict[str, Any]],
-             prepare: Callable[[Experiment], Any]) -> list[dict[str, Any]]:
+             prepare: Callable[[Point], Any]) -> list[dict[str, Any]]:
     from flows.on_dask import run_on_dask
 
     if not calls:
         return []
     assert plan.search is not None
-    for combo in preprocessing_combinations(plan.search, plan.experiment) or [plan.experiment]:
+    for combo in preprocessing_combinations(plan.search, plan.base) or [plan.base]:
         prepare(combo)  # built once here; a trial's worker finds them Cached
     return run_on_dask(search_trial, [{"run": run_trial, "ctx": ctx, "arguments": call}
                                       for call in calls], plan.dask_address, plan.dask_cluster)

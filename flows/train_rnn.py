@@ -29,12 +29,12 @@ from flows.champion import register_winner
 from flows.grid import run_grid
 from flows.search import run_search
 from rnnflow import faults, tracking
-from rnnflow.config import Experiment
+from rnnflow.comparisons.plan import Plan, load_plan
+from rnnflow.config import Point
 from rnnflow.data.embeddings import load_vocab
 from rnnflow.data.reviews import Labels, read_labels
 from rnnflow.data.storage import Stage, content_key, release_memory
 from rnnflow.data.tokens import start_early as start_tokenizers
-from rnnflow.experiments.plan import Plan, load_plan
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.network import predict
 from rnnflow.network.device import check_device
@@ -80,7 +80,7 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     return rows
 
 
-def prepare(point: Experiment) -> Prepared:
+def prepare(point: Point) -> Prepared:
     """download -> read -> tokenize -> word2vec -> ids -> pad. A step whose output is already
     under data/ is Cached, so points that share a prefix of the chain share its files."""
     started, clock = time.perf_counter(), _Clock()
@@ -101,7 +101,7 @@ def prepare(point: Experiment) -> Prepared:
                     time.perf_counter() - started, clock.seconds, read_labels(reviews))
 
 
-def run_point(point: Experiment, ctx: RunContext, run_name: str,
+def run_point(point: Point, ctx: RunContext, run_name: str,
               prepared: Prepared | None = None,
               on_epoch_end: EpochHook | None = None) -> dict[str, Any]:
     """train -> evaluate -> log, as one MLflow run; `prepare` first unless `prepared` (a grid on
@@ -179,7 +179,7 @@ def _run_context(plan: Plan, params_file: str, fresh: bool) -> RunContext:
                            "params_file": str(params_file)})
 
 
-def _prepare_or_fail(point: Experiment, ctx: RunContext, run_name: str) -> Prepared:
+def _prepare_or_fail(point: Point, ctx: RunContext, run_name: str) -> Prepared:
     """`prepare`; a step that fails leaves a FAILED run with the error and the settings."""
     try:
         return prepare(point)
@@ -194,7 +194,7 @@ def _prepare_or_fail(point: Experiment, ctx: RunContext, run_name: str) -> Prepa
 _ADDED_LATER = {"train.mixed_precision": False}
 
 
-def _train_key(point: Experiment, prep: Prepared) -> str:
+def _train_key(point: Point, prep: Prepared) -> str:
     """Everything that shapes training except the number of epochs: runs that share it can
     continue one another."""
     settings = {k: v for k, v in point.flat().items() if k != "train.epochs"
@@ -202,7 +202,7 @@ def _train_key(point: Experiment, prep: Prepared) -> str:
     return content_key(settings, f"{prep.embeddings.key}+{prep.padded.key}", 1)
 
 
-def _resume(point: Experiment, ctx: RunContext, train_key: str,
+def _resume(point: Point, ctx: RunContext, train_key: str,
             scratch: Path) -> Resume | None:
     """The earlier run this one continues, if any (never with `fresh`); tags the training key,
     by which a later run finds this one."""
@@ -222,14 +222,14 @@ def _log_epoch(epoch: int, logs: dict[str, float], checkpoint: Path) -> None:
     faults.maybe_fail(f"after_epoch:{epoch}")
 
 
-def _log_run(point: Experiment, prep: Prepared, model, fit: Fit, evaluation: Evaluation,
+def _log_run(point: Point, prep: Prepared, model, fit: Fit, evaluation: Evaluation,
              resume: Resume | None, seconds: dict[str, float]) -> None:
     """The report (metrics, plots, tables, pages), the Keras model and the raw-text model."""
     text_model = predict.TextModel(model, load_vocab(prep.embeddings), point.tokenize, point.pad,
                                    classes=prep.labels.classes if evaluation.multiclass
                                    else None)
     report = summarize(FinishedRun(
-        experiment=point, model=model, text_model=text_model, fit=fit, evaluation=evaluation,
+        point=point, model=model, text_model=text_model, fit=fit, evaluation=evaluation,
         history=resume.prepend(fit.history) if resume else fit.history,
         vector_stats=prep.vector_stats, seconds=seconds, preprocess_seconds=prep.seconds,
         reviews_parquet=prep.reviews.file("reviews.parquet"),

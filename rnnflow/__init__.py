@@ -1,7 +1,7 @@
 """rnnflow, the library: the steps of the lesson's experiment and what they report, without
 Prefect. The flows (flows/) and tasks (tasks/) beside it compose it; `rnnflow.cli` starts them.
 
-- `config`: the sections of a params file that shape one point (`Experiment`);
+- `config`: the sections of a params file that shape one point (`Point`);
 - `data/`: download, read, tokenize, word vectors, ids, padding; each writes one stage;
 - `network/`: the model and its fast recurrent layers, training, evaluation, prediction;
 - `insight/`: what a finished run reports: metrics, figures, explanations, checks, pages;

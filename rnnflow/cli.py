@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
+from rnnflow.comparisons.plan import load_plan, parse_override
 from rnnflow.config import ConfigError
-from rnnflow.experiments.plan import load_plan, parse_override
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
@@ -57,10 +57,10 @@ def _quiet_environment(debug: bool = False) -> None:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from rnnflow.comparisons.study import StudyError
     from rnnflow.data.download import ChecksumError, DownloadError
     from rnnflow.data.embeddings import EmbeddingError
     from rnnflow.data.reviews import DatasetError
-    from rnnflow.experiments.study import StudyError
     from rnnflow.tracking import TrackingError
 
     return (ConfigError, ChecksumError, DownloadError, DatasetError, EmbeddingError,
@@ -192,7 +192,7 @@ def compare(
     test reviews, and the first stage that differs; write the learning curves overlaid."""
     _quiet_environment(debug)
     from rnnflow import tracking
-    from rnnflow.experiments import compare as comparing
+    from rnnflow.comparisons import compare as comparing
 
     try:
         records = tracking.load_runs(refs)

@@ -1,8 +1,8 @@
-"""What a params file may say about one point: the seven step sections of an `Experiment`.
+"""What a params file may say about one point: the seven step sections of a `Point`.
 
 Every layer reads its own section from here (the reviews step `DatasetConfig`, the network
 `ModelConfig`, ...), so this module imports nothing of rnnflow's. A whole params file (grids,
-repeats, search, registry, runner) is a `Plan`: rnnflow/experiments/plan.py.
+repeats, search, registry, runner) is a `Plan`: rnnflow/comparisons/plan.py.
 
 Also here, for the layers above that edit points by dotted key (`--set`, grids, a search's
 space): `check_key`, `set_dotted`, `validate` and `with_values`; and the schema of the
@@ -235,7 +235,7 @@ class EvaluateConfig(Section):
     checks: ChecksSpec = "default"
 
 
-class Experiment(Section):
+class Point(Section):
     """One point: every setting that shapes a result, one section per step."""
 
     name: str = Field("rnnflow", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -248,7 +248,7 @@ class Experiment(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
 
     @model_validator(mode="after")
-    def _flatten_needs_a_fixed_length(self) -> Experiment:
+    def _flatten_needs_a_fixed_length(self) -> Point:
         if self.model.return_sequences and (self.pad.maxlen is None or self.pad.bucket):
             why = "pad.maxlen: null" if self.pad.maxlen is None else "pad.bucket: true"
             raise ValueError(
@@ -271,13 +271,13 @@ class Experiment(Section):
 
 # --- points by dotted key -----------------------------------------------------------------------
 def valid_keys() -> list[str]:
-    """Every dotted key of an Experiment: what `--set`, grids and a search's space may name."""
-    return list(Experiment().flat())
+    """Every dotted key of a Point: what `--set`, grids and a search's space may name."""
+    return list(Point().flat())
 
 
 def mapping_keys() -> list[str]:
     """Keys whose value is a mapping of free keys; `dataset.read_options.sep` sets one entry."""
-    return [f"{section}.{name}" for section, info in Experiment.model_fields.items()
+    return [f"{section}.{name}" for section, info in Point.model_fields.items()
             if isinstance(info.annotation, type) and issubclass(info.annotation, Section)
             for name, field in info.annotation.model_fields.items()
             if typing.get_origin(field.annotation) is dict]
@@ -290,7 +290,7 @@ def did_you_mean(key: str, candidates: list[str], style: str = " Did you mean '{
 
 
 def check_key(dotted: str, where: str) -> None:
-    """A ConfigError unless `dotted` is a key of an Experiment (or an entry of a mapping key)."""
+    """A ConfigError unless `dotted` is a key of a Point (or an entry of a mapping key)."""
     keys = valid_keys()
     if dotted not in keys and not any(dotted.startswith(f"{m}.") for m in mapping_keys()):
         raise ConfigError(f"{where}: unknown key '{dotted}'.{did_you_mean(dotted, keys)}")
@@ -311,7 +311,7 @@ def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 def validate(model: type[Section], tree: dict[str, Any], where: str,
              known_keys: list[str] | None = None):
     """`model` from `tree`; a ConfigError names `where`, each bad key and why. An unknown key
-    gets the closest of `known_keys` (default: the Experiment's keys) suggested."""
+    gets the closest of `known_keys` (default: the Point's keys) suggested."""
     try:
         return model.model_validate(tree)
     except ValidationError as exc:
@@ -328,9 +328,9 @@ def validate(model: type[Section], tree: dict[str, Any], where: str,
         raise ConfigError(f"{where}: " + "; ".join(reasons)) from None
 
 
-def with_values(base: Experiment, values: dict[str, Any], where: str) -> Experiment:
+def with_values(base: Point, values: dict[str, Any], where: str) -> Point:
     """`base` with `values` (dotted keys) set, validated: a grid point, a search trial."""
     tree = yaml.safe_load(yaml.safe_dump(base.model_dump()))  # deep copy of plain data
     for dotted, value in values.items():
         set_dotted(tree, dotted, value)
-    return validate(Experiment, tree, where)
+    return validate(Point, tree, where)

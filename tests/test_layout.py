@@ -17,14 +17,14 @@ PACKAGES = ("rnnflow", "tasks", "flows")
 # Prefect tasks over the library and the flows over the tasks. `rnnflow` (the package itself)
 # is importable from everywhere.
 LIBRARY = {"rnnflow.config", "rnnflow.faults", "rnnflow.data", "rnnflow.network",
-           "rnnflow.insight", "rnnflow.experiments", "rnnflow.tracking"}
+           "rnnflow.insight", "rnnflow.comparisons", "rnnflow.tracking"}
 ALLOWED = {
     "rnnflow.config": set(),
     "rnnflow.faults": set(),
     "rnnflow.data": {"rnnflow.config", "rnnflow.faults"},
     "rnnflow.network": {"rnnflow.config", "rnnflow.data"},
     "rnnflow.insight": {"rnnflow.config", "rnnflow.data", "rnnflow.network"},
-    "rnnflow.experiments": {"rnnflow.config"},
+    "rnnflow.comparisons": {"rnnflow.config"},
     "rnnflow.tracking": set(),
     "rnnflow.cli": LIBRARY | {"flows"},
     "tasks": LIBRARY,

@@ -11,7 +11,7 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class Findings:
-    params: dict[str, Any]  # the run's settings as dotted keys (Experiment.flat())
+    params: dict[str, Any]  # the run's settings as dotted keys (Point.flat())
     # Every final metric, the insight's own included; val_loss and val_accuracy only where the
     # model is not the last epoch's (early stopping): else their series' last epochs are.
     metrics: dict[str, float]

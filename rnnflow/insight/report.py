@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rnnflow.config import Experiment, load_cases
+from rnnflow.config import Point, load_cases
 from rnnflow.data.reviews import texts_by_id
 from rnnflow.insight import explain as ex
 from rnnflow.insight import plots
@@ -39,7 +39,7 @@ TOP_WORDS = 3
 class FinishedRun:
     """One trained and evaluated point: everything its report is made of."""
 
-    experiment: Experiment
+    point: Point
     model: Any  # the trained keras.Model
     text_model: TextModel  # the same network with its tokenizer and vocabulary
     fit: Fit
@@ -88,15 +88,15 @@ def summarize(run: FinishedRun) -> RunReport:
             "roc_pr_curves.png": plots.plot_roc_pr(evaluation.predictions),
         }
     test = run.evaluation.predictions["test"]
-    sentences = run.experiment.evaluate.sentences
-    mistakes = confident_mistakes(test, run.reviews_parquet, run.experiment.evaluate.mistakes)
+    sentences = run.point.evaluate.sentences
+    mistakes = confident_mistakes(test, run.reviews_parquet, run.point.evaluate.mistakes)
     mistakes, mistake_explanations = trace_mistakes(run.text_model, mistakes,
                                                     run.reviews_parquet)
     insight: dict[str, float] = {}
     if len(mistakes):
         insight["mistakes_lost_sentiment_share"] = float(mistakes.lost_sentiment.mean())
-    cases = load_cases(run.experiment.evaluate.checks)
-    if cases and run.classes is not None and run.experiment.evaluate.checks == "default":
+    cases = load_cases(run.point.evaluate.checks)
+    if cases and run.classes is not None and run.point.evaluate.checks == "default":
         log.info("behavioural checks skipped: the built-in checks are sentiment checks (labels "
                  "0/1), and this run's classes are %s; evaluate.checks may give cases that "
                  "name them", ", ".join(run.classes))
@@ -108,7 +108,7 @@ def summarize(run: FinishedRun) -> RunReport:
                 if run.fit.restored_epoch else {})
     split = pq.read_table(run.reviews_parquet, columns=["split"])["split"].to_pandas()
     findings = Findings(
-        params=run.experiment.flat(), metrics={**metrics, **insight, **restored},
+        params=run.point.flat(), metrics={**metrics, **insight, **restored},
         history=run.history,
         split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
         mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,

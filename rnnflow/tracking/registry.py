@@ -2,7 +2,7 @@
 the aliases `challenger` (the latest winner) and `champion` (the one to serve), and turning
 `NAME@champion` into a model to load.
 
-Which of the two is better is decided elsewhere (rnnflow/experiments/champion.py, from the
+Which of the two is better is decided elsewhere (rnnflow/comparisons/champion.py, from the
 runs' test predictions; the flow applies it: flows/champion.py); this module only reads and
 writes the registry.
 """

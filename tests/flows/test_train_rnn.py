@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from rnnflow.config import Experiment
+from rnnflow.config import Point
 from tests.helpers import REPO, rnnflow_cli, serve_and_post, serve_folder
 
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
@@ -62,7 +62,7 @@ def test_run_logs_every_param_and_metric(tracked):
     run, client = tracked.run, tracked.client
     assert run.info.status == "FINISHED"
     params = run.data.params
-    assert set(Experiment().flat()) <= set(params)
+    assert set(Point().flat()) <= set(params)
     assert params["dataset.url"] == tracked.url and params["model.num_neurons"] == "4"
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
@@ -84,7 +84,7 @@ def test_a_binary_run_logs_the_keys_it_logged_before_classes(tracked):
     params = set(run.data.params)
     assert set(before["params"]) <= params
     # Anything new is a setting (a key every run logs, its default here), never an output.
-    assert params - set(before["params"]) <= set(Experiment().flat())
+    assert params - set(before["params"]) <= set(Point().flat())
     assert "classes" not in run.data.tags and "dropped_rows" not in run.data.metrics
 
 
@@ -100,7 +100,7 @@ def test_run_logs_its_report_artifacts(tracked):
     assert list(predictions.columns) == ["id", "label", "probability"] and len(predictions) == 120
     examples = pd.read_csv(tracked.artifact("examples.csv"))
     assert list(examples.columns) == ["text", "probability", "label", "known_tokens"]
-    assert len(examples) == len(Experiment().evaluate.sentences)
+    assert len(examples) == len(Point().evaluate.sentences)
     assert (tracked.project / "mlruns").is_dir()
 
 

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rnnflow.comparisons.plan import load_plan
 from rnnflow.config import (
     ConfigError,
-    Experiment,
     ModelConfig,
     PadConfig,
+    Point,
     TokenizeConfig,
     load_cases,
 )
-from rnnflow.experiments.plan import load_plan
 from rnnflow.insight.checks import run_checks
 from rnnflow.insight.explain import (
     OOV,
@@ -269,11 +269,11 @@ def test_checks_setting_shapes(tmp_path):
     params.write_text("name: t\n")
     own = tmp_path / "checks.yaml"
     own.write_text("mft:\n  - {text: fine, label: 1}\n")
-    assert load_plan(params, {"evaluate.checks": str(own)}).experiment.evaluate.checks == str(own)
+    assert load_plan(params, {"evaluate.checks": str(own)}).base.evaluate.checks == str(own)
     assert load_cases(str(own)) == [{"kind": "mft", "text": "fine", "label": 1}]
     listed = load_plan(params, ['evaluate.checks=[{kind: inv, text: a, variant: b}]'])
-    assert load_cases(listed.experiment.evaluate.checks)[0]["variant"] == "b"
-    assert Experiment().evaluate.checks == "default"
+    assert load_cases(listed.base.evaluate.checks)[0]["variant"] == "b"
+    assert Point().evaluate.checks == "default"
     for bad, needle in [("nowhere.yaml", "not a file"), ("[{kind: x}]", "kind one of"),
                         ("[{kind: mft, text: a}]", "expected keys"),
                         ("[{kind: dir, text: a, variant: b, direction: up}]", "lower or higher")]:
@@ -341,12 +341,12 @@ def summarized(tmp_path, hand_model):
         confusion={s: np.array([[1, 1], [1, 1]]) for s in ("val", "test")},
         predictions={"val": test, "test": test})
     history = {"loss": [0.7, 0.6], "val_loss": [0.69, 0.6], "val_accuracy": [0.4, 0.5]}
-    experiment = Experiment(name="hand", pad={"maxlen": 8}, evaluate={
+    point = Point(name="hand", pad={"maxlen": 8}, evaluate={
         "sentences": ["great film", "not great"], "mistakes": 2,
         "checks": [{"kind": "mft", "text": "great film", "label": 1},
                    {"kind": "mft", "text": "boring film", "label": 1}]})
     return summarize(FinishedRun(
-        experiment=experiment, model=hand_model.model, text_model=hand_model,
+        point=point, model=hand_model.model, text_model=hand_model,
         fit=Fit(history=history, fit_seconds=2.0, train_samples_per_s=50.0),
         evaluation=evaluation, history=history,
         vector_stats={"oov_tokens": 5, "tokens": 20, "empty_docs": 0},
@@ -419,7 +419,7 @@ def test_a_run_without_mistakes_or_checks_still_reports(tmp_path, hand_model):
     pd.DataFrame({"id": ["a"], "split": ["test"], "text": ["great"]}).to_parquet(reviews)
     right = pd.DataFrame({"id": ["a"], "label": [1], "probability": [0.9]})
     report = summarize(FinishedRun(
-        experiment=Experiment(name="e", evaluate={"sentences": [], "checks": "none"}),
+        point=Point(name="e", evaluate={"sentences": [], "checks": "none"}),
         model=hand_model.model, text_model=hand_model,
         fit=Fit(history={}, fit_seconds=1.0, train_samples_per_s=1.0),
         evaluation=Evaluation({"test_accuracy": 1.0}, {s: np.array([[0, 0], [0, 1]])
@@ -443,11 +443,11 @@ def test_a_run_without_mistakes_or_checks_still_reports(tmp_path, hand_model):
     ({"pad": {"bucket": True}, "model": {"return_sequences": False}}, "bucketed by length"),
 ])
 def test_model_card_describes_every_input_setting(settings, fact):
-    from rnnflow.config import Experiment
+    from rnnflow.config import Point
     from rnnflow.insight.findings import Findings
     from rnnflow.insight.model_card import model_card
 
-    params = Experiment.model_validate(settings).flat()
+    params = Point.model_validate(settings).flat()
     card = model_card(Findings(params=params, metrics={}, history={}, split_sizes={"test": 1},
                                mistakes=pd.DataFrame(), failures=pd.DataFrame()))
     assert fact in card

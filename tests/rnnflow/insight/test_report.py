@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnflow.config import Experiment, PadConfig, TokenizeConfig
+from rnnflow.config import PadConfig, Point, TokenizeConfig
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.network.evaluate import Evaluation
 from rnnflow.network.predict import TextModel
@@ -39,10 +39,10 @@ def test_summarize_reports_metrics_figures_and_tables(model, tmp_path):
     text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
                            PadConfig(maxlen=6))
     history = {"loss": [0.7, 0.6], "val_loss": [0.69, 0.6], "val_accuracy": [0.4, 0.5]}
-    experiment = Experiment(evaluate={"mistakes": 1, "sentences": ["good film", "zzz"],
+    point = Point(evaluate={"mistakes": 1, "sentences": ["good film", "zzz"],
                                       "checks": "none"})
     report = summarize(FinishedRun(
-        experiment=experiment, model=model, text_model=text_model,
+        point=point, model=model, text_model=text_model,
         fit=Fit(history=history, fit_seconds=2.0, train_samples_per_s=50.0),
         evaluation=_evaluation(), history=history,
         vector_stats={"oov_tokens": 5, "tokens": 20, "empty_docs": 1},

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rnnflow.config import ConfigError, Experiment, ModelConfig
+from rnnflow.config import ConfigError, ModelConfig, Point
 from rnnflow.network import device, fused
 from rnnflow.network.model import build_model, kernel_used
 
@@ -29,7 +29,7 @@ def test_mixed_precision_is_refused_on_a_cpu_and_allowed_on_a_gpu():
 
 
 def test_a_plan_is_checked_against_this_machines_device():
-    plain, mixed = Experiment(), Experiment(train={"mixed_precision": True})
+    plain, mixed = Point(), Point(train={"mixed_precision": True})
     device.check_device([plain, plain])  # nothing asks for a GPU
     if device.setup().kind == "cpu":
         with pytest.raises(ConfigError, match="train.mixed_precision"):

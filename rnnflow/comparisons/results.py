@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
+from rnnflow.comparisons.stats import correct, mcnemar_exact, paired_bootstrap
 
 LEVEL = 0.95
 

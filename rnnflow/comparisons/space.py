@@ -8,7 +8,7 @@ A space maps dotted keys (the `--set` keys) to one of:
 
 Every key is checked like a grid key (unknown keys get the closest valid one suggested), every
 range and choice list for shape, and every choice and both ends of every range as a point on
-the params file's own settings, so a value the space can produce that no Experiment accepts
+the params file's own settings, so a value the space can produce that no Point accepts
 stops the run before any work. The sampler and pruner are built here too (optuna, imported
 only when a plan has a search), so their options are checked as early.
 """
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from rnnflow.config import ConfigError, Experiment, Section, check_key, with_values
+from rnnflow.config import ConfigError, Point, Section, check_key, with_values
 
 # The keys that change a preprocessing stage; the rest (model.*, train.*, evaluate.*) only
 # change training, so trials that differ only there share every stage.
@@ -149,7 +149,7 @@ def _dimension(spec: Any, where: str) -> Dimension:
                  int(high) if kind == "int" else float(high), log, step)
 
 
-def check_search(search: SearchConfig, base: Experiment, grid: dict[str, list[Any]],
+def check_search(search: SearchConfig, base: Point, grid: dict[str, list[Any]],
                  where: str) -> None:
     """Everything about `search` on the params file's own settings (`base`) that can be checked
     before the first trial; a `grid` beside it must lie inside its space."""
@@ -214,8 +214,8 @@ def make_pruner(search: SearchConfig, where: str = "search"):
         raise ConfigError(f"{where} search.pruner_options: {exc}") from None
 
 
-def preprocessing_combinations(search: SearchConfig, base: Experiment,
-                               limit: int = 16) -> list[Experiment]:
+def preprocessing_combinations(search: SearchConfig, base: Point,
+                               limit: int = 16) -> list[Point]:
     """The distinct preprocessing of the space's choices on `base` (ranges over preprocessing
     keys are not enumerable): what a Dask search builds before the fan-out. Empty above
     `limit`."""

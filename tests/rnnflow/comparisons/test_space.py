@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 import flows.train_rnn
 from bench import REPO
 from rnnflow.cli import app
+from rnnflow.comparisons.plan import load_plan
+from rnnflow.comparisons.space import Choice, Range, parse_space, suggest
 from rnnflow.config import ConfigError, with_values
-from rnnflow.experiments.plan import load_plan
-from rnnflow.experiments.space import Choice, Range, parse_space, suggest
 
 PARAMS = REPO / "params"
 SPACE = ("  space:\n    model.num_neurons: {int: [16, 128], log: true}\n"
@@ -37,7 +37,7 @@ def test_a_search_section_parses_with_defaults(tmp_path):
 
 
 def test_sampler_options_reach_the_sampler(tmp_path):
-    from rnnflow.experiments.space import make_sampler
+    from rnnflow.comparisons.space import make_sampler
 
     plan = load_plan(_write(tmp_path, "name: t\nsearch:\n  sampler_options: "
                                       "{n_startup_trials: 3}\n" + SPACE))
@@ -49,7 +49,7 @@ def test_sampler_options_reach_the_sampler(tmp_path):
 
 def test_shipped_search_params_validate():
     plan = load_plan(PARAMS / "search.yaml")
-    assert plan.search is not None and plan.experiment.embedding.source == "train"
+    assert plan.search is not None and plan.base.embedding.source == "train"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_shipped_search_params_validate():
          "log and step"),
         ("search:\n  space:\n    model.dropout: {range: [0, 1]}\n", "exactly one of int"),
         ("search:\n  space:\n    model.dropout: 0.3\n", "expected a list of choices"),
-        # every choice and both ends of a range must make a valid Experiment
+        # every choice and both ends of a range must make a valid Point
         ("search:\n  space:\n    model.cell: [gru, transformer]\n", "model.cell"),
         ("search:\n  space:\n    model.dropout: {float: [0.0, 1.0]}\n", "model.dropout"),
         ("search:\n  space:\n    pad.maxlen: {int: [0, 100]}\n", "pad.maxlen"),
@@ -130,7 +130,7 @@ def test_suggest_draws_every_key_within_its_space(tmp_path):
         values = suggest(study.ask(), dims)
         assert 16 <= values["model.num_neurons"] <= 128
         assert values["model.cell"] in ("simple_rnn", "gru", "lstm")
-        p = with_values(plan.experiment, values, "t")
+        p = with_values(plan.base, values, "t")
         assert p.model.num_neurons == values["model.num_neurons"]
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from rnnflow.comparisons.space import DIRECTIONS, SearchConfig, make_pruner, make_sampler
 from rnnflow.config import ConfigError
-from rnnflow.experiments.space import DIRECTIONS, SearchConfig, make_pruner, make_sampler
 
 log = logging.getLogger("rnnflow.search")
 

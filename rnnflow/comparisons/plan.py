@@ -1,9 +1,9 @@
 """Parameter sets: a params/*.yaml file parsed into a `Plan`, with CLI overrides and grids.
 
-A `Plan` is what one `rnnflow run` does: an `Experiment` (the seven step sections that shape a
+A `Plan` is what one `rnnflow run` does: a `Point` (the seven step sections that shape a
 result, rnnflow/config.py), the `points` it expands to (`grid` x `variants`), their `repeats`,
 a `search` instead of (or seeded by) the grid, the `registry` of the winner, and where the
-points train (`runner`). Only an `Experiment` becomes MLflow params, config.yaml and cache
+points train (`runner`). Only a `Point` becomes MLflow params, config.yaml and cache
 keys: where a point trains changes no result.
 """
 
@@ -20,9 +20,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from rnnflow.comparisons.space import SearchConfig, check_search
 from rnnflow.config import (
     ConfigError,
-    Experiment,
+    Point,
     Section,
     check_key,
     did_you_mean,
@@ -31,12 +32,11 @@ from rnnflow.config import (
     validate,
     with_values,
 )
-from rnnflow.experiments.space import SearchConfig, check_search
 
 
 class RegistryConfig(Section):
     """After a run, the best point's text model becomes a version of `model_name`, alias
-    `challenger`, and `champion` if it beats the champion (rnnflow/experiments/champion.py)."""
+    `challenger`, and `champion` if it beats the champion (rnnflow/comparisons/champion.py)."""
 
     enabled: bool = True
     model_name: str | None = Field(None, min_length=1)  # none: the params file's `name`
@@ -183,9 +183,9 @@ def cluster_options(cluster: type) -> set[str]:
 
 
 class Plan(Section):
-    """A params file: its experiment, the points it expands to, and where they train."""
+    """A params file: its base point, the points it expands to, and where they train."""
 
-    experiment: Experiment
+    base: Point  # the params file's own settings; grid and variants edit it into points
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
     # Train every point this many times, with seeds train.seed + i (i = 0 .. repeats - 1).
@@ -197,8 +197,8 @@ class Plan(Section):
     dask_cluster: DaskClusterConfig | None = None  # a cluster class instead (HPC: dask-jobqueue)
     search: SearchConfig | None = None
     registry: RegistryConfig = RegistryConfig()
-    # grid x variants, each a validated Experiment; built once by load_plan.
-    points: list[Experiment] = Field(default_factory=list, exclude=True)
+    # grid x variants, each a validated Point; built once by load_plan.
+    points: list[Point] = Field(default_factory=list, exclude=True)
     labels: list[str] = Field(default_factory=list, exclude=True)  # a short name per point
 
     @field_validator("dask_address")
@@ -226,14 +226,14 @@ class Plan(Section):
 
     @property
     def name(self) -> str:
-        return self.experiment.name
+        return self.base.name
 
     @property
     def is_grid(self) -> bool:
         """A grid (or variants) is one parent run with a child run per point."""
         return bool(self.grid or self.variants)
 
-    def trials(self, point: Experiment) -> list[Experiment]:
+    def repeats_of(self, point: Point) -> list[Point]:
         """The point's repeats: the same settings with seeds train.seed + i."""
         if self.repeats == 1:
             return [point]
@@ -249,8 +249,8 @@ class Plan(Section):
 
     def as_yaml(self) -> str:
         """The plan in the params file's own shape: sections, then grid, variants, runner."""
-        tree = {**self.experiment.model_dump(),
-                **self.model_dump(exclude={"experiment"}, by_alias=True)}
+        tree = {**self.base.model_dump(),
+                **self.model_dump(exclude={"base"}, by_alias=True)}
         return yaml.safe_dump(tree, sort_keys=False)
 
 
@@ -263,7 +263,7 @@ _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
 def _known_keys() -> list[str]:
-    """Every key a params file may set: the Experiment's, and the plan sections' own."""
+    """Every key a params file may set: the Point's, and the plan sections' own."""
     return valid_keys() + [f"{name}.{key}" for name, model in _PLAN_SECTIONS.items()
                            for key in _field_names(model)]
 
@@ -317,8 +317,8 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
 
     where = str(path)
     plan_tree = {k: tree.pop(k) for k in _PLAN_KEYS if k in tree}
-    experiment = validate(Experiment, tree, where, _known_keys())
-    plan = validate(Plan, {"experiment": experiment, **plan_tree}, where, _known_keys())
+    base = validate(Point, tree, where, _known_keys())
+    plan = validate(Plan, {"base": base, **plan_tree}, where, _known_keys())
     for dotted, values in plan.grid.items():
         check_key(dotted, f"{path} grid")
         if not values:
@@ -340,7 +340,7 @@ def _check_search(plan: Plan, where: str) -> None:
     if plan.repeats != 1:
         raise ConfigError(f"{where} search: repeats must be 1 (each trial is one run)")
     assert plan.search is not None
-    check_search(plan.search, plan.experiment, plan.grid, where)
+    check_search(plan.search, plan.base, plan.grid, where)
 
 
 def _set_plan_key(tree: dict[str, Any], dotted: str, value: Any, where: str) -> None:
@@ -365,19 +365,19 @@ def _set_plan_key(tree: dict[str, Any], dotted: str, value: Any, where: str) -> 
         node[field] = value
 
 
-def _expand(plan: Plan, where: str) -> tuple[list[Experiment], list[str]]:
+def _expand(plan: Plan, where: str) -> tuple[list[Point], list[str]]:
     """The cartesian product of `grid`, each combined with every entry of `variants` (override
     mappings for points that are not a product); no grid and no variants is one point. Each
     point is labelled by its own overrides, e.g. `num_neurons=100 maxlen=200`."""
     if not plan.is_grid:
-        return [plan.experiment], [plan.name]
+        return [plan.base], [plan.name]
     keys = list(plan.grid)
     points, labels = [], []
     for combo in itertools.product(*(plan.grid[k] for k in keys)):
         for variant in plan.variants or [{}]:
             overrides = {**dict(zip(keys, combo, strict=True)), **variant}
             label = ", ".join(f"{k}={v}" for k, v in overrides.items())
-            points.append(with_values(plan.experiment, overrides,
+            points.append(with_values(plan.base, overrides,
                                       f"{where} grid point ({label})"))
             labels.append(" ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items())
                           or "base")

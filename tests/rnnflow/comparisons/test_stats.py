@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from rnnflow.experiments.stats import mcnemar_exact, paired_bootstrap
+from rnnflow.comparisons.stats import mcnemar_exact, paired_bootstrap
 
 
 def test_mcnemar_matches_the_binomial_by_hand():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnflow.experiments.champion import decide
+from rnnflow.comparisons.champion import decide
 
 
 def _preds(right: list[bool], ids=None) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def _class_preds(labels: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
 def test_macro_f1_gate_on_k_classes():
     from sklearn.metrics import f1_score
 
-    from rnnflow.experiments.champion import macro_f1
+    from rnnflow.comparisons.champion import macro_f1
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 300)

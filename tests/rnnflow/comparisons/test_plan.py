@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from bench import REPO
-from rnnflow.config import ConfigError, Experiment
-from rnnflow.experiments.plan import load_plan, parse_override
+from rnnflow.comparisons.plan import load_plan, parse_override
+from rnnflow.config import ConfigError, Point
 
 PARAMS = REPO / "params"
 
@@ -19,7 +19,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_lesson16_is_the_lessons_protocol():
     plan = load_plan(PARAMS / "lesson16.yaml")
-    p = plan.experiment
+    p = plan.base
     assert plan.name == p.name == "lesson16" and plan.points == [p]
     assert p.dataset.url.endswith("aclImdb_v1.tar.gz") and p.dataset.validation_split == 0.2
     assert (p.tokenize.tokenizer, p.tokenize.lowercase, p.tokenize.strip_html) == (
@@ -38,13 +38,13 @@ def test_every_params_file_validates(path):
 
 def test_overrides_apply_and_parse_yaml_values(tmp_path):
     path = _write(tmp_path, "name: t\n")
-    p = load_plan(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"]).experiment
+    p = load_plan(path, ["train.epochs=3", "model.cell=lstm", "dataset.limit=100"]).base
     assert (p.train.epochs, p.model.cell, p.dataset.limit) == (3, "lstm", 100)
     assert parse_override("grid.x=[1, 2]") == ("grid.x", [1, 2])
 
 
 def test_flat_uses_dotted_keys(tmp_path):
-    flat = load_plan(_write(tmp_path, "pad: {maxlen: 7}\n")).experiment.flat()
+    flat = load_plan(_write(tmp_path, "pad: {maxlen: 7}\n")).base.flat()
     assert flat["pad.maxlen"] == 7 and "model.num_neurons" in flat and "grid" not in flat
 
 
@@ -82,7 +82,7 @@ def test_grid_is_a_cartesian_product(tmp_path):
     points = load_plan(path).points
     assert sorted((p.model.num_neurons, p.pad.maxlen) for p in points) == [
         (50, 200), (50, 400), (100, 200), (100, 400)]
-    assert all(type(p) is Experiment for p in points)
+    assert all(type(p) is Point for p in points)
 
 
 def test_yaml_is_read_safely(tmp_path):
@@ -100,14 +100,14 @@ def test_runner_defaults_to_local_and_takes_a_scheduler_address(tmp_path):
     assert (p.runner, p.dask_address) == ("dask", "tcp://h:1")
 
 
-def test_where_points_run_is_no_experiment_setting(tmp_path):
+def test_where_points_run_is_no_point_setting(tmp_path):
     """Not an MLflow param and not part of the training key: a run on Dask compares with, and
     can continue, one trained locally."""
     local = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\n"))
     dask = load_plan(_write(tmp_path, "grid: {model.num_neurons: [1, 2]}\nrunner: dask\n"))
-    assert local.experiment.flat() == dask.experiment.flat()
+    assert local.base.flat() == dask.base.flat()
     assert [p.flat() for p in local.points] == [p.flat() for p in dask.points]
-    assert not {"runner", "dask_address"} & set(local.experiment.flat())
+    assert not {"runner", "dask_address"} & set(local.base.flat())
     assert not {"runner", "dask_address"} & set(local.points[0].model_dump())
     assert (local.runner, dask.runner) == ("local", "dask")
 
@@ -156,8 +156,8 @@ def test_a_cluster_class_with_its_options_and_size(tmp_path):
                                       "LocalCluster, options: {threads_per_worker: 1, "
                                       "memory_limit: 1GB}, adapt: {maximum: 2}}\n"))
     assert plan.dask_cluster.adapt.maximum == 2
-    # Not an experiment setting: the same points as a local plan.
-    assert "dask_cluster" not in plan.experiment.flat()
+    # Not a point setting: the same points as a local plan.
+    assert "dask_cluster" not in plan.base.flat()
 
 
 @pytest.mark.parametrize(
@@ -208,7 +208,7 @@ def _readme_keys() -> list[str]:
 def test_readme_lists_the_keys_it_should():
     keys = _readme_keys()
     assert {"name", "dataset.read_options", "train.epochs", "grid", "runner"} <= set(keys)
-    assert set(Experiment().flat()) <= set(keys)
+    assert set(Point().flat()) <= set(keys)
 
 
 @pytest.mark.parametrize("key", _readme_keys())
@@ -219,7 +219,7 @@ def test_every_documented_key_is_settable(tmp_path, key):
                  "registry.enabled": True,
                  "registry.model_name": None, "registry.min_delta": 0.0,
                  "registry.metric": "accuracy"}
-    value = plan_keys[key] if key in plan_keys else Experiment().flat()[key]
+    value = plan_keys[key] if key in plan_keys else Point().flat()[key]
     path = _write(tmp_path, "name: t\n")
     assert load_plan(path, {key: value}).name
     assert load_plan(path, [f"{key}={json.dumps(value)}"]).name
@@ -228,12 +228,12 @@ def test_every_documented_key_is_settable(tmp_path, key):
 def test_mapping_keys_take_a_mapping_or_one_entry(tmp_path):
     path = _write(tmp_path, "name: t\ndataset: {source: csv}\n")
     whole = load_plan(path, ['dataset.read_options={"sep": "\\t", "header": null, '
-                             '"names": ["text", "label"]}']).experiment
+                             '"names": ["text", "label"]}']).base
     assert whole.dataset.read_options == {"sep": "\t", "header": None, "names": ["text", "label"]}
-    one = load_plan(path, {"dataset.read_options.sep": ";"}).experiment
+    one = load_plan(path, {"dataset.read_options.sep": ";"}).base
     assert one.dataset.read_options == {"sep": ";"}
     assert one.flat()["dataset.read_options"] == {"sep": ";"}
-    assert "dataset.read_options" in Experiment().flat()  # logged even when empty
+    assert "dataset.read_options" in Point().flat()  # logged even when empty
     with pytest.raises(ConfigError, match="Did you mean 'dataset.read_options'"):
         load_plan(path, ["dataset.read_option.sep=;"])
     with pytest.raises(ConfigError, match="unknown key 'model.cells.x'"):
@@ -253,7 +253,7 @@ def test_flatten_head_needs_a_fixed_length(tmp_path, sets):
         load_plan(path, sets)
     assert str(path) in str(err.value) and "model.return_sequences: false" in str(err.value)
     assert sets[0].replace("=", ": ") in str(err.value)
-    assert load_plan(path, [*sets, "model.return_sequences=false"]).experiment
+    assert load_plan(path, [*sets, "model.return_sequences=false"]).base
 
 
 def test_a_grid_point_with_flatten_and_no_maxlen_is_refused(tmp_path):

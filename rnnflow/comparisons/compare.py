@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
+from rnnflow.comparisons.stats import correct, mcnemar_exact, paired_bootstrap
 
 STAGES = ("reviews", "tokens", "embeddings", "vectors", "padded")  # pipeline order
 METRICS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "fit_seconds")

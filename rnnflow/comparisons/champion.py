@@ -4,7 +4,7 @@ predictions, without MLflow (flows/champion.py applies it to the registry).
 The rule: with no champion, the challenger becomes it. Otherwise both must have scored the
 same test reviews (same ids, same labels); the challenger is promoted only if its test accuracy
 on them is higher by at least `min_delta` AND the paired bootstrap's 95% interval of the
-difference lies above zero (rnnflow/experiments/stats.py): a gain within the noise of the
+difference lies above zero (rnnflow/comparisons/stats.py): a gain within the noise of the
 test split does not replace a champion. McNemar's exact p is reported beside it. Models scored
 on different test reviews are not compared (a champion is kept until one beats it on the same
 reviews); promote by hand with `mlflow` if the split was changed on purpose.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rnnflow.experiments.stats import correct, mcnemar_exact, paired_bootstrap
+from rnnflow.comparisons.stats import correct, mcnemar_exact, paired_bootstrap
 
 LEVEL = 0.95
 TEST = "paired_bootstrap"
