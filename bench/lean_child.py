@@ -78,7 +78,7 @@ def _run(archive: Path, mode: str, out: Path) -> None:
     if mode == "inline":
         result = _train_and_evaluate(exp, padded, emb)
     else:
-        from rnnflow.data.storage import release_memory
+        from rnnflow.memory import release_memory
 
         release_memory()
         child = subprocess.Popen(

@@ -33,9 +33,10 @@ from rnnflow.comparisons.plan import Plan, load_plan
 from rnnflow.config import Point
 from rnnflow.data.embeddings import load_vocab
 from rnnflow.data.reviews import Labels, read_labels
-from rnnflow.data.storage import Stage, content_key, release_memory
+from rnnflow.data.storage import Stage, content_key
 from rnnflow.data.tokens import start_early as start_tokenizers
 from rnnflow.insight.report import FinishedRun, summarize
+from rnnflow.memory import release_memory
 from rnnflow.network import predict
 from rnnflow.network.device import check_device
 from rnnflow.network.evaluate import Evaluation

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import SAMPLE
 from tests.helpers import (
+    SAMPLE,
     free_port,
     serve_folder,
     stop_group,

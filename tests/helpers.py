@@ -23,8 +23,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench import REPO
-
+# The checkout, and the shared 5,000-review sample of the real dataset beside it (the tests'
+# source of real reviews).
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO.parent / "shared" / "data" / "aclImdb_sample.tar.gz"
 TINY_GRID = REPO / "params" / "tiny-grid.yaml"
 
 _POS = "wonderful superb moving brilliant delightful great loved masterpiece".split()

@@ -10,19 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from bench import REPO
+from tests.helpers import REPO
 
 PACKAGES = ("rnnflow", "tasks", "flows")
 # What each part may import, besides itself: the library's layers bottom-up, then the
 # Prefect tasks over the library and the flows over the tasks. `rnnflow` (the package itself)
 # is importable from everywhere.
-LIBRARY = {"rnnflow.config", "rnnflow.faults", "rnnflow.data", "rnnflow.network",
+LIBRARY = {"rnnflow.config", "rnnflow.faults", "rnnflow.memory", "rnnflow.data", "rnnflow.network",
            "rnnflow.insight", "rnnflow.comparisons", "rnnflow.tracking"}
 ALLOWED = {
     "rnnflow.config": set(),
     "rnnflow.faults": set(),
-    "rnnflow.data": {"rnnflow.config", "rnnflow.faults"},
-    "rnnflow.network": {"rnnflow.config", "rnnflow.data"},
+    "rnnflow.memory": set(),
+    "rnnflow.data": {"rnnflow.config", "rnnflow.faults", "rnnflow.memory"},
+    "rnnflow.network": {"rnnflow.config", "rnnflow.data", "rnnflow.memory"},
     "rnnflow.insight": {"rnnflow.config", "rnnflow.data", "rnnflow.network"},
     "rnnflow.comparisons": {"rnnflow.config"},
     "rnnflow.tracking": set(),
@@ -151,4 +152,13 @@ def test_only_the_cli_starts_flows_and_only_inside_its_commands():
              for name, line, at_top in _imports(path)
              if name.split(".")[0] in ("flows", "tasks")
              and (module != "rnnflow.cli" or at_top)]
+    assert not wrong, wrong
+
+
+def test_tests_import_nothing_from_bench_but_its_own():
+    """bench/ measures the product; the tests share their paths and builders through
+    tests/helpers.py, so a change to a benchmark cannot break an unrelated test."""
+    wrong = [f"{path.relative_to(REPO)}:{line}"
+             for path in (REPO / "tests").rglob("*.py") if "bench" not in path.parts[-2:-1]
+             for name, line, _ in _imports(path) if name.split(".")[0] == "bench"]
     assert not wrong, wrong

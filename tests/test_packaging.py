@@ -11,8 +11,7 @@ import zipfile
 import pytest
 import yaml
 
-from bench import REPO
-from tests.helpers import TINY_GRID, project_env
+from tests.helpers import REPO, TINY_GRID, project_env
 
 
 @pytest.mark.slow

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import hashlib
 import json
 import os
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rnnflow.faults import maybe_fail
+from rnnflow.memory import release_memory
 
 
 def data_dir() -> Path:
@@ -99,30 +98,6 @@ def sweep_abandoned(folder: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         except PermissionError:
             pass  # alive, another user's
-
-
-def release_memory() -> None:
-    """Hand memory freed by a finished stage back to the OS.
-
-    Arrow's allocator and glibc keep freed pages for reuse; after a stage over 50k reviews that
-    is several hundred MB the training step, in the same process, would sit on top of.
-    """
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _load_libc():
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.malloc_trim  # noqa: B018 - glibc only; musl and macOS have no malloc_trim
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-_LIBC = _load_libc()
 
 
 def _streaming_reader(path: Path) -> pq.ParquetFile:

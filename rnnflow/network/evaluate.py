@@ -12,7 +12,8 @@ from sklearn import metrics as skm
 
 from rnnflow.data.pad import load_sequences, load_split, pad_layout
 from rnnflow.data.reviews import texts_by_id
-from rnnflow.data.storage import Stage, release_memory
+from rnnflow.data.storage import Stage
+from rnnflow.memory import release_memory
 from rnnflow.network import buckets
 from rnnflow.network.model import inference_batch, inference_model
 

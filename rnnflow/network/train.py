@@ -13,7 +13,8 @@ import numpy as np
 from rnnflow.config import ConfigError, ModelConfig, TrainConfig
 from rnnflow.data.embeddings import load_table
 from rnnflow.data.pad import load_sequences, load_split, pad_layout
-from rnnflow.data.storage import Stage, release_memory
+from rnnflow.data.storage import Stage
+from rnnflow.memory import release_memory
 from rnnflow.network import device
 from rnnflow.network.buckets import TrainBatches, inference_dataset
 from rnnflow.network.model import build_model, kernel_used, load_model

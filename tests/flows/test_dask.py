@@ -13,9 +13,9 @@ from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from bench import REPO
 from flows.train_rnn import train_rnn
 from rnnflow.config import ConfigError
+from tests.helpers import REPO
 
 GRID = str(REPO / "params" / "tiny-grid.yaml")
 PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",

@@ -7,12 +7,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bench import REPO
 from flows.train_rnn import train_rnn
 from rnnflow import tracking
 from rnnflow.config import DatasetConfig
 from rnnflow.data.reviews import split_reviews
-from tests.helpers import synthetic_reviews
+from tests.helpers import REPO, synthetic_reviews
 
 pytestmark = pytest.mark.slow
 

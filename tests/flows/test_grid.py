@@ -8,8 +8,8 @@ from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from bench import REPO
 from flows.train_rnn import train_rnn
+from tests.helpers import REPO
 
 GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow

@@ -16,9 +16,8 @@ import time
 import psutil
 import pytest
 
-from bench import REPO
 from flows import local_server
-from tests.helpers import migrated_prefect_home
+from tests.helpers import REPO, migrated_prefect_home
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.events.filters import EventFilter, EventNameFilter
 
-from bench import REPO
 from flows.champion import PROMOTED
 from flows.train_rnn import train_rnn
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
 

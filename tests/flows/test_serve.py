@@ -14,7 +14,7 @@ from prefect.runner import Runner
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 import flows.serve
-from bench import REPO
+from tests.helpers import REPO
 
 URL = "http://127.0.0.1:9/api"  # nothing answers: every API call below is replaced
 

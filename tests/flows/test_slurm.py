@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from bench import REPO
 from flows.train_rnn import train_rnn
+from tests.helpers import REPO
 
 GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow

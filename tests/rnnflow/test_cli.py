@@ -5,8 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 import flows.train_rnn
-from bench import REPO
 from rnnflow.cli import app
+from tests.helpers import REPO
 
 QUICK = str(REPO / "params" / "quick.yaml")
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import REPO
 from rnnflow.comparisons.plan import load_plan, parse_override
 from rnnflow.config import ConfigError, Point
+from tests.helpers import REPO
 
 PARAMS = REPO / "params"
 

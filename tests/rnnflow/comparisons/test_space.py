@@ -7,11 +7,11 @@ import pytest
 from typer.testing import CliRunner
 
 import flows.train_rnn
-from bench import REPO
 from rnnflow.cli import app
 from rnnflow.comparisons.plan import load_plan
 from rnnflow.comparisons.space import Choice, Range, parse_space, suggest
 from rnnflow.config import ConfigError, with_values
+from tests.helpers import REPO
 
 PARAMS = REPO / "params"
 SPACE = ("  space:\n    model.num_neurons: {int: [16, 128], log: true}\n"
