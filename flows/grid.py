@@ -1,41 +1,40 @@
-"""A plan's points, each `repeats` times, for the `train-rnn` flow: one run after another in the
-flow's process (`runner: local`), or, once every stage is built here, as `train_point` tasks on
-Dask (`runner: dask`). A grid (or variants) is one MLflow parent run `<name>-grid` with a child
-run per point, and a point with repeats a run grouping them, which logs their mean and spread.
-Then the results table (rnnflow/comparisons/results.py) on the parent and in Prefect."""
+"""A plan's points, each `repeats` times, for the `train-rnn` flow: the chain (flows/chain.py)
+for one point after another in the flow's process (`runner: local`), or, once every stage is
+built here, as `train_point` tasks on Dask (`runner: dask`). A grid (or variants) is one MLflow
+parent run `<name>-grid` with a child run per point, and a point with repeats a run grouping
+them, which logs their mean and spread. Then the results table
+(rnnflow/comparisons/results.py) on the parent and in Prefect."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from flows.artifacts import link_run, publish
+from flows.chain import prepare, run_point
 from rnnflow import tracking
 from rnnflow.comparisons.plan import Plan
 from rnnflow.comparisons.results import PointResult, best_index, plot_test_accuracy, results_table
-from rnnflow.config import Point
 from rnnflow.tracking import RunContext
 from tasks.workers import train_point
 
 
-def run_grid(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-             prepare: Callable[[Point], Any]) -> tuple[list[dict[str, Any]], str]:
-    """Every point of `plan` through `run_point`; the rows of every run, and the run id of the
+def run_grid(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str]:
+    """Every point of `plan` through the chain; the rows of every run, and the run id of the
     best point's best run (highest val_accuracy), the one to register."""
     if plan.is_grid:
         with tracking.group_run(ctx, f"{plan.name}-grid") as parent_id:
             link_run(ctx, parent_id, f"{plan.name}-grid")
-            points = _run_points(plan, ctx.under(parent_id), run_point, prepare)
+            points = _run_points(plan, ctx.under(parent_id))
             table = results_table(points)
             tracking.log_grid(parent_id, table, table.run_id[best_index(points)],
                               plan.as_yaml(), {"test_accuracy.png": plot_test_accuracy(
                                   table, plan.labels)})
     else:
         parent_id = None
-        points = _run_points(plan, ctx, run_point, prepare)
+        points = _run_points(plan, ctx)
         table = results_table(points)
     _publish(plan.name, table, parent_id)
     best = points[best_index(points)]
@@ -43,8 +42,7 @@ def run_grid(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any
     return [run for point in points for run in point.runs], winner
 
 
-def _run_points(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-                prepare: Callable[[Point], Any]) -> list[PointResult]:
+def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
     varied = plan.varied_keys()
     names = plan.labels
     with contextlib.ExitStack() as groups:
@@ -59,8 +57,8 @@ def _run_points(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, 
         else:
             from flows.on_dask import run_on_dask
 
-            for call in calls:  # once per stage key: the rest are Cached
-                call["prepared"] = prepare(call["point"])
+            for call in calls:  # built here once per stage key (the rest are Cached), so
+                prepare(call["point"])  # the workers find every stage Cached
             rows = run_on_dask(train_point, [
                 {"run": run_point, "ctx": call.pop("ctx"), "arguments": call} for call in calls],
                 plan.dask_address, plan.dask_cluster)

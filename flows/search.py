@@ -1,10 +1,11 @@
 """A params file's `search`: an optuna study (rnnflow/comparisons/study.py) whose trials are
 child runs of `<name>-search`, pruned epoch by epoch.
 
-- A trial trains like any point (the flow's `run_point`) but never reuses or continues an
-  earlier run: the study itself is what is resumed, a value drawn from a float range almost
-  never matches an earlier run, and a trial must report its own epochs for pruning to mean
-  anything. Its run is tagged with the training key, so later grids can reuse a finished trial.
+- A trial trains like any point (the chain's `run_point`, flows/chain.py) but never reuses
+  or continues an earlier run: the study itself is what is resumed, a value drawn from a float
+  range almost never matches an earlier run, and a trial must report its own epochs for
+  pruning to mean anything. Its run is tagged with the training key, so later grids can reuse
+  a finished trial.
 - Each epoch the metric is reported to the study; a trial the pruner stops ends at once, its
   run KILLED and tagged `pruned=true` and `pruned_at_epoch`. (Prefect shows that trial's
   `train_model` task as Failed with "pruned at epoch N": the exception is how it stops.)
@@ -21,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from flows.artifacts import link_run, publish
+from flows.chain import prepare, run_point
 from rnnflow import faults, tracking
 from rnnflow.comparisons import study as studies
 from rnnflow.comparisons.plan import Plan
@@ -47,9 +48,8 @@ STUDY_TAG, TRIAL_TAG = "optuna_study", "optuna_trial"
 PARENT_ATTR = "mlflow_parent_run_id"
 
 
-def run_search(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, Any]],
-               prepare: Callable[[Point], Any]) -> tuple[list[dict[str, Any]], str | None]:
-    """Run the study up to `search.trials`, each trial through `run_point`, and log the parent.
+def run_search(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str | None]:
+    """Run the study up to `search.trials`, each trial through the chain, and log the parent.
     Returns the rows of the trials this invocation ran and the best trial's run id (None while
     no trial has finished)."""
     search = plan.search
@@ -70,13 +70,13 @@ def run_search(plan: Plan, ctx: RunContext, run_point: Callable[..., dict[str, A
         study.set_user_attr(PARENT_ATTR, parent_id)
         link_run(ctx, parent_id, f"{plan.name}-search")
         calls = [{"base": plan.base, "search": search, "name": plan.name,
-                  "storage": storage, "seed_offset": offset + i, "run_point": run_point}
+                  "storage": storage, "seed_offset": offset + i}
                  for i in range(remaining)]
         child = ctx.under(parent_id)
         if plan.runner == "local":
             rows = [run_trial(ctx=child, **call) for call in calls]
         else:
-            rows = _on_dask(plan, child, calls, prepare)
+            rows = _on_dask(plan, child, calls)
         study = studies.open_study(plan.name, search, storage, 0)  # every worker's trials
         table = studies.trials_table(study)
         best = studies.best_trial(study)
@@ -128,9 +128,8 @@ class _Report:
 
 
 def run_trial(base: Point, search: SearchConfig, name: str, storage: str,
-              ctx: RunContext, seed_offset: int,
-              run_point: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Ask the study for a trial, train it through `run_point` as a child run of
+              ctx: RunContext, seed_offset: int) -> dict[str, Any]:
+    """Ask the study for a trial, train it through the chain as a child run of
     `ctx.parent_id`, tell the study how it ended. Returns the trial's row (run_id, state,
     metrics)."""
     from optuna.trial import TrialState
@@ -173,8 +172,7 @@ def _recover(study, ctx: RunContext, name: str) -> None:
                  name, stale, len(killed))
 
 
-def _on_dask(plan: Plan, ctx: RunContext, calls: list[dict[str, Any]],
-             prepare: Callable[[Point], Any]) -> list[dict[str, Any]]:
+def _on_dask(plan: Plan, ctx: RunContext, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from flows.on_dask import run_on_dask
 
     if not calls:

@@ -8,7 +8,10 @@ marker exists under data/<stage>/<key>/ (`Stage.done()`), and nothing else is tr
 - where the stage's files were deleted, the call refreshes Prefect's cache instead, and the step
   runs again rather than handing on a path to nothing.
 Each step has a locator, `<step>_stage`, that computes where the step writes from a subset of
-the step's own arguments, matched by name; this is checked when the task is made.
+the step's own arguments, matched by name; this is checked when the task is made. Each call is
+timed under the step's name on the point's clock (tasks/timing.py).
+
+`Stages` is what the six steps wrote for one point: what training, evaluation and the log read.
 """
 
 from __future__ import annotations
@@ -17,23 +20,28 @@ import hashlib
 import inspect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import CachePolicy
 
 from rnnflow.data import download, embeddings, pad, reviews, tokens, vectorize
+from rnnflow.data.reviews import Labels
 from rnnflow.data.storage import Stage
+from tasks.timing import timing
 
 # locate(**some of the step's arguments) -> (cache key, whether the output is on disk)
 Locator = Callable[..., tuple[str, bool]]
 
 
 class StageTask:
-    """Calls a step as a Prefect task cached under the key of the output it writes."""
+    """Calls a step as a Prefect task cached under the key of the output it writes, timed as
+    `step`."""
 
-    def __init__(self, fn: Callable[..., Any], locate: Locator, **options: Any) -> None:
-        self.fn, self.locate, self.options = fn, locate, options
+    def __init__(self, step: str, fn: Callable[..., Any], locate: Locator,
+                 **options: Any) -> None:
+        self.step, self.fn, self.locate, self.options = step, fn, locate, options
         self._signature = inspect.signature(fn)
         self._wants = list(inspect.signature(locate).parameters)
         extra = set(self._wants) - set(self._signature.parameters)
@@ -56,11 +64,12 @@ class StageTask:
         return self._located(inputs)[0]
 
     def with_options(self, **options: Any) -> StageTask:
-        return StageTask(self.fn, self.locate, **{**self.options, **options})
+        return StageTask(self.step, self.fn, self.locate, **{**self.options, **options})
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        _, present = self.where(*args, **kwargs)
-        return self.task.with_options(refresh_cache=not present)(*args, **kwargs)
+        with timing(self.step):
+            _, present = self.where(*args, **kwargs)
+            return self.task.with_options(refresh_cache=not present)(*args, **kwargs)
 
 
 def _stage(locate: Callable[..., Stage]) -> Locator:
@@ -109,11 +118,35 @@ def _retry_delays() -> list[float]:
 
 _DELAYS = _retry_delays()
 download_dataset = StageTask(
-    download.download_dataset, _raw_file,
+    "download", download.download_dataset, _raw_file,
     retries=len(_DELAYS), retry_delay_seconds=_DELAYS or 0, retry_condition_fn=_network_error,
 )
-read_reviews = StageTask(reviews.read_reviews, _stage(reviews.reviews_stage))
-tokenize_reviews = StageTask(tokens.tokenize_reviews, _stage(tokens.tokens_stage))
-build_embeddings = StageTask(embeddings.build_embeddings, _stage(embeddings.embeddings_stage))
-vectorize_tokens = StageTask(vectorize.vectorize_tokens, _stage(vectorize.vectors_stage))
-pad_sequences = StageTask(pad.pad_sequences, _stage(pad.padded_stage))
+read_reviews = StageTask("read", reviews.read_reviews, _stage(reviews.reviews_stage))
+tokenize_reviews = StageTask("tokenize", tokens.tokenize_reviews, _stage(tokens.tokens_stage))
+build_embeddings = StageTask("embed", embeddings.build_embeddings,
+                             _stage(embeddings.embeddings_stage))
+vectorize_tokens = StageTask("vectorize", vectorize.vectorize_tokens,
+                             _stage(vectorize.vectors_stage))
+pad_sequences = StageTask("pad", pad.pad_sequences, _stage(pad.padded_stage))
+# The steps' names on the point's clock, in the chain's order: their seconds add up to the
+# point's `preprocess_seconds`.
+STEPS = tuple(s.step for s in (download_dataset, read_reviews, tokenize_reviews,
+                               build_embeddings, vectorize_tokens, pad_sequences))
+
+
+@dataclass(frozen=True)
+class Stages:
+    """What the six steps wrote for one point, all under data/ (RNNFLOW_DATA_DIR)."""
+
+    reviews: Stage
+    tokens: Stage
+    embeddings: Stage
+    vectors: Stage
+    padded: Stage
+    vector_stats: dict[str, float]  # tokens, oov_tokens, empty_docs (vectorize's count)
+    labels: Labels  # the class names, and the rows dropped for an empty label or text
+
+    def keys(self) -> dict[str, str]:
+        """Each stage's content key by stage name: the run's `stage.<name>` tags."""
+        return {s.name: s.key for s in (self.reviews, self.tokens, self.embeddings,
+                                        self.vectors, self.padded)}

@@ -1,8 +1,8 @@
 """Whole points as Prefect tasks for Dask workers: a grid point (`train_point`) or a search trial
 (`search_trial`), each one run that trains, evaluates and logs.
 
-The task runs the function it is given (`run`: the flow's recipe of one point, or of one
-trial), so tasks stay below flows; what each worker needs first is the same for both
+The task runs the function it is given (`run`: the chain of one point, flows/chain.py, or a
+search's trial), so tasks stay below flows; what each worker needs first is the same for both
 (`on_worker`): TensorFlow held to the worker's threads, the flow's tracking store, and the
 worker's name on the run.
 """

@@ -1,0 +1,85 @@
+"""The chain's last step, as a Prefect task: what a trained and evaluated point logs to its
+MLflow run (the active run of this thread, which flows/point_run.py started).
+
+- where it trained (the tags of `Fit`: device, recurrent kernel, precision);
+- the report (rnnflow/insight/report.py): final metrics, figures, tables, report.html and the
+  model card;
+- the Keras model as its stock twin: the same weights in stock Keras layers, which load
+  without rnnflow;
+- the raw-text model: the network with its tokenizer and vocabulary (rnnflow/network/predict.py),
+  an MLflow model from code whose loader is rnnflow's public entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+import rnnflow
+from rnnflow import tracking
+from rnnflow.config import Point
+from rnnflow.data.embeddings import load_vocab
+from rnnflow.insight.report import FinishedRun, summarize
+from rnnflow.memory import release_memory
+from rnnflow.network import predict
+from rnnflow.network.evaluate import Evaluation
+from rnnflow.network.model import stock_twin
+from rnnflow.network.train import Fit
+from tasks.stages import STEPS, Stages
+from tasks.timing import timed
+
+log = logging.getLogger("rnnflow.flow")
+
+
+def _log_results(point: Point, stages: Stages, model, fit: Fit, evaluation: Evaluation, *,
+                 history: dict[str, list[float]], seconds: dict[str, float]) -> None:
+    """The report, the Keras model and the raw-text model. `history` is the whole learning
+    curve from epoch 1 (a continued run's earlier epochs first); `seconds` the point's steps
+    so far."""
+    log.info("logging the report and the models")
+    tracking.set_tags(fit.tags)  # where it trained: device, kernel and precision
+    text_model = text_model_of(point, stages, model, evaluation)
+    report = summarize(FinishedRun(
+        point=point, model=model, text_model=text_model, fit=fit, evaluation=evaluation,
+        history=history, vector_stats=stages.vector_stats, seconds=dict(seconds),
+        preprocess_seconds=preprocess_seconds(seconds),
+        reviews_parquet=stages.reviews.file("reviews.parquet"),
+        classes=None if stages.labels.sentiment else stages.labels.classes))
+    tracking.log_report(report.metrics, report.figures, report.frames, report.texts)
+    if report.restored:  # early stopping: what `mlflow ui` shows is the logged model's score
+        tracking.log_epoch(report.restored_step, report.restored)
+    # Each model logged below is saved, and MLflow loads the text model back to check its
+    # input example: the run's memory peak. Keras models hold reference cycles, so what the
+    # report and the stock twin leave is freed by a collection first, not when they go.
+    del report
+    release_memory()
+    tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
+    release_memory()
+    _log_text_model(text_model)
+
+
+def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation
+                  ) -> predict.TextModel:
+    """The network with the tokenizer, vocabulary and padding it was trained with."""
+    return predict.TextModel(model, load_vocab(stages.embeddings), point.tokenize, point.pad,
+                             classes=stages.labels.classes if evaluation.multiclass else None)
+
+
+def _log_text_model(text_model: predict.TextModel) -> None:
+    """Its files as the artifacts of a model from code; rnnflow's own copy travels with it."""
+    with tempfile.TemporaryDirectory(prefix="rnnflow-text-model-") as tmp:
+        tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), predict.LOADER,
+                                predict.outputs(text_model),
+                                code_paths=[str(Path(rnnflow.__file__).parent)])
+
+
+def preprocess_seconds(seconds: dict[str, float]) -> float:
+    """The six preprocessing steps' seconds together."""
+    return sum(seconds.get(step, 0.0) for step in STEPS)
+
+
+log_results = timed("log", task(_log_results, name="log_results", cache_policy=NONE))
