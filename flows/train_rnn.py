@@ -40,8 +40,10 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
         check_device(plan.points)
     ctx = _run_context(plan, params_file, fresh)  # fails fast if MLflow is unreachable
     # A search draws its points (a grid beside it only seeds its first trials); else the grid.
-    run_points = run_search if plan.search is not None else run_grid
-    rows, best_run_id = run_points(plan, ctx)
+    if plan.search is not None:
+        rows, best_run_id = run_search(plan, ctx)
+    else:
+        rows, best_run_id = run_grid(plan, ctx)
     if best_run_id and plan.registry.enabled:
         register_winner(plan, best_run_id)
     return rows

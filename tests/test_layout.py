@@ -162,3 +162,24 @@ def test_tests_import_nothing_from_bench_but_its_own():
              for path in (REPO / "tests").rglob("*.py") if "bench" not in path.parts[-2:-1]
              for name, line, _ in _imports(path) if name.split(".")[0] == "bench"]
     assert not wrong, wrong
+
+
+CHAIN = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
+         "vectorize_tokens", "pad_sequences", "train_model", "evaluate_model", "log_results")
+
+
+def test_the_chain_reads_straight_down_on_one_screen():
+    """flows/chain.py calls the nine steps in the card's order, each once, within 40 lines,
+    and the grid and the search import it rather than being handed it."""
+    path = REPO / "flows" / "chain.py"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    calls = sorted((node.lineno, node.func.id) for node in ast.walk(tree)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                   and node.func.id in CHAIN)
+    assert [name for _, name in calls] == list(CHAIN)
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    first, last = functions[0].lineno, functions[-1].end_lineno
+    assert last - first + 1 <= 40, f"flows/chain.py's functions span {last - first + 1} lines"
+    for runner in ("grid", "search"):
+        imported = {name for name, _, _ in _imports(REPO / "flows" / f"{runner}.py")}
+        assert "flows.chain.run_point" in imported, runner
