@@ -183,3 +183,15 @@ def test_the_chain_reads_straight_down_on_one_screen():
     for runner in ("grid", "search"):
         imported = {name for name, _, _ in _imports(REPO / "flows" / f"{runner}.py")}
         assert "flows.chain.run_point" in imported, runner
+
+
+def test_keras_only_through_its_public_names():
+    """`keras.src` is Keras's private tree, which a minor release may rearrange without notice;
+    the public names (`keras.activations`, `keras.tree`, `keras.layers`, ...) are the ones it
+    keeps. Nothing of the product, the tests or the benchmarks reaches below them."""
+    files = [path for folder in (*PACKAGES, "tests", "bench")
+             for path in (REPO / folder).rglob("*.py")]
+    wrong = [f"{path.relative_to(REPO)}:{line} imports {name}"
+             for path in files for name, line, _ in _imports(path)
+             if name == "keras.src" or name.startswith("keras.src.")]
+    assert not wrong, "\n".join(wrong)

@@ -56,7 +56,7 @@ import weakref
 
 import keras
 import tensorflow as tf
-from keras.src import activations, tree
+from keras import activations, tree
 
 __all__ = [
     "FusedGRU",
