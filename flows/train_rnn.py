@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.champion import register_winner
+from flows.dask_cluster import check_cluster
 from flows.grid import run_grid
 from flows.search import run_search
 from rnnflow import tracking
@@ -36,6 +37,7 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     even where an earlier run could be reused or continued.
     """
     plan = load_plan(params_file, overrides)  # every point valid before any work
+    check_cluster(plan.dask_cluster, params_file)  # its class too (flows/dask_cluster.py)
     if plan.runner == "local":  # a Dask worker checks its own device before its point trains
         check_device(plan.points)
     ctx = _run_context(plan, params_file, fresh)  # fails fast if MLflow is unreachable

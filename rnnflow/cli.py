@@ -97,8 +97,12 @@ def run(
         if dask_cluster is not None:
             overrides.update({"dask_cluster.class": dask_cluster,
                               "runner": overrides.get("runner") or runner or "dask"})
-        load_plan(params_file, overrides)  # fail before Prefect or MLflow start (the flow,
-        # which deployments also call, reads the file again)
+        # Fail before Prefect or MLflow start (the flow, which deployments also call, reads
+        # the file again). The Dask runner checks a cluster class; its check imports neither
+        # Prefect nor Dask unless the file names a class.
+        from flows.dask_cluster import check_cluster
+
+        check_cluster(load_plan(params_file, overrides).dask_cluster, str(params_file))
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)

@@ -9,8 +9,6 @@ keys: where a point trains changes no result.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import itertools
 import re
 import typing
@@ -68,10 +66,13 @@ class AdaptConfig(Section):
 
 class DaskClusterConfig(Section):
     """A cluster class that prefect-dask starts for the flow run instead of a LocalCluster:
-    `class` (importable, e.g. dask_jobqueue.SLURMCluster), the `options` it is constructed with,
-    and either a fixed number of `jobs` (workers, for a class that is not a job queue's) or
-    `adapt` bounds. Checked before any work: the class is imported and every option name is
-    matched against what the class (and a job queue's job class) accepts."""
+    `class` (a qualified name, e.g. dask_jobqueue.SLURMCluster), the `options` it is
+    constructed with, and either a fixed number of `jobs` (workers, for a class that is not a
+    job queue's) or `adapt` bounds.
+
+    Checked here: what the section says on its own. The class itself, and the option names and
+    `_jobs` bounds it accepts, are the Dask runner's to check (flows/dask_cluster.py), which
+    `rnnflow run` and the flow do before any work."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
@@ -80,6 +81,14 @@ class DaskClusterConfig(Section):
     jobs: int | None = Field(None, ge=1, le=10_000)
     adapt: AdaptConfig | None = None
 
+    @field_validator("cluster_class")
+    @classmethod
+    def _qualified(cls, value: str) -> str:
+        if not _QUALIFIED.fullmatch(value):
+            raise ValueError(f"{value!r}: expected a qualified class name such as "
+                             "dask_jobqueue.SLURMCluster")
+        return value
+
     @model_validator(mode="after")
     def _sized_once(self) -> DaskClusterConfig:
         if self.jobs is not None and self.adapt is not None:
@@ -87,99 +96,11 @@ class DaskClusterConfig(Section):
                              "not both")
         if "asynchronous" in self.options:
             raise ValueError("dask_cluster.options: asynchronous is managed by Prefect")
-        if self.adapt is not None and (self.adapt.minimum_jobs is not None
-                                       or self.adapt.maximum_jobs is not None):
-            if not hasattr(_import_class(self.cluster_class), "job_cls"):
-                raise ValueError("dask_cluster.adapt: minimum_jobs/maximum_jobs need a job "
-                                 "queue's cluster class (dask_jobqueue); use minimum/maximum")
         return self
 
-    @field_validator("cluster_class")
-    @classmethod
-    def _importable(cls, value: str) -> str:
-        _import_class(value)
-        return value
 
-    @field_validator("options")
-    @classmethod
-    def _accepted(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        name = info.data.get("cluster_class")
-        if name is None:  # the class itself was refused
-            return value
-        accepted = cluster_options(_import_class(name))
-        unknown = sorted(set(value) - accepted)
-        if unknown:
-            raise ValueError(f"{name} takes no option {', '.join(map(repr, unknown))}"
-                             f"{did_you_mean(unknown[0], sorted(accepted), ' (did you mean {}?)')}")
-        _check_job(_import_class(name), value)
-        return value
-
-
-def _import_class(qualified: str) -> type:
-    """The class `package.module.Name` names; ValueError saying why it cannot be had."""
-    module_name, _, attr = qualified.rpartition(".")
-    if not module_name:
-        raise ValueError(f"{qualified!r}: expected a qualified class name such as "
-                         "dask_jobqueue.SLURMCluster")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        extra = " (pip install 'rnnflow[hpc]')" if module_name.startswith("dask_jobqueue") else ""
-        raise ValueError(f"{qualified}: cannot import {module_name} ({exc}){extra}") from None
-    found = getattr(module, attr, None)
-    if not isinstance(found, type):
-        raise ValueError(f"{qualified}: {module_name} has no class {attr}")
-    from distributed.deploy.cluster import Cluster
-
-    if not issubclass(found, Cluster):
-        raise ValueError(f"{qualified}: not a Dask cluster class (distributed.Cluster)")
-    return found
-
-
-def _check_job(cluster: type, options: dict[str, Any]) -> None:
-    """A job queue's options, tried on its job class: the job script is written (nothing is
-    submitted, no scheduler starts), so missing cores or memory, or a memory of no known unit,
-    are refused now rather than by the first job."""
-    job_cls = getattr(cluster, "job_cls", None)
-    if job_cls is None:
-        return
-    accepted = _init_names(job_cls)
-    try:
-        job_cls(scheduler="tcp://127.0.0.1:1", name="check",
-                **{k: v for k, v in options.items() if k in accepted}).job_script()
-    except Exception as exc:  # noqa: BLE001 - whatever the class refuses, said as it says it
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"{cluster.__module__}.{cluster.__name__}: {first}") from None
-
-
-def _init_names(owner: type) -> set[str]:
-    """The keywords of `owner`'s constructors, followed up its classes while each passes
-    **kwargs on."""
-    names: set[str] = set()
-    for klass in owner.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
-        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names
-
-
-def cluster_options(cluster: type) -> set[str]:
-    """The keyword arguments `cluster(...)` accepts. Where its constructor passes **kwargs on,
-    they are followed: up its classes, to a job queue's job class (`job_cls`), and for a
-    LocalCluster to the Nanny and Worker it starts."""
-    from distributed import LocalCluster, Nanny, Worker
-
-    owners = [cluster]
-    if getattr(cluster, "job_cls", None) is not None:
-        owners.append(cluster.job_cls)
-    if issubclass(cluster, LocalCluster):
-        owners += [Nanny, Worker]
-    names = set().union(*(_init_names(owner) for owner in owners))
-    names.discard("asynchronous")  # Prefect's to set
-    return names
+# package.module.Name: dotted Python identifiers, at least one dot.
+_QUALIFIED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
 
 
 class Plan(Section):
