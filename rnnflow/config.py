@@ -5,8 +5,7 @@ Every layer reads its own section from here (the reviews step `DatasetConfig`, t
 repeats, search, registry, runner) is a `Plan`: rnnflow/comparisons/plan.py.
 
 Also here, for the layers above that edit points by dotted key (`--set`, grids, a search's
-space): `check_key`, `set_dotted`, `validate` and `with_values`; and the schema of the
-behavioural check cases of `evaluate.checks` (`load_cases`), validated when the file is read.
+space): `check_key`, `set_dotted`, `validate` and `with_values`.
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -36,78 +33,6 @@ class Section(BaseModel):
     """A params section: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# --- behavioural check cases (evaluate.checks) --------------------------------------------------
-CHECK_KINDS = ("mft", "inv", "dir")
-DEFAULT_CHECKS = Path(__file__).parent / "insight" / "checks.yaml"
-_CASE_FIELDS = {"mft": {"text", "label"}, "inv": {"text", "variant"},
-                "dir": {"text", "variant", "direction"}}
-
-
-def load_cases(spec: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cases `spec` names, each with its `kind`; ValueError says what is wrong.
-
-    `spec` is `default` (rnnflow/insight/checks.yaml), `none`, the path of a YAML file (in the
-    shipped file's shape, `{mft: [...], inv: [...], dir: [...]}`, or a list of cases), or a
-    list of cases, each a mapping with a `kind`:
-    - `{kind: mft, text: ..., label: 0|1|NAME}`: the text must get this label (a class name
-      for data whose labels are classes);
-    - `{kind: inv, text: ..., variant: ...}`: both must get the same label;
-    - `{kind: dir, text: ..., variant: ..., direction: lower|higher}`: the variant must score
-      strictly lower (higher) than the text (with k classes: the probability of the text's
-      predicted class).
-    """
-    if isinstance(spec, str):
-        if spec == "none":
-            return []
-        path = DEFAULT_CHECKS if spec == "default" else Path(spec)
-        if not path.is_file():
-            raise ValueError(f"expected default, none, a list of cases or a YAML file; "
-                             f"{spec!r} is not a file")
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from None
-        if isinstance(spec, dict):
-            unknown = set(spec) - set(CHECK_KINDS)
-            if unknown:
-                raise ValueError(f"{path}: unknown kind(s) {sorted(unknown)}; expected "
-                                 f"{CHECK_KINDS}")
-            spec = [{"kind": kind, **case} for kind in CHECK_KINDS
-                    for case in spec.get(kind) or []]
-    if not isinstance(spec, list):
-        raise ValueError(f"expected a list of cases, got {type(spec).__name__}")
-    return [_case(c, i) for i, c in enumerate(spec)]
-
-
-def _case(case: Any, i: int) -> dict[str, Any]:
-    if not isinstance(case, dict) or case.get("kind") not in CHECK_KINDS:
-        raise ValueError(f"case {i}: expected a mapping with kind one of {CHECK_KINDS}, got "
-                         f"{case!r}")
-    need = _CASE_FIELDS[case["kind"]]
-    have = set(case) - {"kind"}
-    if have != need:
-        raise ValueError(f"case {i} ({case['kind']}): expected keys {sorted(need)}, "
-                         f"got {sorted(have)}")
-    if not all(isinstance(case[k], str) for k in need & {"text", "variant"}):
-        raise ValueError(f"case {i}: text and variant must be strings")
-    if case["kind"] == "mft" and case["label"] not in (0, 1) and not (
-            isinstance(case["label"], str) and case["label"].strip()):
-        raise ValueError(f"case {i}: label must be 0, 1 or a class name, got "
-                         f"{case['label']!r}")
-    if case["kind"] == "dir" and case["direction"] not in ("lower", "higher"):
-        raise ValueError(f"case {i}: direction must be lower or higher")
-    return dict(case)
-
-
-def _valid_cases(spec):
-    load_cases(spec)
-    return spec
-
-
-# The type of `evaluate.checks`: validated when the params file is read, kept as written.
-ChecksSpec = Annotated[str | list[dict[str, Any]], AfterValidator(_valid_cases)]
 
 
 class DatasetConfig(Section):
@@ -231,8 +156,9 @@ class EvaluateConfig(Section):
     ])
     mistakes: int = Field(20, ge=0)  # how many of the most confident test errors to list
     # Behavioural checks: default (rnnflow/insight/checks.yaml) | none | a YAML file | a list
-    # of cases; see `load_cases` below, and rnnflow/insight/checks.py for how they are scored.
-    checks: ChecksSpec = "default"
+    # of cases. Their schema and loader are rnnflow/insight/cases.py (`load_plan` validates
+    # them when the params file is read); rnnflow/insight/checks.py scores them.
+    checks: str | list[dict[str, Any]] = "default"
 
 
 class Point(Section):

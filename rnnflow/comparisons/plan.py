@@ -30,6 +30,7 @@ from rnnflow.config import (
     validate,
     with_values,
 )
+from rnnflow.insight.cases import load_cases
 
 
 class RegistryConfig(Section):
@@ -250,7 +251,29 @@ def load_plan(path: str | Path, overrides: dict[str, Any] | list[str] | None = N
     plan.points, plan.labels = _expand(plan, where)
     if plan.search is not None:
         _check_search(plan, where)
+    _check_cases(plan, where)
     return plan
+
+
+def _check_cases(plan: Plan, where: str) -> None:
+    """Every `evaluate.checks` the plan can train with (its own, its points', a search's
+    choices), each distinct one read once: a missing file or a malformed case stops the run
+    here rather than after training."""
+    named = [(plan.base.evaluate.checks, where)]
+    named += [(point.evaluate.checks, f"{where} grid point ({label})")
+              for point, label in zip(plan.points, plan.labels, strict=True)]
+    if plan.search is not None:  # check_search has refused choices that are not strings
+        named += [(choice, f"{where} search.space (evaluate.checks={choice})")
+                  for choice in plan.search.space.get("evaluate.checks") or []]
+    seen = set()
+    for spec, here in named:
+        if repr(spec) in seen:
+            continue
+        seen.add(repr(spec))
+        try:
+            load_cases(spec)
+        except ValueError as exc:
+            raise ConfigError(f"{here}: evaluate.checks: {exc}") from None
 
 
 def _check_search(plan: Plan, where: str) -> None:

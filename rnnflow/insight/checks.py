@@ -2,10 +2,11 @@
 model (after Ribeiro et al., "Beyond Accuracy: Behavioral Testing of NLP Models with
 CheckList", 2020). Measurements, never gates: a failing case is reported, the run goes on.
 
-`evaluate.checks` names the cases (rnnflow/config.py, `load_cases`, validates them when the
-params file is read): the shipped set beside this module (checks.yaml), none, a YAML file or
-a list of cases, each `mft` (a text must get a label), `inv` (a name or a title changed must
-not flip the label) or `dir` (a variant must score strictly lower or higher than the text).
+`evaluate.checks` names the cases (rnnflow/insight/cases.py, `load_cases`, reads them; the
+params file's loader validates them before any work): the shipped set beside this module
+(checks.yaml), none, a YAML file or a list of cases, each `mft` (a text must get a label),
+`inv` (a name or a title changed must not flip the label) or `dir` (a variant must score
+strictly lower or higher than the text).
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rnnflow.config import Point, load_cases
+from rnnflow.config import Point
 from rnnflow.data.reviews import texts_by_id
 from rnnflow.insight import explain as ex
 from rnnflow.insight import plots
+from rnnflow.insight.cases import load_cases
 from rnnflow.insight.checks import run_checks
 from rnnflow.insight.findings import Findings
 from rnnflow.insight.model_card import model_card

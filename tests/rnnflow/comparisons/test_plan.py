@@ -281,3 +281,21 @@ def test_max_tokens_keys_the_one_hot_vocabulary_only():
     assert a.key != b.key
     assert a.key == embeddings_stage(tokens, EmbeddingConfig(source="onehot", max_tokens=10,
                                                              vector_size=7)).key
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("evaluate: {checks: nowhere.yaml}\n", ": evaluate.checks"),
+        ("grid: {evaluate.checks: [default, nowhere.yaml]}\n",
+         " grid point (checks=nowhere.yaml): evaluate.checks"),
+        ("search: {space: {evaluate.checks: [none, nowhere.yaml]}}\n",
+         " search.space (evaluate.checks=nowhere.yaml): evaluate.checks"),
+    ],
+)
+def test_every_checks_setting_a_plan_can_train_with_is_read_first(tmp_path, text, where):
+    """The cases are read when the file is (rnnflow/insight/cases.py), not after training."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert str(err.value).startswith(f"{path}{where}: ") and "is not a file" in str(err.value)

@@ -19,8 +19,8 @@ from rnnflow.config import (
     PadConfig,
     Point,
     TokenizeConfig,
-    load_cases,
 )
+from rnnflow.insight.cases import load_cases
 from rnnflow.insight.checks import run_checks
 from rnnflow.insight.explain import (
     OOV,

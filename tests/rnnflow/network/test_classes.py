@@ -157,7 +157,7 @@ def test_explain_attributes_the_chosen_class_with_completeness():
 
 
 def test_user_checks_name_classes():
-    from rnnflow.config import load_cases
+    from rnnflow.insight.cases import load_cases
     from rnnflow.insight.checks import run_checks
 
     text_model = _text_model()
