@@ -20,7 +20,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 import rnnflow
-from rnnflow import tracking
+from rnnflow import api, tracking
 from rnnflow.config import Point
 from rnnflow.data.embeddings import load_vocab
 from rnnflow.insight.report import FinishedRun, summarize
@@ -72,7 +72,7 @@ def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation
 def _log_text_model(text_model: predict.TextModel) -> None:
     """Its files as the artifacts of a model from code; rnnflow's own copy travels with it."""
     with tempfile.TemporaryDirectory(prefix="rnnflow-text-model-") as tmp:
-        tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), predict.LOADER,
+        tracking.log_text_model(predict.save_text_model(text_model, Path(tmp)), api.LOADER,
                                 predict.outputs(text_model),
                                 code_paths=[str(Path(rnnflow.__file__).parent)])
 

@@ -1,10 +1,12 @@
 """The architecture, checked on the source: which package may import which, no import cycle
 (imports inside functions counted), MLflow only in rnnflow/tracking/, Prefect nowhere in the
-library, and the flows started only by the CLI."""
+library, the flows started only by the CLI, and `rnnflow.api` the only module that a logged
+model is told to load from."""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +19,11 @@ from tests.helpers import REPO
 PACKAGES = ("rnnflow", "tasks", "flows")
 # What each part may import, besides itself: the library's layers bottom-up, then the
 # Prefect tasks over the library and the flows over the tasks. `rnnflow` (the package itself)
-# is importable from everywhere. An entry is a part, or a single module of one.
+# is importable from everywhere. An entry is a part, or a single module of one. `rnnflow.api`,
+# the public names, stands on the network alone, so that loading a logged model needs neither
+# MLflow's tracking nor Prefect.
 LIBRARY = {"rnnflow.config", "rnnflow.faults", "rnnflow.memory", "rnnflow.data", "rnnflow.network",
-           "rnnflow.insight", "rnnflow.comparisons", "rnnflow.tracking"}
+           "rnnflow.insight", "rnnflow.comparisons", "rnnflow.tracking", "rnnflow.api"}
 ALLOWED = {
     "rnnflow.config": set(),
     "rnnflow.faults": set(),
@@ -31,6 +35,7 @@ ALLOWED = {
     # a module that imports neither pandas nor TensorFlow, and nothing else of insight.
     "rnnflow.comparisons": {"rnnflow.config", "rnnflow.insight.cases"},
     "rnnflow.tracking": set(),
+    "rnnflow.api": {"rnnflow.config", "rnnflow.network"},
     "rnnflow.cli": LIBRARY | {"flows"},
     "tasks": LIBRARY,
     "flows": LIBRARY | {"tasks"},
@@ -216,3 +221,46 @@ def test_reading_a_params_file_loads_nothing_heavy():
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                             text=True, check=True).stdout.split()
     assert not loaded, f"reading a params file imports {loaded}"
+
+
+# "package.module:function", the form in which a logged model names what loads it.
+LOADER_STRING = re.compile(r"\brnnflow(?:\.[A-Za-z_]\w*)+:[A-Za-z_]\w*")
+
+
+def test_logged_models_are_told_to_load_from_rnnflow_api_alone():
+    """A loader string written into a model outlives the code that wrote it: naming an internal
+    module would freeze that module's path. Only rnnflow.api's names are promised to stay."""
+    named = [f"{path.relative_to(REPO)}: {found}"
+             for path in sorted(MODULES.values())
+             for found in LOADER_STRING.findall(path.read_text(encoding="utf-8"))
+             if not found.startswith("rnnflow.api:")]
+    assert not named, "\n".join(named)
+
+
+def test_the_loader_new_text_models_name_is_rnnflow_api_load_text_model():
+    import importlib
+
+    from rnnflow import api
+
+    assert api.LOADER == "rnnflow.api:load_text_model"
+    module, _, function = api.LOADER.partition(":")
+    assert getattr(importlib.import_module(module), function) is api.load_text_model
+
+
+def _modules_imported_by(statement: str) -> set[str]:
+    """The modules that `statement` adds to a fresh interpreter's sys.modules."""
+    import json
+
+    code = ("import json, sys; before = set(sys.modules); " + statement
+            + "; print(json.dumps(sorted(set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    return set(json.loads(out.stdout))
+
+
+def test_the_public_names_import_no_framework():
+    """`import rnnflow.api` is what a logged model's loader costs before it loads anything:
+    TensorFlow, Keras, pandas and MLflow wait until a model is loaded."""
+    heavy = {"tensorflow", "keras", "pandas", "numpy", "pyarrow", "mlflow", "prefect"}
+    found = {name.split(".")[0] for name in _modules_imported_by("import rnnflow.api")} & heavy
+    assert not found, sorted(found)

@@ -1,7 +1,11 @@
 """Raw text in, sentiment out: the trained network with the tokenizer and vocabulary it was
 trained with (`TextModel`), and its files: what a run logs as its `text_model`
-(`save_text_model`) and what loads it again (`load_text_model`, the loader that logged model
-names)."""
+(`save_text_model`) and what loads it again (`load_text_model`).
+
+Internal: users and logged models reach `TextModel` and `load_text_model` through `rnnflow.api`.
+`load_text_model` keeps its name and arguments here all the same, since the text models logged
+before `rnnflow.api` existed name this function itself (rnnflow/_compat/__init__.py lists them).
+"""
 
 from __future__ import annotations
 
@@ -123,8 +127,6 @@ def outputs(text_model: TextModel) -> dict[str, str]:
         return OUTPUTS
     return {"probability": "double", "label": "string", "known_tokens": "long",
             **{f"prob_{c}": "double" for c in text_model.classes}}
-# The function a logged text model names to be loaded again (text_pyfunc.py imports it).
-LOADER = "rnnflow.network.predict:load_text_model"
 
 
 def save_text_model(text_model: TextModel, folder: Path) -> dict[str, Path]:

@@ -125,6 +125,7 @@ def test_predict_downloads_the_text_model_from_a_server_quietly(mlflow_server, t
     import mlflow
     import numpy as np
 
+    from rnnflow import api
     from rnnflow.config import ModelConfig, PadConfig, TokenizeConfig
     from rnnflow.network import predict
     from rnnflow.network.model import build_model
@@ -138,7 +139,7 @@ def test_predict_downloads_the_text_model_from_a_server_quietly(mlflow_server, t
     with mlflow.start_run(experiment_id=MlflowClient(url).create_experiment("served")) as run:
         text_model = predict.TextModel(model, ["good", "bad"], TokenizeConfig(),
                                        PadConfig(maxlen=5))
-        tracking.log_text_model(predict.save_text_model(text_model, tmp_path), predict.LOADER,
+        tracking.log_text_model(predict.save_text_model(text_model, tmp_path), api.LOADER,
                                 predict.OUTPUTS, code_paths=[])
     run_id = run.info.run_id
     assert tracking.local_model_dir(run_id) is None

@@ -1,0 +1,52 @@
+"""rnnflow's public names: the ones users and logged models may rely on (docs/compatibility.md).
+
+Every other module of rnnflow is internal and may move or change between versions. A name here
+stays, with the same meaning, for as long as the policy says; the loader that every text model
+logged from now on names is `load_text_model` below (`LOADER`).
+
+- `load_text_model(files)`: a `TextModel` from the files of a logged `text_model` (what MLflow
+  calls when it loads one, and what loads the files by hand, without MLflow);
+- `TextModel`: raw text in, a table of predictions out (`predict`), with the network, the
+  vocabulary and the tokenizer and padding settings it was trained with;
+- `LOADER`: the "module:function" a logged text model stores to be loaded again.
+
+Importing this module is cheap: TensorFlow, Keras and pandas load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rnnflow.network.predict import TextModel
+
+__all__ = ["LOADER", "TextModel", "load_text_model"]
+
+# Written into every text model rnnflow logs (its MLmodel's model_config): a string, so it must
+# name this module, whose names do not move, and never the internal one that does the work.
+LOADER = "rnnflow.api:load_text_model"
+
+
+def load_text_model(files: dict[str, str]) -> TextModel:
+    """The `TextModel` of a logged text model's files, by their keys: `keras_model` (the Keras
+    network, loaded in Keras safe mode), `vocab` (vocab.json) and `config` (config.json: the
+    tokenizer and padding settings, and the class names of a model of more than two classes).
+    In a `text_model` folder they are artifacts/model.keras, artifacts/vocab.json and
+    artifacts/config.json."""
+    from rnnflow.network import predict
+
+    return predict.load_text_model(files)
+
+
+def __getattr__(name: str):
+    # TextModel lives with the code that predicts, which imports pandas and pyarrow: it is
+    # handed out on first use so that importing this module stays cheap (PEP 562).
+    if name == "TextModel":
+        from rnnflow.network.predict import TextModel
+
+        return TextModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
