@@ -1,14 +1,17 @@
-"""Models logged before the library was grouped into sub-packages load and predict as they did
-then, and a checkpoint of then trains on.
+"""Models logged by earlier versions of rnnflow load and predict as they did then, and a
+checkpoint of then trains on (docs/compatibility.md).
 
-The fixture holds what rnnflow logged at commit 57c7f77 (its README says how it was made): two
-`text_model` folders exactly as MLflow wrote them, whose text_pyfunc.py imports the module
-names of then (rnnflow/_moved.py answers them), two epoch-1 checkpoints, and what that code
-predicted with each.
+Each fixture's README says how it was made:
+- logged_at_57c7f77.zip: before the library was grouped into sub-packages, two `text_model`
+  folders exactly as MLflow wrote them, whose text_pyfunc.py imports the module names of then
+  (rnnflow/_compat/ answers them), two epoch-1 checkpoints, and what that code predicted;
+- pickled_at_1a849ab.zip: a text model pickled before text models were logged from code;
+- every name of rnnflow/_compat/__init__.py's KEPT resolves in this rnnflow.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import zipfile
 from pathlib import Path
@@ -21,16 +24,20 @@ import pytest
 # with the copy of then in its code/ folder (which a process without rnnflow would use).
 import rnnflow.network.predict
 
-FIXTURE = Path(__file__).parent / "fixtures" / "logged_at_57c7f77.zip"
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE = FIXTURES / "logged_at_57c7f77.zip"
 NAMES = ("w2v", "onehot")  # word2vec + fused SimpleRNN; one-hot + fused GRU
+
+
+def _extract(archive: Path, folder: Path) -> Path:
+    with zipfile.ZipFile(archive) as opened:
+        opened.extractall(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("logged")
-    with zipfile.ZipFile(FIXTURE) as archive:
-        archive.extractall(folder)
-    return folder
+    return _extract(FIXTURE, tmp_path_factory.mktemp("logged"))
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +90,35 @@ def test_a_checkpoint_of_then_is_continued_by_a_run_of_now(logged, project, tiny
         resume_from=logged / "w2v_checkpoint.keras", initial_epoch=1)
     assert epochs == [2] and len(fit.history["loss"]) == 1
     assert int(model.optimizer.iterations.numpy()) > 1  # went on from the saved optimizer
+
+
+def _predicts_as_recorded(model, then: dict) -> None:
+    out = model.predict(pd.DataFrame({"text": then["texts"]}))
+    assert out.label.tolist() == then["label"]
+    assert out.known_tokens.tolist() == then["known_tokens"]
+    np.testing.assert_allclose(out.probability, then["probability"], atol=1e-6)
+
+
+def test_a_text_model_pickled_before_models_from_code_predicts_as_it_did(tmp_path, monkeypatch):
+    """Its pickle names rnnflow.tracking.text_model.TextPyfunc and its MLmodel no loader."""
+    import mlflow.pyfunc
+
+    folder = _extract(FIXTURES / "pickled_at_1a849ab.zip", tmp_path)
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    model = mlflow.pyfunc.load_model(str(folder / "text_model"))
+    assert type(model.unwrap_python_model()).__module__ == "rnnflow.tracking.text_model"
+    assert type(model.unwrap_python_model().text_model) is rnnflow.network.predict.TextModel
+    _predicts_as_recorded(model, json.loads((folder / "expected.json").read_text()))
+
+
+def test_every_name_that_logged_models_use_resolves():
+    from rnnflow._compat import KEPT
+
+    missing = []
+    for name in KEPT:
+        module, _, attribute = name.partition(":")
+        try:
+            getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            missing.append(f"{name}: {exc!r}")
+    assert not missing, missing

@@ -27,17 +27,6 @@ TEXT_MODEL_TAG = "rnnflow_text_model"  # on every run that logged one; `--run la
 TEXT_PYFUNC_CODE = Path(__file__).with_name("text_pyfunc.py")
 
 
-def __getattr__(name: str):
-    # A text_model logged before it became a model from code is a pickled
-    # `rnnflow.tracking.text_model.TextPyfunc` (that module name is an alias of this one,
-    # rnnflow/_moved.py): this keeps those runs loadable.
-    if name == "TextPyfunc":
-        from rnnflow.tracking.text_pyfunc import TextPyfunc
-
-        return TextPyfunc
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 # The distributions that install the `tensorflow` module: the CPU build rnnflow installs by
 # default, the full one (a GPU install: tensorflow[and-cuda]) and older or platform builds.
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "tensorflow-gpu", "tensorflow-macos",
