@@ -164,6 +164,8 @@ def test_text_model_is_a_model_from_code(tracked):
     assert Path(pyfunc["model_code_path"]).name == "text_pyfunc.py"
     assert (folder / "text_pyfunc.py").is_file() and "python_model" not in pyfunc
     assert set(pyfunc["artifacts"]) == {"keras_model", "vocab", "config"}
+    # It is told to load through the public entry point, whose name does not move.
+    assert pyfunc["config"] == {"loader": "rnnflow.api:load_text_model"}
     # Logging it no longer warns that the model is serialized with CloudPickle.
     assert "CloudPickle" not in tracked.first.stderr
 
