@@ -8,6 +8,8 @@ logged from now on names is `load_text_model` below (`LOADER`).
   calls when it loads one, and what loads the files by hand, without MLflow);
 - `TextModel`: raw text in, a table of predictions out (`predict`), with the network, the
   vocabulary and the tokenizer and padding settings it was trained with;
+- `load_keras_model(path)`: a Keras file rnnflow saved (a run's checkpoint/last.keras, a text
+  model's model.keras), whose fast recurrent and one-hot layers only rnnflow knows;
 - `LOADER`: the "module:function" a logged text model stores to be loaded again.
 
 Importing this module is cheap: TensorFlow, Keras and pandas load on first use.
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rnnflow.network.predict import TextModel
 
-__all__ = ["LOADER", "TextModel", "load_text_model"]
+__all__ = ["LOADER", "TextModel", "load_keras_model", "load_text_model"]
 
 # Written into every text model rnnflow logs (its MLmodel's model_config): a string, so it must
 # name this module, whose names do not move, and never the internal one that does the work.
@@ -36,6 +38,14 @@ def load_text_model(files: dict[str, str]) -> TextModel:
     from rnnflow.network import predict
 
     return predict.load_text_model(files)
+
+
+def load_keras_model(path: str):
+    """The Keras model in a .keras file that rnnflow saved, with its optimizer state where the
+    file has one (a checkpoint), loaded in Keras safe mode (no code is deserialised)."""
+    from rnnflow.network import model
+
+    return model.load_model(path)
 
 
 def __getattr__(name: str):

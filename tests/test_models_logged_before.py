@@ -63,9 +63,9 @@ def test_a_text_model_logged_then_predicts_as_it_did(logged, expected, name, mon
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_checkpoint_of_then_loads_with_its_optimizer(logged, expected, name):
-    from rnnflow.network.model import load_model
+    from rnnflow.api import load_keras_model
 
-    model = load_model(logged / f"{name}_checkpoint.keras")
+    model = load_keras_model(str(logged / f"{name}_checkpoint.keras"))
     then = expected[f"{name}_checkpoint"]
     x = np.asarray(then["x"], dtype=np.int32)
     np.testing.assert_allclose(model.predict(x, verbose=0).ravel(), then["y"], atol=1e-6)
