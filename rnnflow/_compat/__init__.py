@@ -35,8 +35,8 @@ KEPT = {
     "rnnflow.model:load_model": "text models logged from code, 34ac54a..57c7f77",
     "rnnflow.predict:TextModel": "text models logged from code, 34ac54a..57c7f77",
     # Text models pickled with cloudpickle before they were logged from code (ee2d5f9 until
-    # 1a849ab): the pickle names the class.
-    "rnnflow.tracking.text_model:TextPyfunc": "pickled text models, ee2d5f9..1a849ab",
+    # the merge 34ac54a; the fixture's commit is 1a849ab): the pickle names the class.
+    "rnnflow.tracking.text_model:TextPyfunc": "pickled text models, ee2d5f9..2691644",
     # The loader in the model_config of text models logged from b183ead until rnnflow.api
     # existed. It stays a real function in rnnflow/network/predict.py (the code rnnflow.api
     # hands over to) rather than a copy here: a name inside a module that still exists cannot
