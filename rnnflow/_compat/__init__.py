@@ -30,13 +30,13 @@ _FOLDER = os.path.dirname(os.path.abspath(__file__))
 KEPT = {
     # Text models from code logged from 34ac54a until b183ead (their text_pyfunc.py imports
     # these; 57c7f77 is the fixture's commit).
-    "rnnflow.config:PadConfig": "text models logged from code, 34ac54a..57c7f77",
-    "rnnflow.config:TokenizeConfig": "text models logged from code, 34ac54a..57c7f77",
-    "rnnflow.model:load_model": "text models logged from code, 34ac54a..57c7f77",
-    "rnnflow.predict:TextModel": "text models logged from code, 34ac54a..57c7f77",
+    "rnnflow.config:PadConfig": "text models logged from code, 34ac54a to 57c7f77",
+    "rnnflow.config:TokenizeConfig": "text models logged from code, 34ac54a to 57c7f77",
+    "rnnflow.model:load_model": "text models logged from code, 34ac54a to 57c7f77",
+    "rnnflow.predict:TextModel": "text models logged from code, 34ac54a to 57c7f77",
     # Text models pickled with cloudpickle before they were logged from code (ee2d5f9 until
     # the merge 34ac54a; the fixture's commit is 1a849ab): the pickle names the class.
-    "rnnflow.tracking.text_model:TextPyfunc": "pickled text models, ee2d5f9..2691644",
+    "rnnflow.tracking.text_model:TextPyfunc": "pickled text models, ee2d5f9 to 2691644",
     # The loader in the model_config of text models logged from b183ead until rnnflow.api
     # existed. It stays a real function in rnnflow/network/predict.py (the code rnnflow.api
     # hands over to) rather than a copy here: a name inside a module that still exists cannot
@@ -51,7 +51,7 @@ class _OldNames:
     """Finds `rnnflow.<old name>` in this folder; every other name is left to the rest."""
 
     @staticmethod
-    def find_spec(name: str, path=None, target=None):  # noqa: ARG004 - the finder protocol
+    def find_spec(name: str, path=None, target=None):  # the finder protocol's arguments
         if not name.startswith("rnnflow."):
             return None
         from importlib.machinery import PathFinder
