@@ -69,7 +69,7 @@ def test_a_locator_may_only_take_its_steps_arguments():
         return "key", True
 
     with pytest.raises(TypeError, match="archive"):
-        stages.StageTask(step, locate)
+        stages.StageTask("step", step, locate)
 
 
 def test_the_cache_key_is_the_same_for_positional_and_keyword_calls(project, tiny_archive):
@@ -111,3 +111,15 @@ def test_editing_a_review_changes_the_folder_key(project, tiny_folder):
     os.utime(review, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert stages._raw_file(url)[0] != key
     assert download_dataset(url)[1] != digest
+
+
+@pytest.mark.parametrize("form", ["aclImdb", "parent", "file-url"])
+def test_a_folder_in_any_spelling_is_found_in_place(project, tiny_folder, form):
+    """The download step of an extracted folder is done at once, whichever way it is named
+    (the folder, the one above it, a file:// URL), under a key that holds while nothing
+    changes."""
+    folder = tiny_folder.parent if form == "parent" else tiny_folder
+    url = f"file://{folder}" if form == "file-url" else str(folder)
+    key, present = stages._raw_file(url)
+    assert present and stages._raw_file(url) == (key, True)
+    assert not (project / "data").exists()
