@@ -1,8 +1,16 @@
-"""The lesson's free parameters through the real `rnnflow` command: one-hot inputs, no maxlen,
-bucketed batches, and the refusal of a Flatten head without a fixed length."""
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of three
+variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
+proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
+input weights, tokens past max_tokens out of vocabulary); `maxlen: null` keeps whole reviews
+and masks the padding; bucketed batches with a fixed maxlen. With either, a text scores the
+same alone as in a batch. (The refusal of a Flatten head without a fixed length is a check of
+the params: tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py;
+the folder's three spellings: tests/rnnflow/data/test_download.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TINY_GRID, rnnflow_cli, run_tiny_grid
+from tests.helpers import rnnflow_cli, run_tiny_grid, synthetic_reviews, write_folder
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +27,46 @@ pytestmark = pytest.mark.slow
 TEXTS = ["wonderful", "The plot was dull and the acting was a mess, boring from start to end. "
          "I hated it, a waste of a film.", "A superb, moving story; I loved it.", "it was"]
 
+# One point each, one run of the command for the three.
+VARIANTS = {
+    "one_hot": "{embedding.source: onehot, embedding.max_tokens: 30}",
+    "no_maxlen": "{pad.maxlen: null, model.return_sequences: false, model.cell: gru}",
+    "bucketed": "{pad.bucket: true, pad.padding: pre, model.return_sequences: false, "
+                "model.kernel: keras, embedding.source: onehot}",
+}
 
-def _only_run(project: Path):
+
+@dataclass(frozen=True)
+class Scenario:
+    project: Path
+    url: str  # the folder the run read
+    client: MlflowClient
+    runs: dict[str, object]  # the child run of each variant, by VARIANTS' name
+
+    def stage(self, variant: str, stage: str) -> Path:
+        """The folder of the stage that `variant`'s run used."""
+        key = self.runs[variant].data.tags[f"stage.{stage}"]
+        return self.project / "data" / stage / key
+
+
+def _variant(run) -> str:
+    params = run.data.params
+    if params["pad.bucket"] == "True":
+        return "bucketed"
+    return "no_maxlen" if params["pad.maxlen"] == "None" else "one_hot"
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Iterator[Scenario]:
+    project = tmp_path_factory.mktemp("inputs")
+    # The folder that holds aclImdb/, as a user who extracted the archive there names it.
+    folder = write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20))
+    done = run_tiny_grid(project, folder, f"variants=[{', '.join(VARIANTS.values())}]")
+    assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    return run
+    runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id],
+                              "tags.mlflow.parentRunId != ''")
+    yield Scenario(project, str(folder), client, {_variant(r): r for r in runs})
 
 
 def _text_model(project: Path, run_id: str):
@@ -41,12 +84,18 @@ def _scores_do_not_depend_on_the_batch(text_model) -> None:
                                                         abs=1e-6), text
 
 
-def test_one_hot_inputs(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "embedding.source=onehot",
-                           "embedding.max_tokens=30")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
-    (table,) = (project / "data" / "embeddings").glob("*/table.parquet")
+def test_run_reads_an_extracted_folder(scenario):
+    assert sorted(scenario.runs) == sorted(VARIANTS)
+    for run in scenario.runs.values():
+        assert run.info.status == "FINISHED"
+        assert run.data.params["dataset.url"] == scenario.url
+    # Read in place: nothing was copied under data/raw.
+    assert not (scenario.project / "data" / "raw").exists()
+
+
+def test_one_hot_inputs(scenario):
+    run = scenario.runs["one_hot"]
+    table = scenario.stage("one_hot", "embeddings") / "table.parquet"
     vocab = pq.read_table(table).num_rows
     assert vocab == 30 and pq.read_schema(table).names == ["row", "token", "count"]
     # SimpleRNN(4) over one-hot vectors of 30 tokens, then Dense over 40 x 4 flattened outputs:
@@ -54,38 +103,22 @@ def test_one_hot_inputs(project, tiny_archive):
     assert run.data.metrics["trainable_params"] == 30 * 4 + 4 * 4 + 4 + 40 * 4 + 1
     assert run.data.metrics["oov_rate"] > 0  # the tokens past max_tokens
     assert run.data.params["embedding.source"] == "onehot"
-    predicted = rnnflow_cli(project, "predict", "--run", "latest", "A wonderful film.")
+    predicted = rnnflow_cli(scenario.project, "predict", "--run", run.info.run_id,
+                            "A wonderful film.")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "A wonderful film." in predicted.stdout
 
 
-def test_no_maxlen_masks_the_padding(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "pad.maxlen=null",
-                           "model.return_sequences=false", "model.cell=gru")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
+def test_no_maxlen_masks_the_padding(scenario):
+    run = scenario.runs["no_maxlen"]
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
-    (split,) = {p.parent for p in (project / "data" / "padded").glob("*/train.parquet")}
-    x_type = pq.read_schema(split / "train.parquet").field("x").type
+    x_type = pq.read_schema(scenario.stage("no_maxlen", "padded") / "train.parquet").field(
+        "x").type
     assert pa.types.is_list(x_type) and x_type.value_type == pa.int32()  # whole reviews
-    _scores_do_not_depend_on_the_batch(_text_model(project, run.info.run_id))
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
 
 
-def test_flatten_without_maxlen_is_refused_before_any_work(project, tiny_archive):
-    result = rnnflow_cli(project, "run", str(TINY_GRID), "--set", f"dataset.url={tiny_archive}",
-                         "--set", "pad.maxlen=null")
-    assert result.returncode == 2
-    assert "pad.maxlen: null" in result.stderr
-    assert "model.return_sequences: false" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (project / "data").exists() and not (project / "mlflow.db").exists()
-
-
-def test_bucketing_with_a_fixed_maxlen(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "pad.bucket=true", "pad.padding=pre",
-                           "model.return_sequences=false", "model.kernel=keras",
-                           "embedding.source=onehot")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
+def test_bucketing_with_a_fixed_maxlen(scenario):
+    run = scenario.runs["bucketed"]
     assert run.data.params["pad.bucket"] == "True"
-    _scores_do_not_depend_on_the_batch(_text_model(project, run.info.run_id))
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
