@@ -1,4 +1,9 @@
-"""What a user sees when input is bad or a process dies, through the real `rnnflow` command."""
+"""What a user sees when input is bad or a process dies, through the real `rnnflow` command
+(docs/reliability.md). What it proves end to end: a bad dataset exits 2 and leaves a FAILED run
+with the error; an unreachable tracking server stops the run before any step; a run SIGKILLed
+while downloading, then one SIGKILLed while building a stage, leave half-written files that the
+next run cleans up, reusing the steps that had finished; two runs at once on one data folder
+build each stage once; a missing download is retried, then a clear error."""
 
 import threading
 
@@ -30,17 +35,6 @@ def test_unreachable_tracking_server_stops_before_any_step(project, tiny_archive
     assert not (project / "data").exists()
 
 
-def test_killed_while_vectorizing_reruns_cleanly(project, tiny_archive):
-    killed = run_tiny_grid(project, tiny_archive, RNNFLOW_FAULT="vectors")
-    assert killed.returncode == -9
-    assert list((project / "data").rglob(".tmp-*"))  # the kill left a half-built stage
-    again = run_tiny_grid(project, tiny_archive, PREFECT_LOGGING_LEVEL="INFO")
-    assert again.returncode == 0, again.stderr[-3000:]
-    # The steps that had finished come from the cache; vectorize and pad run.
-    assert again.stderr.count("Cached(type=COMPLETED)") == 4
-    assert not list((project / "data").rglob(".tmp-*"))
-
-
 def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     results = {}
 
@@ -64,19 +58,31 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
 
 
-def test_killed_download_restarts_cleanly(project, tiny_archive, http_server):
+def test_killed_runs_leave_nothing_the_next_run_trips_on(project, tiny_archive, http_server):
+    """SIGKILLed mid-download, then (the next run) mid-way through building the ids: each kill
+    leaves half-written files; the run after each one cleans them up and goes on."""
     import shutil
 
     base, root = http_server
     shutil.copy(tiny_archive, root / "a.tar.gz")
-    killed = run_tiny_grid(project, f"{base}/a.tar.gz", RNNFLOW_FAULT="download")
+    url = f"{base}/a.tar.gz"
+    killed = run_tiny_grid(project, url, RNNFLOW_FAULT="download")
     assert killed.returncode == -9
     assert list((project / "data" / "raw").glob(".tmp-download-*"))
-    again = run_tiny_grid(project, f"{base}/a.tar.gz")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert not list((project / "data").rglob(".tmp-*"))
+
+    killed = run_tiny_grid(project, url, RNNFLOW_FAULT="vectors")
+    assert killed.returncode == -9
+    # The download restarted cleanly before this run's kill...
+    assert not list((project / "data" / "raw").glob(".tmp-download-*"))
     (raw,) = (project / "data" / "raw").iterdir()
     assert raw.read_bytes() == tiny_archive.read_bytes()
+    assert list((project / "data").rglob(".tmp-*"))  # ...which left a half-built stage
+
+    again = run_tiny_grid(project, url, PREFECT_LOGGING_LEVEL="INFO")
+    assert again.returncode == 0, again.stderr[-3000:]
+    # The steps that had finished come from the cache; vectorize and pad run.
+    assert again.stderr.count("Cached(type=COMPLETED)") == 4
+    assert not list((project / "data").rglob(".tmp-*"))
 
 
 def test_http_404_is_retried_then_a_clear_error(project, http_server):
