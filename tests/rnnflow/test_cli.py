@@ -82,3 +82,11 @@ def test_a_check_that_fails_inside_the_flow_exits_2(monkeypatch):
     assert result.exit_code == 2
     assert "error:" in result.output and "needs an NVIDIA GPU" in result.output
     assert "Traceback" not in result.output
+
+
+def test_explain_of_an_unknown_run_exits_2(project, monkeypatch):
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    result = CliRunner().invoke(app, ["explain", "--run", "nope", "x"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "no such MLflow run" in result.output
+    assert "Traceback" not in result.output

@@ -7,7 +7,7 @@ import threading
 import pytest
 from prefect import flow
 
-from rnnflow.data.download import ChecksumError, download_dataset
+from rnnflow.data.download import ChecksumError, DownloadError, download_dataset
 from tasks import stages
 
 
@@ -31,6 +31,19 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _MissingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 404 to every request, counting them."""
+
+    calls = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).calls += 1
+        self.send_error(404)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture
 def flaky_url():
     _FlakyHandler.calls = 0
@@ -48,6 +61,26 @@ def test_download_is_retried_after_a_network_error(project, flaky_url):
 
     path, _ = fetch(flaky_url)
     assert path.read_bytes() == b"payload" and _FlakyHandler.calls == 2
+
+
+def test_a_missing_download_is_retried_three_times_then_a_clear_error(project):
+    """What a user whose URL is wrong sees: a retry for each of RNNFLOW_DOWNLOAD_RETRY_DELAYS
+    (three unless set), then the download's own error, which the command reports with
+    exit 2."""
+    @flow
+    def fetch(url: str):
+        return stages.download_dataset.with_options(retry_delay_seconds=0)(url)
+
+    _MissingHandler.calls = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MissingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match="could not download.*404"):
+            fetch(f"http://127.0.0.1:{server.server_address[1]}/missing.tar.gz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _MissingHandler.calls == 1 + len(stages._retry_delays())
 
 
 def test_a_checksum_error_is_not_retried(project, flaky_url):
