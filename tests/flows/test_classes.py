@@ -1,6 +1,7 @@
 """End to end: a 5-class table in Italian (words as labels, a given dev split, rows without a
 label) through the real CLI, one run: k-class metrics, the per-class table and the k x k plot,
-predict, serve and explain by class name. (Bad label sets are errors of the read step:
+predict and explain by class name, and the champion served over REST by its alias (the one
+end-to-end proof of `mlflow models serve`). (Bad label sets are errors of the read step:
 tests/rnnflow/data/test_labels.py; a dataset error's exit 2 end to end: test_failures.py.)"""
 
 from __future__ import annotations
@@ -103,10 +104,14 @@ def test_predict_prints_a_class_name_and_all_probabilities(class_run):
     assert second.split("\t")[1] == "no opinion"  # no known token
 
 
-def test_the_served_model_answers_with_every_class(class_run):
-    """`mlflow models serve` of a k-class run's text model: the class name, its probability and
-    one column per class over REST; "no opinion" and 1/k where no token is known."""
-    rows = serve_and_post(class_run.project, f"runs:/{class_run.run.info.run_id}/text_model",
+def test_the_champion_serves_every_class_over_rest(class_run):
+    """`mlflow models serve -m models:/NAME@champion` (the README's command), with unpickling
+    disallowed (the text model is a model from code): the run's model, registered as the first
+    champion, answers a POST of raw text with the class name, its probability and one column
+    per class; "no opinion" and 1/k where no token is known."""
+    champion = class_run.client.get_model_version_by_alias("tiny-grid", "champion")
+    assert champion.run_id == class_run.run.info.run_id
+    rows = serve_and_post(class_run.project, "models:/tiny-grid@champion",
                           [" ".join(CLASS_WORDS["gioia"]), "xyzzy qwerty"],
                           MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
     known, unknown = rows

@@ -1,10 +1,11 @@
 """End to end: `rnnflow run` of the quick params file downloads a real-review archive over
 loopback HTTP and leaves a complete MLflow run; then the same command with `--fresh`. What it
 proves end to end: every param, metric, artifact, input and device tag of a run; the Keras and
-the raw-text model load and predict, the text model is a model from code and serves over REST;
-`rnnflow predict` finds runs and prints only predictions; a second run finds every step
-cached; `--fresh` trains again instead of reusing the finished run; the first winner becomes
-the champion and an equal challenger is not promoted. Bad params exit 2 before any work."""
+the raw-text model load and predict, the text model is a model from code (served over REST by
+its alias: test_classes.py); `rnnflow predict` finds the best run and prints only predictions;
+a second run finds every step cached; `--fresh` trains again instead of reusing the finished
+run; the first winner becomes the champion and an equal challenger is not promoted. Bad params
+exit 2 before any work."""
 
 import json
 import shutil
@@ -19,7 +20,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from rnnflow.config import Point
-from tests.helpers import REPO, rnnflow_cli, serve_and_post, serve_folder
+from tests.helpers import REPO, rnnflow_cli, serve_folder
 
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
 SHRINK = ["embedding.vector_size=16", "embedding.min_count=1", "embedding.epochs=1",
@@ -246,18 +247,6 @@ def test_predict_finds_the_best_run_and_scores_texts_from_a_file(tracked):
     (line,) = [x for x in predicted.stderr.splitlines() if x.startswith("# run ")]
     chosen = tracked.client.get_run(line.removeprefix("# run ").strip())
     assert chosen.data.metrics["val_accuracy"] == best
-
-
-@pytest.mark.slow
-def test_text_model_serves_over_rest(tracked):
-    """`mlflow models serve -m models:/NAME@champion` (the README's command) answers a POST of
-    raw text on loopback, with unpickling disallowed (the text model is a model from code)."""
-    tracked.client.get_model_version_by_alias("quick", "champion")  # raises if there is none
-    rows = serve_and_post(tracked.project, "models:/quick@champion",
-                          ["A moving, beautiful film.", ""],
-                          MLFLOW_ALLOW_PICKLE_DESERIALIZATION="false")
-    assert len(rows) == 2 and rows[1]["label"] == -1 and rows[1]["probability"] == 0.5
-    assert 0 <= rows[0]["probability"] <= 1 and rows[0]["known_tokens"] > 0
 
 
 def test_bad_params_exit_2_and_touch_nothing(project):
