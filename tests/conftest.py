@@ -18,6 +18,7 @@ import pytest
 from tests.helpers import (
     SAMPLE,
     free_port,
+    prefect_server,
     serve_folder,
     stop_group,
     synthetic_reviews,
@@ -105,6 +106,16 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     """(base URL, folder it serves) of an HTTP server on 127.0.0.1."""
     with serve_folder(tmp_path_factory.mktemp("www")) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """The URL of one Prefect server for this test process, for the `rnnflow run`s of the
+    end-to-end modules whose point is not the server: each run's temporary server costs about
+    12 s of a core to boot, and is proven by test_train_rnn, test_failures and
+    test_local_server."""
+    with prefect_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

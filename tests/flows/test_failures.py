@@ -16,9 +16,9 @@ from tests.helpers import run_tiny_grid, write_tar
 pytestmark = pytest.mark.slow
 
 
-def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path):
+def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path, prefect_api_url):
     archive = write_tar(tmp_path / "other.tar.gz", {"reviews/1.txt": "hello"})
-    result = run_tiny_grid(project, archive)
+    result = run_tiny_grid(project, archive, api_url=prefect_api_url)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error:" in result.stderr and "aclImdb/{train,test}" in result.stderr
     assert "Traceback" not in result.stderr

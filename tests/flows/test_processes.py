@@ -7,6 +7,7 @@ process runs it (the one end-to-end proof of continued training)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import (
-    REPO,
+    TINY_GRID,
     project_env,
     run_tiny_grid,
     stop_group,
@@ -75,12 +76,16 @@ class Scenario:
 
 
 def _serve_and_trigger(project: Path, overrides: dict) -> subprocess.CompletedProcess:
-    """`rnnflow serve params/`, then `prefect deployment run train-rnn/tiny-grid` with
-    `overrides`, watched until the flow run ends; the server stopped afterwards."""
+    """`rnnflow serve` of a folder holding params/tiny-grid.yaml, then `prefect deployment run
+    train-rnn/tiny-grid` with `overrides`, watched until the flow run ends; the server stopped
+    afterwards. (Serving every file of a folder: tests/flows/test_serve.py.)"""
+    params = project / "params"
+    params.mkdir()
+    shutil.copy(TINY_GRID, params)
     port = _free_port()
     log = (project / "serve.log").open("w")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "rnnflow.cli", "serve", str(REPO / "params"), "--port", str(port)],
+        [sys.executable, "-m", "rnnflow.cli", "serve", str(params), "--port", str(port)],
         cwd=project, env=project_env(project), stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
@@ -97,10 +102,11 @@ def _serve_and_trigger(project: Path, overrides: dict) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory) -> Iterator[Scenario]:
+def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
     project = tmp_path_factory.mktemp("processes")
     archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
-    killed = run_tiny_grid(project, archive, "train.epochs=3", RNNFLOW_FAULT="after_epoch:1")
+    killed = run_tiny_grid(project, archive, "train.epochs=3", api_url=prefect_api_url,
+                           RNNFLOW_FAULT="after_epoch:1")
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny-grid")
     left = client.search_runs([experiment.experiment_id]) if experiment else []

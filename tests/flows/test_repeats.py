@@ -20,11 +20,11 @@ pytestmark = pytest.mark.slow
 SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1"]
 
 
-def _run(project: Path, archive: Path):
+def _run(project: Path, archive: Path, api_url: str):
     args = ["run", str(TINY_GRID), "--set", f"dataset.url={archive}"]
     for s in SETS:
         args += ["--set", s]
-    return rnnflow_cli(project, *args)
+    return rnnflow_cli(project, *args, api_url=api_url)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Scenario:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory) -> Scenario:
+def scenario(tmp_path_factory, prefect_api_url) -> Scenario:
     project = tmp_path_factory.mktemp("repeats")
     archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
@@ -53,9 +53,9 @@ def scenario(tmp_path_factory) -> Scenario:
                                       max_results=1000))
 
     counts = {}
-    first = _run(project, archive)
+    first = _run(project, archive, prefect_api_url)
     counts["first"] = trained()
-    again = _run(project, archive)  # nothing new: every run is reused
+    again = _run(project, archive, prefect_api_url)  # nothing new: every run is reused
     counts["again"] = trained()
     return Scenario(project, client, first, again, counts)
 

@@ -48,13 +48,16 @@ search:
 """
 
 
-def _cli(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def _cli(project: Path, *args: str, api_url: str | None = None,
+         **env: str) -> subprocess.CompletedProcess:
     """`rnnflow ARGS` in its own session, output to files: a SIGKILLed run's Prefect server
-    child would hold a pipe open. The session is cleaned up afterwards."""
+    child would hold a pipe open. The session is cleaned up afterwards. A run uses the Prefect
+    API `api_url` (None: its own temporary one)."""
     out, err = (project / f"cli-{time.monotonic_ns()}.{s}" for s in ("out", "err"))
     with out.open("w") as fo, err.open("w") as fe:
         proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", *args], cwd=project,
-                                env=project_env(project, PREFECT_LOGGING_LEVEL="INFO", **env),
+                                env=project_env(project, api_url=api_url,
+                                                PREFECT_LOGGING_LEVEL="INFO", **env),
                                 stdout=fo, stderr=fe, start_new_session=True)
         try:
             code = proc.wait(timeout=600)
@@ -87,18 +90,19 @@ def _counted(study) -> int:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory) -> Scenario:
+def scenario(tmp_path_factory, prefect_api_url) -> Scenario:
     project = tmp_path_factory.mktemp("search")
     archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
     (project / "s.yaml").write_text(SEARCH.format(archive=archive))
-    killed = _cli(project, "run", "s.yaml", RNNFLOW_FAULT="after_trial:1")
+    killed = _cli(project, "run", "s.yaml", api_url=prefect_api_url, RNNFLOW_FAULT="after_trial:1")
     storage = f"sqlite:///{project / 'optuna.db'}"
     trials_after_kill = _counted(optuna.load_study(study_name="s", storage=storage))
     # Resumed with a space of learning rates that explode as trial 1 did, so its trials are
     # pruned too (a resumed study keeps its trials; the grid only seeds a new one).
     resumed = _cli(project, "run", "s.yaml", "--set", "grid={}", "--set",
-                   "search.space.train.learning_rate={float: [50.0, 100.0], log: true}")
-    more = _cli(project, "run", "s.yaml", "--set", "search.trials=5")
+                   "search.space.train.learning_rate={float: [50.0, 100.0], log: true}",
+                   api_url=prefect_api_url)
+    more = _cli(project, "run", "s.yaml", "--set", "search.trials=5", api_url=prefect_api_url)
     return Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), killed,
                     trials_after_kill, resumed, more)
 
