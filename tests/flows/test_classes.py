@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.flows.test_explain_cli import TinyRun
 from tests.helpers import (
     CLASS_WORDS,
     rnnflow_cli,
@@ -34,17 +33,24 @@ SETS = ["dataset.source=csv", "dataset.limit=null", "tokenize.tokenizer=regexp",
 
 
 @dataclass(frozen=True)
-class ClassRun(TinyRun):
+class ClassRun:
     """A finished k-class run, with the table it read."""
 
-    table: Path | None = None
+    project: Path
+    client: MlflowClient
+    run: object
+    table: Path
+
+    def artifact(self, path: str) -> Path:
+        return Path(self.client.download_artifacts(self.run.info.run_id, path,
+                                                   str(self.project)))
 
 
 @pytest.fixture(scope="module")
-def class_run(tmp_path_factory) -> Iterator[ClassRun]:
+def class_run(tmp_path_factory, prefect_api_url) -> Iterator[ClassRun]:
     project = tmp_path_factory.mktemp("classes")
     table = synthetic_table(project / "emozioni.csv", CLASSES, 8, empty_labels=2)
-    done = run_tiny_grid(project, table, *SETS)
+    done = run_tiny_grid(project, table, *SETS, api_url=prefect_api_url)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dropped 3 rows whose label or text is empty" in done.stderr
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

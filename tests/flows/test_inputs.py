@@ -1,14 +1,18 @@
-"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of three
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of four
 variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
 proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
 input weights, tokens past max_tokens out of vocabulary); `maxlen: null` keeps whole reviews
-and masks the padding; bucketed batches with a fixed maxlen. With either, a text scores the
-same alone as in a batch. (The refusal of a Flatten head without a fixed length is a check of
-the params: tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py;
-the folder's three spellings: tests/rnnflow/data/test_download.py.)"""
+and masks the padding; bucketed batches with a fixed maxlen; with either, a text scores the
+same alone as in a batch. A maxlen that truncates most reviews shows in what the run reports
+(report.html, model_card.md, the behavioural checks, the traced mistakes) and in
+`rnnflow explain`. (The refusal of a Flatten head without a fixed length is a check of the
+params: tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py;
+the folder's three spellings: tests/rnnflow/data/test_download.py; explain of an unknown run:
+tests/rnnflow/test_cli.py.)"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import rnnflow_cli, run_tiny_grid, synthetic_reviews, write_folder
+from tests.rnnflow.insight.test_explain import check_page
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +32,15 @@ pytestmark = pytest.mark.slow
 TEXTS = ["wonderful", "The plot was dull and the acting was a mess, boring from start to end. "
          "I hated it, a waste of a film.", "A superb, moving story; I loved it.", "it was"]
 
-# One point each, one run of the command for the three.
+# One point each, one run of the command for the four; "truncated" is last, so it is the
+# experiment's latest run.
 VARIANTS = {
     "one_hot": "{embedding.source: onehot, embedding.max_tokens: 30}",
     "no_maxlen": "{pad.maxlen: null, model.return_sequences: false, model.cell: gru}",
     "bucketed": "{pad.bucket: true, pad.padding: pre, model.return_sequences: false, "
                 "model.kernel: keras, embedding.source: onehot}",
+    # maxlen 12: most synthetic reviews are longer, so the mistakes have truncated tokens.
+    "truncated": "{pad.maxlen: 12, evaluate.mistakes: 5}",
 }
 
 
@@ -42,6 +50,10 @@ class Scenario:
     url: str  # the folder the run read
     client: MlflowClient
     runs: dict[str, object]  # the child run of each variant, by VARIANTS' name
+
+    def artifact(self, variant: str, path: str) -> Path:
+        return Path(self.client.download_artifacts(self.runs[variant].info.run_id, path,
+                                                   str(self.project)))
 
     def stage(self, variant: str, stage: str) -> Path:
         """The folder of the stage that `variant`'s run used."""
@@ -53,15 +65,16 @@ def _variant(run) -> str:
     params = run.data.params
     if params["pad.bucket"] == "True":
         return "bucketed"
-    return "no_maxlen" if params["pad.maxlen"] == "None" else "one_hot"
+    return {"None": "no_maxlen", "12": "truncated"}.get(params["pad.maxlen"], "one_hot")
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory) -> Iterator[Scenario]:
+def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
     project = tmp_path_factory.mktemp("inputs")
     # The folder that holds aclImdb/, as a user who extracted the archive there names it.
     folder = write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20))
-    done = run_tiny_grid(project, folder, f"variants=[{', '.join(VARIANTS.values())}]")
+    done = run_tiny_grid(project, folder, f"variants=[{', '.join(VARIANTS.values())}]",
+                         api_url=prefect_api_url)
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id],
@@ -122,3 +135,47 @@ def test_bucketing_with_a_fixed_maxlen(scenario):
     run = scenario.runs["bucketed"]
     assert run.data.params["pad.bucket"] == "True"
     _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
+
+
+def test_run_logs_report_card_checks_and_traced_mistakes(scenario):
+    run = scenario.runs["truncated"]
+    artifacts = {a.path for a in scenario.client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "model_card.md", "checks_failures.csv",
+            "confident_mistakes.csv"} <= artifacts
+    page = scenario.artifact("truncated", "report.html").read_text()
+    parsed = check_page(page)
+    assert len([t for t, _ in parsed.tags if t == "img"]) == 3
+    assert 'class="tok seen"' in page and 'class="tok truncated"' in page
+    for key in ("checks_mft", "checks_inv", "checks_dir", "mistakes_lost_sentiment_share"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    mistakes = pd.read_csv(scenario.artifact("truncated", "confident_mistakes.csv"))
+    assert {"oov_tokens", "truncated_tokens", "strongest_words", "lost_words",
+            "lost_sentiment"} <= set(mistakes.columns)
+    assert (mistakes.truncated_tokens > 0).any()
+    assert run.data.metrics["mistakes_lost_sentiment_share"] == pytest.approx(
+        mistakes.lost_sentiment.mean())
+    card = scenario.artifact("truncated", "model_card.md").read_text()
+    assert "# Model card: tiny-grid" in card and "maxlen 12" in card
+    assert "## Known failure patterns" in card and "## Limitations" in card
+    failures = pd.read_csv(scenario.artifact("truncated", "checks_failures.csv"))
+    assert set(failures.kind) <= {"mft", "inv", "dir"}
+
+
+def test_explain_command_prints_tokens_and_writes_html(scenario):
+    out_html = scenario.project / "explained.html"
+    texts = scenario.project / "texts.txt"
+    texts.write_text("A dull , boring mess .\n")
+    long = " ".join(["the film was wonderful"] * 5) + " and awful"
+    done = rnnflow_cli(scenario.project, "explain", "--run", "latest", "--experiment",
+                       "tiny-grid", "--file", str(texts), "--html", str(out_html),
+                       "The movie was wonderful and superb .", long)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"# run {scenario.runs['truncated'].info.run_id}" in done.stderr
+    out = done.stdout
+    assert "\x1b[" not in out  # not a TTY: no colour
+    assert re.search(r"^  wonderful\s+[+-]\d\.\d{4}", out, re.M)  # a seen token, attributed
+    assert re.search(r"^  awful\s+truncated$", out, re.M)  # past maxlen 12 (post)
+    assert re.search(r"^  <pad>\s+\d+ positions$", out, re.M)
+    assert out.count("text ") >= 3 and "tokens seen" in out
+    page = out_html.read_text()
+    assert page.count('class="text"') == 3 and 'class="tok truncated"' in page

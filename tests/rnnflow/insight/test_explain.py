@@ -1,6 +1,6 @@
 """What the network saw and why: token paths, integrated gradients, behavioural checks,
 report.html and model_card.md, without a tracking store (the CLI end to end is in
-tests/flows/test_explain_cli.py)."""
+tests/flows/test_inputs.py)."""
 
 from __future__ import annotations
 
