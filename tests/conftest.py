@@ -42,6 +42,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules that hold end-to-end (`slow`) tests first, the unit tests after them, each
+    module's tests in their own order. With `--dist loadfile` a test process takes the next
+    module whenever it runs short of work: many small modules at the end keep both processes
+    busy to the last minute, where one long module would leave the other idle."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
+
+
 @pytest.fixture(autouse=True)
 def _no_api_url_left_behind() -> Iterator[None]:
     """A test that ran a command in this process leaves PREFECT_API_URL as it found it. The
