@@ -45,7 +45,7 @@ class TrackedRun:
 
 
 @pytest.fixture(scope="module")
-def tracked(tmp_path_factory, sample_cut) -> Iterator[TrackedRun]:
+def tracked(tmp_path_factory, sample_cut, prefect_api_url) -> Iterator[TrackedRun]:
     project = tmp_path_factory.mktemp("tracked")
     with serve_folder(tmp_path_factory.mktemp("www")) as (base, root):
         shutil.copy(sample_cut, root / "aclImdb_cut.tar.gz")
@@ -58,8 +58,9 @@ def tracked(tmp_path_factory, sample_cut) -> Iterator[TrackedRun]:
         (run,) = client.search_runs([experiment.experiment_id])
         # A second run, trained again (--fresh), is a second MLflow run, with every
         # preprocessing step cached; its model, trained the same way, is an equal challenger.
+        # The first run boots its own Prefect server, as a user's does; this one need not.
         second = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets,
-                             "--fresh")
+                             "--fresh", api_url=prefect_api_url)
     yield TrackedRun(project, url, first, second, client, experiment.experiment_id, run)
 
 
