@@ -86,14 +86,16 @@ def _serve_and_trigger(project: Path, overrides: dict) -> subprocess.CompletedPr
     log = (project / "serve.log").open("w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "rnnflow.cli", "serve", str(params), "--port", str(port)],
-        cwd=project, env=project_env(project), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        # The runner looks for triggered runs every second rather than every ten: the test
+        # waits for what the run does, not for the runner's next look.
+        cwd=project, env=project_env(project, PREFECT_RUNNER_POLL_FREQUENCY="1"), stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for_deployment(f"http://127.0.0.1:{port}/api", "train-rnn/tiny-grid", serve,
                              project / "serve.log", timeout=240)
         return subprocess.run(
             [str(Path(sys.executable).with_name("prefect")), "deployment", "run",
-             "train-rnn/tiny-grid", "--watch", "--watch-timeout", "400",
+             "train-rnn/tiny-grid", "--watch", "--watch-interval", "1", "--watch-timeout", "400",
              "-p", f"overrides={json.dumps(overrides)}"],
             env={**project_env(project), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"},
             capture_output=True, text=True, timeout=500)
