@@ -12,7 +12,8 @@ PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist; a file's tests stay in one). Most of a test's time is one
-# `rnnflow run` starting up on one core, so two processes on two cores take 10 minutes, not 18.
+# `rnnflow run` starting up on one core, so two processes on two cores take about 9 minutes
+# (`make test`: the smoke tests apart), not 16; a third process gains nothing there.
 TEST_WORKERS ?= 2
 DATA ?=
 BENCH_ARGS ?=
