@@ -18,6 +18,7 @@ import pytest
 from tests.helpers import (
     SAMPLE,
     free_port,
+    prefect_server,
     serve_folder,
     stop_group,
     synthetic_reviews,
@@ -39,6 +40,15 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network
 # The in-process flows' ephemeral Prefect server gets 20 s to answer; a busy 2-core machine
 # running two test processes, each with its own server, can take longer.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules that hold end-to-end (`slow`) tests first, the unit tests after them, each
+    module's tests in their own order. With `--dist loadfile` a test process takes the next
+    module whenever it runs short of work: many small modules at the end keep both processes
+    busy to the last minute, where one long module would leave the other idle."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
 
 
 @pytest.fixture(autouse=True)
@@ -105,6 +115,16 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     """(base URL, folder it serves) of an HTTP server on 127.0.0.1."""
     with serve_folder(tmp_path_factory.mktemp("www")) as served:
         yield served
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """The URL of one Prefect server for this test process, for the `rnnflow run`s of the
+    end-to-end modules whose point is not the server: each run's temporary server costs about
+    12 s of a core to boot, and is proven by test_train_rnn, test_failures and
+    test_local_server."""
+    with prefect_server() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -109,11 +109,13 @@ def migrated_prefect_home() -> Path:
     return home
 
 
-def project_env(project: Path, fresh_prefect: bool = False, **extra: str) -> dict[str, str]:
+def project_env(project: Path, fresh_prefect: bool = False, api_url: str | None = None,
+                **extra: str) -> dict[str, str]:
     """The environment of an `rnnflow` subprocess working in `project`: Prefect state, data and
     the MLflow store all inside it (MLflow exports the tracking URI an earlier test set in this
     process), no API server inherited; then `extra`. The Prefect home starts migrated unless
-    `fresh_prefect` (what a new machine has)."""
+    `fresh_prefect` (what a new machine has). `api_url`: the Prefect API a run uses instead of
+    starting its temporary one (the `prefect_api_url` fixture's)."""
     home = project / ".prefect"
     if not fresh_prefect:
         with _PREFECT_HOME_LOCK:
@@ -122,12 +124,47 @@ def project_env(project: Path, fresh_prefect: bool = False, **extra: str) -> dic
     env = {**os.environ, "PREFECT_HOME": str(home)}
     for inherited in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR"):
         env.pop(inherited, None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return {**env, **extra}
 
 
+@contextlib.contextmanager
+def prefect_server() -> Iterator[str]:
+    """The API URL of a `prefect server start` on loopback, on a migrated home of its own,
+    while the block runs."""
+    home = Path(tempfile.mkdtemp(prefix="rnnflow-test-prefect-server-"))
+    shutil.copytree(migrated_prefect_home(), home, dirs_exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    with (home / "server.log").open("w") as log:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host",
+             "127.0.0.1", "--port", str(port)], cwd=home, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url},
+            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            log_text = (home / "server.log").read_text()[-3000:]
+            assert server.poll() is None, f"prefect server exited:\n{log_text}"
+            assert time.monotonic() < deadline, f"prefect server did not answer:\n{log_text}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        stop_group(server)
+
+
 def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect: bool = False,
-                  **env: str) -> subprocess.CompletedProcess:
-    """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session.
+                  api_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session, on
+    the Prefect API `api_url` (None: its own temporary one, as a user without a server has).
     Output goes to a file, not a pipe: a killed run's Prefect server child would hold a pipe
     open; the session is cleaned up afterwards."""
     args = ["--set", f"dataset.url={archive}", "--set", "grid={}"]
@@ -137,7 +174,8 @@ def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect:
     with out.open("w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", "run", str(TINY_GRID),
                                  *args], cwd=project,
-                                env=project_env(project, fresh_prefect, **env), stdout=fh,
+                                env=project_env(project, fresh_prefect, api_url, **env),
+                                stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             code = proc.wait(timeout=600)
@@ -147,10 +185,13 @@ def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect:
     return subprocess.CompletedProcess(proc.args, code, "", out.read_text())
 
 
-def rnnflow_cli(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """`rnnflow ARGS` in `project`, output captured, Prefect's INFO lines included."""
+def rnnflow_cli(project: Path, *args: str, api_url: str | None = None
+                ) -> subprocess.CompletedProcess:
+    """`rnnflow ARGS` in `project`, output captured, Prefect's INFO lines included; a run on
+    the Prefect API `api_url` (None: its own temporary one)."""
     cmd = [sys.executable, "-m", "rnnflow.cli", *args]
-    return subprocess.run(cmd, cwd=project, env=project_env(project, PREFECT_LOGGING_LEVEL="INFO"),
+    return subprocess.run(cmd, cwd=project, env=project_env(project, api_url=api_url,
+                                                            PREFECT_LOGGING_LEVEL="INFO"),
                           capture_output=True, text=True, timeout=600)
 
 

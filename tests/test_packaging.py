@@ -1,5 +1,6 @@
 """A plain install: the wheel holds the library, the flows and the tasks (and the default
-checks), and `rnnflow run` works from a folder that is not the checkout."""
+checks), and `rnnflow run` works from a folder that is not the checkout. A smoke test: `make
+smoke` runs it, `make test` does not."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tests.helpers import REPO, TINY_GRID, project_env
 
 
 @pytest.mark.slow
+@pytest.mark.smoke
 def test_the_wheel_runs_outside_the_checkout(tmp_path, tiny_archive):
     # Built from a copy: setuptools builds in the source folder (build/, *.egg-info).
     source = tmp_path / "source"

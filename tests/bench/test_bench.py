@@ -1,5 +1,6 @@
 """`make bench` runs end to end on a tiny cut of the sample archive. Only that it runs and
-reports every contender is checked here: its figures are benchmarks, never timed tests."""
+reports every contender is checked here: its figures are benchmarks, never timed tests.
+Smoke tests: `make smoke` runs them, `make test` does not."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 
 from bench import REPO, SAMPLE
 
+pytestmark = [pytest.mark.slow, pytest.mark.smoke]
 
-@pytest.mark.slow
+
 def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     if not SAMPLE.is_file():
         pytest.skip(f"{SAMPLE} is not present")
@@ -49,7 +51,6 @@ def test_make_bench_reports_every_contender_and_the_kernels(tmp_path):
     assert "(c) rnnflow cold" in done.stdout  # the table is printed, not only written
 
 
-@pytest.mark.slow
 def test_the_gpu_bench_measures_each_cell_on_this_machine(tmp_path):
     if not SAMPLE.is_file():
         pytest.skip(f"{SAMPLE} is not present")

@@ -1,36 +1,105 @@
-"""Grids, step caching and continued training, with the flow run in this process."""
+"""A 4-point grid with the flow run in this process, then the same grid again after one stage's
+files were deleted. What it proves end to end, and nowhere else:
+- a grid is a parent run with a child per point; its preprocessing runs once (padding once per
+  maxlen), every other point finding the stages Cached in Prefect;
+- the results table and the best point, on the parent run and as Prefect artifacts;
+- what the Prefect UI shows: the flow run named after its params file, a link to every MLflow
+  run, the first winner's promotion as an event;
+- a stage whose files were deleted runs again, though Prefect had it cached.
+A second run recomputing nothing is proven by tests/flows/test_train_rnn.py, reuse of finished
+runs by test_repeats.py, continued training by test_processes.py, `--fresh` by
+test_train_rnn.py (the details between: tests/flows/test_point_run.py)."""
 
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.events.filters import EventFilter, EventNameFilter
 
+from flows.champion import PROMOTED
 from flows.train_rnn import train_rnn
-from tests.helpers import REPO
+from tests.helpers import TINY_GRID, synthetic_reviews, write_tar
 
-GRID = str(REPO / "params" / "tiny-grid.yaml")
 pytestmark = pytest.mark.slow
 
 
-def _run(archive, **overrides):
-    state = train_rnn(GRID, {"dataset.url": str(archive), **overrides}, return_state=True)
+@dataclass(frozen=True)
+class FlowRun:
+    """What one in-process `train_rnn` left: its rows, its id, its task runs by (step, state)."""
+
+    rows: list[dict[str, Any]]
+    flow_run_id: str
+    counts: Counter
+
+
+def _run(archive: Path, **overrides: Any) -> FlowRun:
+    state = train_rnn(str(TINY_GRID), {"dataset.url": str(archive), **overrides},
+                      return_state=True)
     rows = state.result()
+    flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            id=FlowRunFilterId(any_=[flow_run_id])))
     counts = Counter((r.name.rsplit("-", 1)[0], r.state.name) for r in runs)
-    return rows, counts
+    return FlowRun(rows, str(flow_run_id), counts)
 
 
-def _client(project):
-    return MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+@dataclass(frozen=True)
+class Scenario:
+    project: Path
+    client: MlflowClient
+    grid: FlowRun  # params/tiny-grid.yaml's 2 x 2 grid
+    again: FlowRun  # the same grid, after data/tokens was deleted
+
+    def runs(self, flow_run: FlowRun) -> list:
+        """The MLflow runs that `flow_run` logged."""
+        experiment = self.client.get_experiment_by_name("tiny-grid")
+        return [r for r in self.client.search_runs([experiment.experiment_id])
+                if r.data.tags.get("prefect.flow_run_id") == flow_run.flow_run_id]
+
+    def parent(self):
+        (parent,) = [r for r in self.runs(self.grid) if "mlflow.parentRunId" not in r.data.tags]
+        return parent
 
 
-def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
-    rows, counts = _run(tiny_archive)
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory) -> Iterator[Scenario]:
+    project = tmp_path_factory.mktemp("grid")
+    archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
+    with pytest.MonkeyPatch.context() as mp:  # data/, mlflow.db and mlruns/ inside project
+        mp.chdir(project)
+        mp.delenv("RNNFLOW_DATA_DIR", raising=False)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+        grid = _run(archive)
+        shutil.rmtree(project / "data" / "tokens")
+        # Every point finished before: reused, so this run only walks the chain's stages.
+        again = _run(archive, **{"registry.enabled": False})
+    yield Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), grid, again)
+
+
+def test_grid_runs_four_children_and_preprocesses_once(scenario):
+    rows, counts = scenario.grid.rows, scenario.grid.counts
     assert len(rows) == 4
     # Everything up to vectorize runs once for the 4 points, pad once per maxlen.
     for step in ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
@@ -40,17 +109,18 @@ def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
     assert counts[("pad_sequences", "Cached")] == 2
     assert counts[("train_model", "Completed")] == 4
 
-    client = _client(project)
-    exp = client.get_experiment_by_name("tiny-grid")
-    runs = client.search_runs([exp.experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    parent = scenario.parent()
+    children = [r for r in scenario.runs(scenario.grid)
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 4
     assert len({frozenset(c.data.params) for c in children}) == 1  # same keys: comparable
     assert {(c.data.params["model.num_neurons"], c.data.params["pad.maxlen"]) for c in children} \
         == {("2", "20"), ("2", "40"), ("4", "20"), ("4", "40")}
 
-    path = client.download_artifacts(parent.info.run_id, "results.csv", str(project))
+
+def test_the_results_table_and_the_best_point_are_on_the_parent_and_in_prefect(scenario):
+    client, parent = scenario.client, scenario.parent()
+    path = client.download_artifacts(parent.info.run_id, "results.csv", str(scenario.project))
     table = pd.read_csv(path)
     assert len(table) == 4 and {"model.num_neurons", "pad.maxlen", "val_accuracy",
                                 "test_accuracy", "duration_seconds", "run_id"} <= set(table)
@@ -58,21 +128,12 @@ def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
     assert parent.data.tags["best_run_id"] == best
     assert client.get_run(best).data.tags["best"] == "true"
 
-    # The same table and a summary of the best point are Prefect artifacts with keys.
-    import json
-
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-
-    # This flow run's: other tests in this process log artifacts under the same keys.
-    flow_run_id = parent.data.tags["prefect.flow_run_id"]
+    # The same table and a summary of the best point are Prefect artifacts with keys; this
+    # flow run's: other tests in this process log artifacts under the same keys.
     with get_client(sync_client=True) as prefect:
         artifacts = {a.key: a for a in prefect.read_artifacts(artifact_filter=ArtifactFilter(
             key=ArtifactFilterKey(any_=["tiny-grid-results", "tiny-grid-summary"]),
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))}
+            flow_run_id=ArtifactFilterFlowRunId(any_=[scenario.grid.flow_run_id])))}
     assert artifacts["tiny-grid-results"].type == "table"
     rows = artifacts["tiny-grid-results"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
@@ -81,42 +142,58 @@ def test_grid_runs_four_children_and_preprocesses_once(project, tiny_archive):
     assert best in artifacts["tiny-grid-summary"].data
 
 
-def test_second_run_recomputes_nothing_before_training(project, tiny_archive):
-    _run(tiny_archive, grid={"model.num_neurons": [2, 3]})
-    rows, counts = _run(tiny_archive, grid={"model.num_neurons": [2, 3]})
-    assert len(rows) == 2
-    assert not [k for k, n in counts.items() if k[1] == "Completed" and k[0] not in (
-        "train_model", "evaluate_model")]
-    assert counts[("pad_sequences", "Cached")] == 2
+def _promotions(run_id: str, timeout: float = 60.0) -> list:
+    """The `rnnflow.model.promoted` events of `run_id`, once the API has stored one (it
+    writes events after it receives them)."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[PROMOTED])), 50)
+            found = [e for e in page.events if e.payload.get("run_id") == run_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.2)
 
 
-def test_deleted_stage_files_are_recomputed(project, tiny_archive):
-    import shutil
+def test_the_flow_run_is_named_after_its_params_file_and_links_its_mlflow_runs(scenario):
+    flow_run_id = scenario.grid.flow_run_id
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run_id).name == "tiny-grid"
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    # A link artifact is stored as markdown, `[text](url)`.
+    links = [a for a in artifacts if a.data.startswith("[MLflow run ")]
+    experiment = scenario.client.get_experiment_by_name("tiny-grid")
+    runs = scenario.runs(scenario.grid)
+    assert len(runs) == 5  # the grid's parent and its four points
+    # No server here: each link is the page `mlflow ui` serves, and says how to start it.
+    assert sorted(re.search(r"\]\((.*)\)$", a.data).group(1) for a in links) == sorted(
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}"
+        for r in runs)
+    assert all("mlflow ui --backend-store-uri sqlite:///" in a.description for a in links)
 
-    _run(tiny_archive, grid={}, variants=[{}])
-    shutil.rmtree(project / "data" / "tokens")
-    _, counts = _run(tiny_archive, grid={}, variants=[{}])
+
+def test_the_first_winner_is_promoted_with_an_event(scenario):
+    winner = scenario.parent().data.tags["best_run_id"]
+    (row,) = [r for r in scenario.grid.rows if r["run_id"] == winner]
+    (event,) = _promotions(winner)
+    assert event.resource.id == "mlflow.registered-model.tiny-grid"
+    assert event.payload["model"] == "tiny-grid" and event.payload["version"] == "1"
+    assert event.payload["promoted"] == "true"
+    assert event.payload["decision_reason"] == "no champion yet"
+    assert float(event.payload["challenger_test_accuracy"]) == pytest.approx(
+        row["test_accuracy"])
+
+
+def test_deleted_stage_files_are_recomputed(scenario):
+    counts = scenario.again.counts
+    # Prefect had tokenize cached; its files were gone, so it ran again, once: the other
+    # points found them. The stages before and after it were still there.
     assert counts[("tokenize_reviews", "Completed")] == 1
-    assert counts[("read_reviews", "Cached")] == 1
-
-
-def test_more_epochs_continue_the_earlier_run(project, tiny_archive):
-    (first,), _ = _run(tiny_archive, grid={})
-    (second,), _ = _run(tiny_archive, grid={}, **{"train.epochs": 2})
-    client = _client(project)
-    run = client.get_run(second["run_id"])
-    assert run.data.tags["continued_from"] == first["run_id"]
-    assert [m.step for m in client.get_metric_history(second["run_id"], "loss")] == [2]
-    assert run.data.tags["rnnflow_epochs_done"] == "2"
-    (third,), _ = _run(tiny_archive, grid={}, **{"train.epochs": 3})
-    assert client.get_run(third["run_id"]).data.tags["continued_from"] == second["run_id"]
-
-
-def test_fresh_starts_from_scratch(project, tiny_archive):
-    _run(tiny_archive, grid={})
-    state = train_rnn(GRID, {"dataset.url": str(tiny_archive), "grid": {}, "train.epochs": 2},
-                      fresh=True, return_state=True)
-    (row,) = state.result()
-    client = _client(project)
-    assert "continued_from" not in client.get_run(row["run_id"]).data.tags
-    assert [m.step for m in client.get_metric_history(row["run_id"], "loss")] == [1, 2]
+    assert counts[("tokenize_reviews", "Cached")] == 3
+    assert counts[("read_reviews", "Cached")] == 4 and counts[("read_reviews", "Completed")] == 0
+    assert counts[("build_embeddings", "Cached")] == 4
+    assert (scenario.project / "data" / "tokens").is_dir()
+    # The points themselves were trained before: reused, not trained again.
+    assert counts[("train_model", "Completed")] == 0
+    assert all(r["reused"] for r in scenario.again.rows)

@@ -1,8 +1,20 @@
-"""The lesson's free parameters through the real `rnnflow` command: one-hot inputs, no maxlen,
-bucketed batches, and the refusal of a Flatten head without a fixed length."""
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of four
+variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
+proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
+input weights, tokens past max_tokens out of vocabulary); `maxlen: null` keeps whole reviews
+and masks the padding; bucketed batches with a fixed maxlen; with either, a text scores the
+same alone as in a batch. A maxlen that truncates most reviews shows in what the run reports
+(report.html, model_card.md, the behavioural checks, the traced mistakes) and in
+`rnnflow explain`. (The refusal of a Flatten head without a fixed length is a check of the
+params: tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py;
+the folder's three spellings: tests/rnnflow/data/test_download.py; explain of an unknown run:
+tests/rnnflow/test_cli.py.)"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TINY_GRID, rnnflow_cli, run_tiny_grid
+from tests.helpers import rnnflow_cli, run_tiny_grid, synthetic_reviews, write_folder
+from tests.rnnflow.insight.test_explain import check_page
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +32,54 @@ pytestmark = pytest.mark.slow
 TEXTS = ["wonderful", "The plot was dull and the acting was a mess, boring from start to end. "
          "I hated it, a waste of a film.", "A superb, moving story; I loved it.", "it was"]
 
+# One point each, one run of the command for the four; "truncated" is last, so it is the
+# experiment's latest run.
+VARIANTS = {
+    "one_hot": "{embedding.source: onehot, embedding.max_tokens: 30}",
+    "no_maxlen": "{pad.maxlen: null, model.return_sequences: false, model.cell: gru}",
+    "bucketed": "{pad.bucket: true, pad.padding: pre, model.return_sequences: false, "
+                "model.kernel: keras, embedding.source: onehot}",
+    # maxlen 12: most synthetic reviews are longer, so the mistakes have truncated tokens.
+    "truncated": "{pad.maxlen: 12, evaluate.mistakes: 5}",
+}
 
-def _only_run(project: Path):
+
+@dataclass(frozen=True)
+class Scenario:
+    project: Path
+    url: str  # the folder the run read
+    client: MlflowClient
+    runs: dict[str, object]  # the child run of each variant, by VARIANTS' name
+
+    def artifact(self, variant: str, path: str) -> Path:
+        return Path(self.client.download_artifacts(self.runs[variant].info.run_id, path,
+                                                   str(self.project)))
+
+    def stage(self, variant: str, stage: str) -> Path:
+        """The folder of the stage that `variant`'s run used."""
+        key = self.runs[variant].data.tags[f"stage.{stage}"]
+        return self.project / "data" / stage / key
+
+
+def _variant(run) -> str:
+    params = run.data.params
+    if params["pad.bucket"] == "True":
+        return "bucketed"
+    return {"None": "no_maxlen", "12": "truncated"}.get(params["pad.maxlen"], "one_hot")
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
+    project = tmp_path_factory.mktemp("inputs")
+    # The folder that holds aclImdb/, as a user who extracted the archive there names it.
+    folder = write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20))
+    done = run_tiny_grid(project, folder, f"variants=[{', '.join(VARIANTS.values())}]",
+                         api_url=prefect_api_url)
+    assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    return run
+    runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id],
+                              "tags.mlflow.parentRunId != ''")
+    yield Scenario(project, str(folder), client, {_variant(r): r for r in runs})
 
 
 def _text_model(project: Path, run_id: str):
@@ -41,12 +97,18 @@ def _scores_do_not_depend_on_the_batch(text_model) -> None:
                                                         abs=1e-6), text
 
 
-def test_one_hot_inputs(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "embedding.source=onehot",
-                           "embedding.max_tokens=30")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
-    (table,) = (project / "data" / "embeddings").glob("*/table.parquet")
+def test_run_reads_an_extracted_folder(scenario):
+    assert sorted(scenario.runs) == sorted(VARIANTS)
+    for run in scenario.runs.values():
+        assert run.info.status == "FINISHED"
+        assert run.data.params["dataset.url"] == scenario.url
+    # Read in place: nothing was copied under data/raw.
+    assert not (scenario.project / "data" / "raw").exists()
+
+
+def test_one_hot_inputs(scenario):
+    run = scenario.runs["one_hot"]
+    table = scenario.stage("one_hot", "embeddings") / "table.parquet"
     vocab = pq.read_table(table).num_rows
     assert vocab == 30 and pq.read_schema(table).names == ["row", "token", "count"]
     # SimpleRNN(4) over one-hot vectors of 30 tokens, then Dense over 40 x 4 flattened outputs:
@@ -54,38 +116,66 @@ def test_one_hot_inputs(project, tiny_archive):
     assert run.data.metrics["trainable_params"] == 30 * 4 + 4 * 4 + 4 + 40 * 4 + 1
     assert run.data.metrics["oov_rate"] > 0  # the tokens past max_tokens
     assert run.data.params["embedding.source"] == "onehot"
-    predicted = rnnflow_cli(project, "predict", "--run", "latest", "A wonderful film.")
+    predicted = rnnflow_cli(scenario.project, "predict", "--run", run.info.run_id,
+                            "A wonderful film.")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "A wonderful film." in predicted.stdout
 
 
-def test_no_maxlen_masks_the_padding(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "pad.maxlen=null",
-                           "model.return_sequences=false", "model.cell=gru")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
+def test_no_maxlen_masks_the_padding(scenario):
+    run = scenario.runs["no_maxlen"]
     assert 0 <= run.data.metrics["test_accuracy"] <= 1
-    (split,) = {p.parent for p in (project / "data" / "padded").glob("*/train.parquet")}
-    x_type = pq.read_schema(split / "train.parquet").field("x").type
+    x_type = pq.read_schema(scenario.stage("no_maxlen", "padded") / "train.parquet").field(
+        "x").type
     assert pa.types.is_list(x_type) and x_type.value_type == pa.int32()  # whole reviews
-    _scores_do_not_depend_on_the_batch(_text_model(project, run.info.run_id))
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
 
 
-def test_flatten_without_maxlen_is_refused_before_any_work(project, tiny_archive):
-    result = rnnflow_cli(project, "run", str(TINY_GRID), "--set", f"dataset.url={tiny_archive}",
-                         "--set", "pad.maxlen=null")
-    assert result.returncode == 2
-    assert "pad.maxlen: null" in result.stderr
-    assert "model.return_sequences: false" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert not (project / "data").exists() and not (project / "mlflow.db").exists()
-
-
-def test_bucketing_with_a_fixed_maxlen(project, tiny_archive):
-    result = run_tiny_grid(project, tiny_archive, "pad.bucket=true", "pad.padding=pre",
-                           "model.return_sequences=false", "model.kernel=keras",
-                           "embedding.source=onehot")
-    assert result.returncode == 0, result.stdout[-3000:]
-    run = _only_run(project)
+def test_bucketing_with_a_fixed_maxlen(scenario):
+    run = scenario.runs["bucketed"]
     assert run.data.params["pad.bucket"] == "True"
-    _scores_do_not_depend_on_the_batch(_text_model(project, run.info.run_id))
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
+
+
+def test_run_logs_report_card_checks_and_traced_mistakes(scenario):
+    run = scenario.runs["truncated"]
+    artifacts = {a.path for a in scenario.client.list_artifacts(run.info.run_id)}
+    assert {"report.html", "model_card.md", "checks_failures.csv",
+            "confident_mistakes.csv"} <= artifacts
+    page = scenario.artifact("truncated", "report.html").read_text()
+    parsed = check_page(page)
+    assert len([t for t, _ in parsed.tags if t == "img"]) == 3
+    assert 'class="tok seen"' in page and 'class="tok truncated"' in page
+    for key in ("checks_mft", "checks_inv", "checks_dir", "mistakes_lost_sentiment_share"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    mistakes = pd.read_csv(scenario.artifact("truncated", "confident_mistakes.csv"))
+    assert {"oov_tokens", "truncated_tokens", "strongest_words", "lost_words",
+            "lost_sentiment"} <= set(mistakes.columns)
+    assert (mistakes.truncated_tokens > 0).any()
+    assert run.data.metrics["mistakes_lost_sentiment_share"] == pytest.approx(
+        mistakes.lost_sentiment.mean())
+    card = scenario.artifact("truncated", "model_card.md").read_text()
+    assert "# Model card: tiny-grid" in card and "maxlen 12" in card
+    assert "## Known failure patterns" in card and "## Limitations" in card
+    failures = pd.read_csv(scenario.artifact("truncated", "checks_failures.csv"))
+    assert set(failures.kind) <= {"mft", "inv", "dir"}
+
+
+def test_explain_command_prints_tokens_and_writes_html(scenario):
+    out_html = scenario.project / "explained.html"
+    texts = scenario.project / "texts.txt"
+    texts.write_text("A dull , boring mess .\n")
+    long = " ".join(["the film was wonderful"] * 5) + " and awful"
+    done = rnnflow_cli(scenario.project, "explain", "--run", "latest", "--experiment",
+                       "tiny-grid", "--file", str(texts), "--html", str(out_html),
+                       "The movie was wonderful and superb .", long)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"# run {scenario.runs['truncated'].info.run_id}" in done.stderr
+    out = done.stdout
+    assert "\x1b[" not in out  # not a TTY: no colour
+    assert re.search(r"^  wonderful\s+[+-]\d\.\d{4}", out, re.M)  # a seen token, attributed
+    assert re.search(r"^  awful\s+truncated$", out, re.M)  # past maxlen 12 (post)
+    assert re.search(r"^  <pad>\s+\d+ positions$", out, re.M)
+    assert out.count("text ") >= 3 and "tokens seen" in out
+    page = out_html.read_text()
+    assert page.count('class="text"') == 3 and 'class="tok truncated"' in page

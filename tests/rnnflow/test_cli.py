@@ -6,6 +6,7 @@ from typer.testing import CliRunner
 
 import flows.train_rnn
 from rnnflow.cli import app
+from rnnflow.config import ConfigError
 from tests.helpers import REPO
 
 QUICK = str(REPO / "params" / "quick.yaml")
@@ -66,3 +67,26 @@ def test_bad_runner_options_exit_2_before_the_flow(flow_calls, args, needle):
     assert "error:" in result.output and needle in result.output
     assert "Traceback" not in result.output
     assert flow_calls == []
+
+
+def test_a_check_that_fails_inside_the_flow_exits_2(monkeypatch):
+    """Errors a user can fix that the flow itself raises (the device check, a bad dataset)
+    end the command as load_plan's do: one line, exit 2, no traceback."""
+    def refusing_flow(params_file, overrides, fresh=False):
+        raise ConfigError("train.mixed_precision needs an NVIDIA GPU; this machine has a CPU")
+
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", refusing_flow)
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # no server for nothing
+    result = CliRunner().invoke(app, ["run", QUICK])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "needs an NVIDIA GPU" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_explain_of_an_unknown_run_exits_2(project, monkeypatch):
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    result = CliRunner().invoke(app, ["explain", "--run", "nope", "x"])
+    assert result.exit_code == 2
+    assert "error:" in result.output and "no such MLflow run" in result.output
+    assert "Traceback" not in result.output

@@ -7,7 +7,7 @@ import threading
 import pytest
 from prefect import flow
 
-from rnnflow.data.download import ChecksumError, download_dataset
+from rnnflow.data.download import ChecksumError, DownloadError, download_dataset
 from tasks import stages
 
 
@@ -26,6 +26,19 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class _MissingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 404 to every request, counting them."""
+
+    calls = 0
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        type(self).calls += 1
+        self.send_error(404)
 
     def log_message(self, *args) -> None:
         pass
@@ -50,6 +63,26 @@ def test_download_is_retried_after_a_network_error(project, flaky_url):
     assert path.read_bytes() == b"payload" and _FlakyHandler.calls == 2
 
 
+def test_a_missing_download_is_retried_three_times_then_a_clear_error(project):
+    """What a user whose URL is wrong sees: a retry for each of RNNFLOW_DOWNLOAD_RETRY_DELAYS
+    (three unless set), then the download's own error, which the command reports with
+    exit 2."""
+    @flow
+    def fetch(url: str):
+        return stages.download_dataset.with_options(retry_delay_seconds=0)(url)
+
+    _MissingHandler.calls = 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MissingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DownloadError, match="could not download.*404"):
+            fetch(f"http://127.0.0.1:{server.server_address[1]}/missing.tar.gz")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _MissingHandler.calls == 1 + len(stages._retry_delays())
+
+
 def test_a_checksum_error_is_not_retried(project, flaky_url):
     @flow
     def fetch(url: str):
@@ -69,7 +102,7 @@ def test_a_locator_may_only_take_its_steps_arguments():
         return "key", True
 
     with pytest.raises(TypeError, match="archive"):
-        stages.StageTask(step, locate)
+        stages.StageTask("step", step, locate)
 
 
 def test_the_cache_key_is_the_same_for_positional_and_keyword_calls(project, tiny_archive):
@@ -111,3 +144,15 @@ def test_editing_a_review_changes_the_folder_key(project, tiny_folder):
     os.utime(review, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     assert stages._raw_file(url)[0] != key
     assert download_dataset(url)[1] != digest
+
+
+@pytest.mark.parametrize("form", ["aclImdb", "parent", "file-url"])
+def test_a_folder_in_any_spelling_is_found_in_place(project, tiny_folder, form):
+    """The download step of an extracted folder is done at once, whichever way it is named
+    (the folder, the one above it, a file:// URL), under a key that holds while nothing
+    changes."""
+    folder = tiny_folder.parent if form == "parent" else tiny_folder
+    url = f"file://{folder}" if form == "file-url" else str(folder)
+    key, present = stages._raw_file(url)
+    assert present and stages._raw_file(url) == (key, True)
+    assert not (project / "data").exists()

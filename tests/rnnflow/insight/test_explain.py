@@ -1,12 +1,13 @@
 """What the network saw and why: token paths, integrated gradients, behavioural checks,
 report.html and model_card.md, without a tracking store (the CLI end to end is in
-tests/flows/test_explain_cli.py)."""
+tests/flows/test_inputs.py)."""
 
 from __future__ import annotations
 
 import html.parser
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -383,19 +384,28 @@ def test_report_html_is_one_self_contained_page(summarized, tmp_path):
                    "test_accuracy", "Example sentences"):
         assert needle in text, needle
     if shutil.which("chromium") is None:
-        pytest.skip("chromium is not installed: the page is not opened in a real browser")
+        pytest.skip("chromium is not installed (.ci/run installs it): the page is not opened "
+                    "in a real browser")
     path = tmp_path / "report.html"
     path.write_text(text)
-    dom = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                          "--dump-dom", path.as_uri()], capture_output=True, text=True,
-                         timeout=120)
+    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('class="tok seen"') == text.count('class="tok seen"')
     shot = tmp_path / "report.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri()],
-                   capture_output=True, timeout=120, check=True)
+    done = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
     assert shot.stat().st_size > 10_000
+
+
+def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on a local page: a fresh profile, no sandbox (root in CI), and none of
+    its own network traffic (component updates, sync, first-run and background fetches); the
+    page itself loads nothing from outside (check_page)."""
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                           *args], capture_output=True, text=True, timeout=120)
 
 
 def test_model_card_fields(summarized):
