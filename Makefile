@@ -14,6 +14,9 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist; a file's tests stay in one). Most of a test's time is one
 # `rnnflow run` starting up on one core, so two processes on two cores take about 9 minutes
 # (`make test`: the smoke tests apart), not 16; a third process gains nothing there.
+# --no-loadscope-reorder keeps tests/conftest.py's order (the long end-to-end modules first);
+# xdist would otherwise sort the modules by their number of tests, and a long module taken
+# last leaves the other process idle.
 TEST_WORKERS ?= 2
 DATA ?=
 BENCH_ARGS ?=
@@ -44,10 +47,10 @@ run: $(STAMP)
 # The suite without the smoke tests; `make smoke`: only them (building and installing the
 # wheel, `make bench` and bench.gpu on tiny data), each run as a user would. CI runs both.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not smoke" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not smoke" $(PYTEST_ARGS)
 
 smoke: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m smoke $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m smoke $(PYTEST_ARGS)
 
 # The lesson four ways side by side (bench/run.py); DATA=<aclImdb .tar.gz> picks the archive
 # (default: the shared 5,000-review sample, bench.SAMPLE).

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from tests.helpers import (
     serve_folder,
     stop_group,
     synthetic_reviews,
+    wait_until_healthy,
     write_folder,
     write_tar,
 )
@@ -143,19 +141,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
              "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
             cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            os.killpg(server.pid, signal.SIGKILL)
-            pytest.fail(f"mlflow server did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
     try:
+        wait_until_healthy(f"{url}/health", server, log, 120)
         yield url, log
     finally:
         stop_group(server)

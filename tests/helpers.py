@@ -144,21 +144,28 @@ def prefect_server() -> Iterator[str]:
             env={**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": url},
             start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            log_text = (home / "server.log").read_text()[-3000:]
-            assert server.poll() is None, f"prefect server exited:\n{log_text}"
-            assert time.monotonic() < deadline, f"prefect server did not answer:\n{log_text}"
-            time.sleep(0.5)
+        wait_until_healthy(f"{url}/health", server, home / "server.log", 180)
         yield url
     finally:
         stop_group(server)
+
+
+def wait_until_healthy(health_url: str, server: subprocess.Popen, log: Path,
+                       seconds: float) -> None:
+    """Poll a server's health endpoint until it answers 200; an AssertionError with the end of
+    its log if the process exits first or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(health_url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None, f"{health_url}: the server exited:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"{health_url}: no answer in {seconds:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect: bool = False,
