@@ -187,11 +187,12 @@ def test_bad_cluster_sections_name_file_and_key(tmp_path, text, needle):
     assert str(path) in str(err.value) and needle in str(err.value), err.value
 
 
-def _readme_keys() -> list[str]:
-    """The dotted keys of README's Parameters table; `a.b`, `c` rows name a.b and a.c."""
-    readme = (PARAMS.parent / "README.md").read_text()
-    section = readme.split("## Parameters", 1)[1]
-    rows = [line for line in section.split("\n\n")[2].splitlines() if line.startswith("| `")]
+def _documented_keys() -> list[str]:
+    """The dotted keys of the table in docs/parameters.md (the first table there whose header is
+    `| key | default | meaning |`); `a.b`, `c` rows name a.b and a.c."""
+    page = (PARAMS.parent / "docs" / "parameters.md").read_text(encoding="utf-8")
+    table = page.split("| key | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
     keys = []
     for row in rows:
         names = re.findall(r"`([a-z0-9_.]+)`", row.split("|")[1])
@@ -200,13 +201,13 @@ def _readme_keys() -> list[str]:
     return keys
 
 
-def test_readme_lists_the_keys_it_should():
-    keys = _readme_keys()
+def test_the_parameters_page_lists_every_key():
+    keys = _documented_keys()
     assert {"name", "dataset.read_options", "train.epochs", "grid", "runner"} <= set(keys)
     assert set(Point().flat()) <= set(keys)
 
 
-@pytest.mark.parametrize("key", _readme_keys())
+@pytest.mark.parametrize("key", _documented_keys())
 def test_every_documented_key_is_settable(tmp_path, key):
     """With `--set` (text) and with a deployment's `overrides` (a mapping), to its default."""
     plan_keys = {"grid": {}, "variants": [], "repeats": 1, "runner": "local",
