@@ -111,7 +111,7 @@ def test_predict_prints_a_class_name_and_all_probabilities(class_run):
 
 
 def test_the_champion_serves_every_class_over_rest(class_run):
-    """`mlflow models serve -m models:/NAME@champion` (the README's command), with unpickling
+    """`mlflow models serve -m models:/NAME@champion` (docs/search.md's command), with unpickling
     disallowed (the text model is a model from code): the run's model, registered as the first
     champion, answers a POST of raw text with the class name, its probability and one column
     per class; "no opinion" and 1/k where no token is known."""
