@@ -382,8 +382,9 @@ def _rerun(args: list[str], data: str) -> str:
 
 
 def _way_on(exc: BaseException, params_file: Path, overrides: dict, args: list[str]) -> str:
-    """For a download that failed for want of a network: how to go on with a local copy, as a
-    command that runs as printed once its path is filled in ('' for other errors)."""
+    """For a dataset download that failed (no network, a wrong URL) or vectors that could not be
+    downloaded: how to go on with a local copy, as a command that runs as printed once its
+    path is filled in ('' for other errors)."""
     from rnnflow.data.download import DownloadError, present_file
     from rnnflow.data.embeddings import EmbeddingError
 
