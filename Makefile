@@ -41,8 +41,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DATA=<path or URL>: run on that dataset (`rnnflow run --data`), e.g. a local copy offline.
 run: $(STAMP)
-	$(BIN)/rnnflow run $(PARAMS) $(ARGS)
+	$(BIN)/rnnflow run $(PARAMS) $(if $(DATA),--data $(DATA)) $(ARGS)
 
 # The suite without the smoke tests; `make smoke`: only them (building and installing the
 # wheel, `make bench` and bench.gpu on tiny data), each run as a user would. CI runs both.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from rnnflow.comparisons.plan import load_plan, parse_override
+from rnnflow.comparisons.plan import data_overrides, load_plan, parse_override
 from rnnflow.config import ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -31,9 +32,18 @@ EXIT_BAD_INPUT = 2
 
 
 class _NoTraceback(logging.Filter):
-    """Prefect logs a failed task's traceback; without --debug the user gets one line."""
+    """Prefect logs a failed task's traceback; without --debug the user gets one line.
+
+    An error the user can fix (`_user_errors`) is the command's own last line, which says what
+    to do; Prefect's lines that repeat it (the task's and the flow's failed states, the flow's
+    "Encountered exception") are dropped, so the way on is not buried under three copies."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _user_errors()):
+            return False
+        message = record.getMessage()
+        if any(f"{name}:" in message or f"{name}(" in message for name in _user_error_names()):
+            return False
         record.exc_info, record.exc_text = None, None
         return True
 
@@ -54,6 +64,10 @@ def _quiet_environment(debug: bool = False) -> None:
     if not debug:
         for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
             logging.getLogger(name).addFilter(_NoTraceback())
+
+
+def _user_error_names() -> tuple[str, ...]:
+    return tuple(cls.__name__ for cls in _user_errors())
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -85,11 +99,19 @@ def run(
         help="Start a cluster of this class instead of a LocalCluster (dask_jobqueue."
              "SLURMCluster, PBSCluster, ...; its options: --set dask_cluster.options.cores=2, "
              "its size: --set dask_cluster.jobs=2); implies --runner dask.")] = None,
+    data: Annotated[str | None, typer.Option(
+        help="Train on this dataset: a path (an archive, a table or a folder) or a URL. Sets "
+             "dataset.url, and trains the vectors on the corpus where the params file's are a "
+             "pretrained download.")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Run one params file: every point of its grid becomes one MLflow run."""
+    note = None
     try:
         overrides = dict(parse_override(s) for s in set_ or [])
+        if data is not None:
+            added, note = data_overrides(load_plan(params_file, overrides), data, overrides)
+            overrides.update(added)
         if dask_address is not None:
             overrides.update(dask_address=dask_address, runner=runner or "dask")
         elif runner is not None:
@@ -106,6 +128,8 @@ def run(
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)
+    if note:
+        logging.getLogger("rnnflow.cli").info(note)
     from flows.local_server import prefect_api
 
     def load_flow():
@@ -123,7 +147,8 @@ def run(
         try:
             results = train_rnn(str(params_file), overrides, fresh=fresh)
         except _user_errors() as exc:
-            _fail(exc, debug)
+            _fail(exc, debug, _way_on(exc, params_file, overrides, _rerun_args(
+                params_file, set_, fresh, runner, dask_address, dask_cluster)))
     for row in results:
         if row.get("state") == "PRUNED":  # a search trial the pruner stopped
             typer.echo(f"run {row['run_id']} (trial {row['trial']}, pruned at epoch "
@@ -316,11 +341,71 @@ def _texts(texts: list[str] | None, file: Path | None, verb: str, debug: bool) -
     return items
 
 
-def _fail(exc: BaseException, debug: bool) -> None:
+def _fail(exc: BaseException, debug: bool, way_on: str = "") -> None:
     if debug:
         raise exc
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(f"error: {exc}{way_on}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
+
+
+# The Makefile's PARAMS default: `make run` without PARAMS runs it.
+MAKE_DEFAULT_PARAMS = Path("params/lesson16.yaml")
+
+
+def _rerun_args(params_file: Path, set_: list[str] | None, fresh: bool, runner: str | None,
+                dask_address: str | None, dask_cluster: str | None) -> list[str]:
+    """The arguments after `rnnflow run` that gave this run, --data left out: what the way-on
+    line repeats, so its command is this one with a local copy."""
+    args = [str(params_file)]
+    for s in set_ or []:
+        if s.split("=", 1)[0].strip() != "dataset.url":  # --data replaces it
+            args += ["--set", s]
+    for flag, value in (("--runner", runner), ("--dask-address", dask_address),
+                        ("--dask-cluster", dask_cluster)):
+        if value is not None:
+            args += [flag, value]
+    return args + (["--fresh"] if fresh else [])
+
+
+def _rerun(args: list[str], data: str) -> str:
+    """The command that runs `rnnflow run ARGS` again on `data`: `make run ... DATA=...` where
+    this run was started by make (which sets MAKELEVEL for its commands), else `rnnflow run`."""
+    if os.environ.get("MAKELEVEL"):
+        params, rest = Path(args[0]), args[1:]
+        words = ["make", "run"]
+        if params != MAKE_DEFAULT_PARAMS:
+            words.append(f"PARAMS={params}")
+        if rest:
+            words.append(f"ARGS={shlex.join(rest)}")
+        return shlex.join([*words, f"DATA={data}"])
+    return shlex.join(["rnnflow", "run", *args, "--data", data])
+
+
+def _way_on(exc: BaseException, params_file: Path, overrides: dict, args: list[str]) -> str:
+    """For a dataset download that failed (no network, a wrong URL) or vectors that could not be
+    downloaded: how to go on with a local copy, as a command that runs as printed once its
+    path is filled in ('' for other errors)."""
+    from rnnflow.data.download import DownloadError, present_file
+    from rnnflow.data.embeddings import EmbeddingError
+
+    if isinstance(exc, DownloadError):
+        name = Path(exc.url.rstrip("/").rsplit("/", 1)[-1] or "dataset").name
+        return (f". To go on with a local copy of the dataset (the vectors are then trained on "
+                f"it): {_rerun(args, f'/path/to/{name}')}")
+    if isinstance(exc, EmbeddingError) and exc.unreachable:
+        try:
+            url = load_plan(params_file, overrides).base.dataset.url
+        except ConfigError:
+            url = None
+        here = present_file(url) if isinstance(url, str) else None
+        if here is not None:  # the dataset is here (local, or downloaded): --data names it
+            with contextlib.suppress(ValueError):
+                here = here.relative_to(Path.cwd())
+            return (f". To train the vectors on the corpus instead: "
+                    f"{_rerun(args, str(here))}")
+        return (". To train the vectors on the corpus instead: "
+                + shlex.join(["rnnflow", "run", *args, "--set", "embedding.source=train"]))
+    return ""
 
 
 def main() -> None:

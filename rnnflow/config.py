@@ -35,10 +35,22 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# The roles of a corpus published as separate files (`dataset.url` as a mapping); `dev` is
+# another name for `val`.
+FILE_ROLES = ("train", "val", "test")
+_ROLE_NAMES = {"train": "train", "val": "val", "dev": "val", "test": "test"}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
 class DatasetConfig(Section):
     source: Literal["aclimdb", "csv", "parquet"] = "aclimdb"
-    url: str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
-    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    # One archive, table or folder by URL or path; or, for csv/parquet, a mapping of role to
+    # file ({train: a.tsv, val: b.tsv, test: c.tsv}; val optional: then cut from train as for
+    # one file), each file's rows taking its role (a `split` column in them is not read).
+    url: str | dict[str, str] = \
+        "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    # The file's sha256; with a mapping of files, a mapping of role to sha256 (any subset).
+    sha256: str | dict[str, str] | None = None
     validation_split: float = Field(0.2, gt=0.0, lt=1.0)
     seed: int = 42
     # At most this many reviews from each official split (train, test), drawn with `seed` and
@@ -57,6 +69,47 @@ class DatasetConfig(Section):
     label_column: str = "label"
     test_split: float = Field(0.2, gt=0.0, lt=1.0)
     read_options: dict[str, Any] = Field(default_factory=dict)  # pandas.read_csv/read_parquet
+
+    @model_validator(mode="after")
+    def _files_by_role(self) -> DatasetConfig:
+        """A mapping of files names known roles, train and test among them (as `dev`, `val`);
+        sha256 is one per file, by the same roles."""
+        if isinstance(self.url, dict):
+            if self.source == "aclimdb":
+                raise ValueError("dataset.url: a mapping of files by role is for dataset.source "
+                                 "csv or parquet; an aclImdb archive holds its own splits")
+            unknown = sorted(set(self.url) - set(_ROLE_NAMES))
+            if unknown:
+                raise ValueError(f"dataset.url: unknown role {unknown[0]!r}; the roles are "
+                                 "train, val (or dev) and test")
+            roles = [_ROLE_NAMES[r] for r in self.url]
+            if len(set(roles)) < len(roles):
+                raise ValueError("dataset.url: dev and val are one role; give one of them")
+            missing = [r for r in ("train", "test") if r not in roles]
+            if missing:
+                raise ValueError(f"dataset.url: no {missing[0]} file; a mapping of files needs "
+                                 "train and test (val is optional: then cut from train)")
+            # Stored under the canonical roles, in the order train, val, test.
+            by_role = {_ROLE_NAMES[r]: u for r, u in self.url.items()}
+            object.__setattr__(self, "url", {r: by_role[r] for r in FILE_ROLES if r in by_role})
+        digests = self.sha256 if isinstance(self.sha256, dict) else {"": self.sha256}
+        if isinstance(self.sha256, dict):
+            if not isinstance(self.url, dict):
+                raise ValueError("dataset.sha256: a mapping of roles needs dataset.url to be "
+                                 "one too")
+            digests = {_ROLE_NAMES.get(r, r): d for r, d in self.sha256.items()}
+            extra = sorted(set(digests) - set(self.url))
+            if extra:
+                raise ValueError(f"dataset.sha256: role {extra[0]!r} is not in dataset.url")
+            object.__setattr__(self, "sha256", digests)
+        elif isinstance(self.url, dict) and self.sha256 is not None:
+            raise ValueError("dataset.sha256: dataset.url names several files; give a mapping "
+                             "of role to sha256 ({train: ..., test: ...})")
+        for role, digest in digests.items():
+            if digest is not None and not _SHA256.fullmatch(digest):
+                where = f"dataset.sha256.{role}" if role else "dataset.sha256"
+                raise ValueError(f"{where}: expected 64 hexadecimal digits, got {digest!r}")
+        return self
 
 
 class TokenizeConfig(Section):
@@ -247,8 +300,10 @@ def validate(model: type[Section], tree: dict[str, Any], where: str,
             if err["type"] == "extra_forbidden":
                 hint = did_you_mean(loc, known_keys or valid_keys(), " (did you mean '{}'?)")
                 reasons.append(f"unknown key '{loc}'{hint}")
-            elif not loc and err["type"] == "value_error":  # a check across sections
-                reasons.append(err["msg"].removeprefix("Value error, "))  # it names the keys
+            elif err["type"] == "value_error" and (
+                    not loc or err["msg"].removeprefix("Value error, ").startswith(f"{loc}.")):
+                # a check across sections or keys, whose message names the keys itself
+                reasons.append(err["msg"].removeprefix("Value error, "))
             else:
                 reasons.append(f"{loc or 'params'}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"{where}: " + "; ".join(reasons)) from None

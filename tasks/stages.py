@@ -81,22 +81,33 @@ def _stage(locate: Callable[..., Stage]) -> Locator:
     return where
 
 
-def _raw_file(url: str, sha256: str | None = None) -> tuple[str, bool]:
+def _raw_file(url: str | dict[str, str],
+              sha256: str | dict[str, str] | None = None) -> tuple[str, bool]:
     """A download is keyed by URL and checksum; a local file also by its size and mtime, a
-    local folder by its fingerprint, so editing either in place is noticed."""
-    path = download.present_file(url)
-    stat = ""
-    if path is not None and download.is_local(url):
-        stat = download.local_stamp(path)
-    key = hashlib.sha256(f"{url}|{sha256}|{stat}".encode()).hexdigest()[:24]
-    return f"rnnflow-raw-{key}", path is not None
+    local folder by its fingerprint, so editing either in place is noticed. Several files by
+    role: by every file's role, URL, checksum and stamp; present when all are."""
+    files = url if isinstance(url, dict) else {"": url}
+    sums = sha256 if isinstance(sha256, dict) else {"": sha256}
+    parts, present = [], True
+    for role, each in files.items():
+        path = download.present_file(each)
+        stat = ""
+        if path is not None and download.is_local(each):
+            stat = download.local_stamp(path)
+        # One file's key is the one it had before files could be given by role.
+        parts.append(f"{role}|" * bool(role) + f"{each}|{sums.get(role)}|{stat}")
+        present = present and path is not None
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    return f"rnnflow-raw-{key}", present
 
 
 def _network_error(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Retry a transient failure only: a host that does not resolve or an HTTP 404 would fail
+    the same way seconds later, and offline a user would wait through every delay for it."""
     try:
         state.result()
-    except download.DownloadError:
-        return True
+    except download.DownloadError as exc:
+        return exc.transient
     except Exception:
         return False
     return False

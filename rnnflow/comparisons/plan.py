@@ -14,6 +14,7 @@ import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote, urlparse
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -326,3 +327,55 @@ def _expand(plan: Plan, where: str) -> tuple[list[Point], list[str]]:
             labels.append(" ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in overrides.items())
                           or "base")
     return points, labels
+
+
+# --- `rnnflow run --data` ------------------------------------------------------------------------
+def _remote(url: str) -> bool:
+    """Whether `url` is fetched over a network (http, https, ...): a path, a file URL and a
+    Windows drive letter are local."""
+    scheme = urlparse(url).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
+def data_url(data: str) -> str:
+    """`--data`'s value as a dataset.url: a URL stays as it is; a path, relative to the working
+    folder or absolute, becomes the file URL of the file or folder it names. A ConfigError
+    when a local one does not exist, before anything starts."""
+    if _remote(data):
+        return data
+    parsed = urlparse(data)
+    path = Path(unquote(parsed.path) if parsed.scheme == "file" else data).expanduser()
+    if not path.exists():
+        raise ConfigError(f"--data {data}: no such file or folder")
+    return path.resolve().as_uri()
+
+
+def _downloads_vectors(plan: Plan) -> str | None:
+    """The pretrained vectors the plan's points download, if any, named for the log line."""
+    for point in [plan.base, *plan.points]:
+        emb = point.embedding
+        if emb.source == "gensim":
+            return f"the pretrained vectors {emb.name}"
+        if emb.source == "file" and emb.url and _remote(emb.url):
+            return f"the pretrained vectors {emb.url}"
+    return None
+
+
+def data_overrides(plan: Plan, data: str, overrides: dict[str, Any]) -> tuple[dict[str, Any],
+                                                                             str | None]:
+    """The overrides `--data PATH_OR_URL` adds to `overrides` (the --set ones, which `plan` was
+    loaded with), and the line to log about the vectors, if any.
+
+    `--data` is the one short way to run on a local copy: it sets dataset.url, and where the
+    points would download pretrained vectors (gensim-data, or a vectors file by URL) it trains
+    word2vec on the corpus instead, since a machine without the dataset's download has no
+    vectors' download either. A --set of embedding.source says otherwise and is kept."""
+    if "dataset.url" in overrides:
+        raise ConfigError("--data and --set dataset.url both name the dataset; give one")
+    added: dict[str, Any] = {"dataset.url": data_url(data)}
+    what = _downloads_vectors(plan)
+    if what is None or "embedding.source" in overrides:
+        return added, None
+    added["embedding.source"] = "train"
+    return added, (f"--data: training word2vec on the corpus (embedding.source: train) instead "
+                   f"of downloading {what}")

@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rnnflow.config import EmbeddingConfig
-from rnnflow.data.download import download_dataset
+from rnnflow.data.download import DownloadError, download_dataset, name_unresolved
 from rnnflow.data.storage import Stage, read_fixed_rows, stage, write_parquet, writing
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,13 @@ VERSION = 1
 
 
 class EmbeddingError(ValueError):
-    """The word vectors cannot be loaded or do not fit the corpus."""
+    """The word vectors cannot be loaded or do not fit the corpus. `unreachable`: they are a
+    download that failed for want of a network, where vectors trained on the corpus are the
+    way on."""
+
+    def __init__(self, message: str, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 def _write_train_corpus(tokens_path: Path, out: Path) -> None:
@@ -98,6 +104,14 @@ def _load_vectors(cfg: EmbeddingConfig):
         try:
             return gensim.downloader.load(cfg.name)
         except Exception as exc:
+            # gensim-data reads its catalogue from the network first; offline it says only
+            # that its local cache is missing, so the name lookup that failed is found in the
+            # exception's chain.
+            if name_unresolved(exc):
+                raise EmbeddingError(
+                    f"embedding.name '{cfg.name}': could not download the vectors through "
+                    "gensim-data (no network: a host name does not resolve)",
+                    unreachable=True) from exc
             raise EmbeddingError(
                 f"embedding.name '{cfg.name}': gensim-data could not provide it ({exc}). "
                 "Without network access, use embedding.source: train or a local file."
@@ -106,6 +120,8 @@ def _load_vectors(cfg: EmbeddingConfig):
         path, _ = download_dataset(cfg.url or "")
     except FileNotFoundError as exc:
         raise EmbeddingError(f"embedding.url {cfg.url}: file not found") from exc
+    except DownloadError as exc:
+        raise EmbeddingError(f"embedding.url: {exc}", unreachable=exc.unreachable) from exc
     if path.stat().st_size == 0:
         raise EmbeddingError(f"embedding.url {cfg.url}: the file is empty")
     if _is_fasttext_bin(path):

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from rnnflow.config import DatasetConfig
 from rnnflow.data.storage import Stage, stage, stream_parquet, write_parquet, writing
+from rnnflow.data.table_hints import options_hint
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ MAX_CLASSES = 127
 _SPLITS = {"train": "train", "val": "val", "dev": "val", "test": "test"}
 
 
-def _classes(names: pd.Series, path: Path, column: str) -> tuple[pd.Series, list[str]]:
+def _classes(names: pd.Series, path: str, column: str) -> tuple[pd.Series, list[str]]:
     """Class indices of non-empty label strings, and the class names they index: the two
     sentiment classes when every label is a binary form (0/1, true/false, pos/neg,
     positive/negative), else each distinct label, sorted (numerically where all are
@@ -124,27 +125,61 @@ def _classes(names: pd.Series, path: Path, column: str) -> tuple[pd.Series, list
     return names.map({c: i for i, c in enumerate(classes)}).astype(int), classes
 
 
-def _load_table(path: Path, cfg: DatasetConfig) -> tuple[pd.DataFrame, list[str], int]:
-    """A csv/parquet table of text and label (any column names) as the reviews frame, its
-    class names, and how many rows were dropped for an empty label or text."""
+def describe(source: Path | dict[str, Path]) -> str:
+    """A dataset's file (folder), or its files by role, as error messages name them."""
+    if isinstance(source, dict):
+        return "dataset.url's files (" + ", ".join(f"{role}: {path}" for role, path
+                                                   in source.items()) + ")"
+    return str(source)
+
+
+def _read_table(path: Path, cfg: DatasetConfig, where: str) -> pd.DataFrame:
+    """One csv/parquet file with its text and label columns. A file that does not parse, or
+    parses without those columns, gets an error that says which read_options would read it
+    (rnnflow/data/table_hints.py): its separator and quote char, or that it has no header."""
     try:
         if cfg.source == "csv":
             table = pd.read_csv(path, **cfg.read_options)
         else:
             table = pd.read_parquet(path, **cfg.read_options)
     except Exception as exc:  # pandas/pyarrow raise many kinds for an unreadable file
-        raise DatasetError(f"{path}: not a readable {cfg.source} file ({exc})") from exc
+        why = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        hint = options_hint(path, cfg) if cfg.source == "csv" else ""
+        raise DatasetError(f"{where}: not a readable {cfg.source} file ({why}){hint}") from exc
     for key in ("text_column", "label_column"):
         column = getattr(cfg, key)
         if column not in table.columns:
-            raise DatasetError(f"{path}: no column '{column}' (dataset.{key}); the table has "
-                               f"{', '.join(map(str, table.columns))}")
+            names = ", ".join(str(c) if len(str(c)) <= 40 else f"{str(c)[:37]}..."
+                              for c in table.columns)
+            hint = options_hint(path, cfg, table) if cfg.source == "csv" else ""
+            raise DatasetError(f"{where}: no column '{column}' (dataset.{key}); the table has "
+                               f"{names}{hint}")
+    labels = table[cfg.label_column]
+    if not (labels.notna() & labels.astype(str).str.strip().ne("")).any():
+        raise DatasetError(f"{where}: column '{cfg.label_column}' is empty in every row")
+    return table
+
+
+def _load_table(source: Path | dict[str, Path], cfg: DatasetConfig
+                ) -> tuple[pd.DataFrame, list[str], int]:
+    """A csv/parquet table of text and label (any column names) as the reviews frame, its
+    class names, and how many rows were dropped for an empty label or text. `source` may map
+    roles (train, val, test) to files: each file's rows take its role as their split."""
+    if isinstance(source, dict):
+        parts = []
+        for role, path in source.items():
+            part = _read_table(path, cfg, f"{path} (dataset.url.{role})")
+            if "id" not in part.columns:  # row numbers restart in each file
+                part["id"] = [f"{role}-row-{i}" for i in range(len(part))]
+            parts.append(part.assign(split=role))
+        table = pd.concat(parts, ignore_index=True)
+    else:
+        table = _read_table(source, cfg, str(source))
+    path = describe(source)  # what errors about all the rows name
     raw = table[cfg.label_column]
     names = raw.astype(str).str.strip().where(raw.notna(), "")
     text = table[cfg.text_column].fillna("").astype(str)
     keep = (names != "") & (text.str.strip() != "")
-    if not (names != "").any():
-        raise DatasetError(f"{path}: column '{cfg.label_column}' is empty in every row")
     dropped = int((~keep).sum())
     if dropped:
         log.warning("reviews: dropped %d rows whose label or text is empty (of %d)", dropped,
@@ -157,7 +192,9 @@ def _load_table(path: Path, cfg: DatasetConfig) -> tuple[pd.DataFrame, list[str]
             raise DatasetError(f"{path}: column 'split' may hold only train, val (or dev) and "
                                "test")
         if not (split == "test").any():
-            raise DatasetError(f"{path}: column 'split' has no test rows")
+            raise DatasetError(f"{path}: " + ("no test row has both a label and a text"
+                                              if isinstance(source, dict)
+                                              else "column 'split' has no test rows"))
     else:
         order = np.random.default_rng(cfg.seed).permutation(len(table))
         split = pd.Series("train", index=table.index)
@@ -199,7 +236,7 @@ def split_reviews(frame: pd.DataFrame, cfg: DatasetConfig) -> pd.DataFrame:
     return pd.concat([train, test], ignore_index=True)
 
 
-def _check_found(frame: pd.DataFrame, source: Path) -> None:
+def _check_found(frame: pd.DataFrame, source: str) -> None:
     if frame.empty:
         raise DatasetError(
             f"{source}: no reviews found. Expected the aclImdb layout: "
@@ -208,7 +245,7 @@ def _check_found(frame: pd.DataFrame, source: Path) -> None:
         )
 
 
-def _check(frame: pd.DataFrame, source: Path, classes: list[str]) -> None:
+def _check(frame: pd.DataFrame, source: str, classes: list[str]) -> None:
     if len(classes) == 2:  # both classes in every split
         for split in ("train", "val", "test"):
             for label, cls in enumerate(classes):
@@ -239,9 +276,10 @@ def reviews_stage(digest: str, cfg: DatasetConfig) -> Stage:
     return stage("reviews", cfg.model_dump(exclude={"url", "sha256"}), digest, VERSION)
 
 
-def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
+def read_reviews(archive: Path | dict[str, Path], digest: str, cfg: DatasetConfig) -> Stage:
     """Write data/reviews/<key>/reviews.parquet: id, split (train|val|test), label (the class's
-    index), rating, text; and labels.json: the class names and the rows dropped."""
+    index), rating, text; and labels.json: the class names and the rows dropped. `archive`
+    may map roles to the files of a csv/parquet corpus (dataset.url as a mapping)."""
     out = reviews_stage(digest, cfg)
     if out.done():
         log.info("reviews: reusing %s", out.path)
@@ -254,9 +292,9 @@ def read_reviews(archive: Path, digest: str, cfg: DatasetConfig) -> Stage:
     if bad:
         log.warning("%d reviews were not valid UTF-8 and were decoded as cp1252 (Windows "
                     "Latin-1), e.g. %s", len(bad), bad[0])
-    _check_found(frame, archive)
+    _check_found(frame, describe(archive))
     frame = split_reviews(frame, cfg)
-    _check(frame, archive, classes)
+    _check(frame, describe(archive), classes)
     empty = frame.text.str.strip() == ""
     if empty.any():
         log.warning("%d reviews are empty (e.g. %s); they are kept and become all padding",

@@ -1,6 +1,7 @@
 """What a user sees when input is bad or a process dies, through the real `rnnflow` command
 (docs/reliability.md). What it proves end to end: a bad dataset exits 2 and leaves a FAILED run
-with the error; a run SIGKILLed while downloading, then one SIGKILLed while building a stage,
+with the error; without a network, the download ends the run at once in one line that says
+how to go on; a run SIGKILLed while downloading, then one SIGKILLed while building a stage,
 leave half-written files that the next run cleans up, reusing the steps that had finished; two
 runs at once on one data folder build each stage once. (An unreachable tracking server and a
 missing download are checks of the flow and of the download step, whose exit 2 is the bad
@@ -28,6 +29,20 @@ def test_bad_dataset_exits_2_and_marks_the_run_failed(project, tmp_path, prefect
     (run,) = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
     assert run.info.status == "FAILED" and "aclImdb" in run.data.tags["error"]
     assert "error.txt" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_no_network_ends_in_one_line_that_says_how_to_go_on(project, prefect_api_url):
+    """The first screen of `make run` on a machine without a network: the archive's host does
+    not resolve (`.invalid` resolves nowhere), and the run ends at once, with exit 2 and one
+    line that names the failure and the command that runs on a local copy instead."""
+    url = "https://nowhere.invalid/aclImdb_v1.tar.gz"
+    result = run_tiny_grid(project, url, api_url=prefect_api_url)
+    assert result.returncode == 2, result.stderr[-2000:]
+    said = [line for line in result.stderr.splitlines() if "does not resolve" in line]
+    assert len(said) == 1, result.stderr[-3000:]  # Prefect's copies of it are dropped
+    assert said[0].startswith(f"error: could not download {url}: the host name")
+    assert said[0].endswith("--set 'grid={}' --data /path/to/aclImdb_v1.tar.gz")
+    assert "Traceback" not in result.stderr
 
 
 def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):

@@ -1,6 +1,8 @@
 """`rnnflow run`'s --runner and --dask-address, with the flow itself replaced."""
 
 
+import logging
+
 import pytest
 from typer.testing import CliRunner
 
@@ -90,3 +92,106 @@ def test_explain_of_an_unknown_run_exits_2(project, monkeypatch):
     assert result.exit_code == 2
     assert "error:" in result.output and "no such MLflow run" in result.output
     assert "Traceback" not in result.output
+
+
+LESSON = str(REPO / "params" / "lesson16.yaml")
+
+
+def test_data_sets_the_dataset_and_trains_the_vectors(flow_calls, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO, logger="rnnflow")
+    (tmp_path / "aclImdb_v1.tar.gz").write_bytes(b"x")
+    result = CliRunner().invoke(app, ["run", LESSON, "--data", "aclImdb_v1.tar.gz"])
+    assert result.exit_code == 0, result.output
+    assert flow_calls == [{"dataset.url": (tmp_path / "aclImdb_v1.tar.gz").as_uri(),
+                           "embedding.source": "train"}]
+    assert "training word2vec on the corpus" in caplog.text
+
+
+def test_a_missing_data_file_exits_2_before_the_flow(flow_calls, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", LESSON, "--data", "nope.tar.gz"])
+    assert result.exit_code == 2 and flow_calls == []
+    assert result.output == "error: --data nope.tar.gz: no such file or folder\n"
+
+
+def _offline_flow(error):
+    def flow(params_file, overrides, fresh=False):
+        raise error
+    return flow
+
+
+@pytest.mark.parametrize(("make", "args", "command"), [
+    (False, [], "rnnflow run {LESSON} --data /path/to/aclImdb_v1.tar.gz"),
+    (False, ["--set", "train.epochs=1", "--set", "dataset.url=https://h.invalid/a.tgz",
+             "--fresh"],
+     "rnnflow run {LESSON} --set train.epochs=1 --fresh --data /path/to/aclImdb_v1.tar.gz"),
+    (True, [], "make run PARAMS={LESSON} DATA=/path/to/aclImdb_v1.tar.gz"),
+    (True, ["--set", "train.epochs=1"],
+     "make run PARAMS={LESSON} 'ARGS=--set train.epochs=1' DATA=/path/to/aclImdb_v1.tar.gz"),
+])
+def test_a_download_without_network_ends_in_one_line_with_the_way_on(monkeypatch, make, args,
+                                                                      command):
+    from rnnflow.data.download import DownloadError
+
+    url = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+    error = DownloadError(f"could not download {url}: the host name ai.stanford.edu does not "
+                          "resolve (no network, or a mistyped host)", url, transient=False,
+                          unreachable=True)
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", _offline_flow(error))
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    if make:
+        monkeypatch.setenv("MAKELEVEL", "1")
+    else:
+        monkeypatch.delenv("MAKELEVEL", raising=False)
+    result = CliRunner().invoke(app, ["run", LESSON, *args])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"error: could not download {url}: the host name")
+    assert line.endswith(command.format(LESSON=LESSON))
+
+
+def test_the_makefile_default_params_need_no_params_in_the_way_on(monkeypatch):
+    from rnnflow.cli import MAKE_DEFAULT_PARAMS, _rerun
+
+    monkeypatch.setenv("MAKELEVEL", "1")
+    assert _rerun([str(MAKE_DEFAULT_PARAMS)], "/p/a.tgz") == "make run DATA=/p/a.tgz"
+    makefile = (REPO / "Makefile").read_text()
+    assert f"PARAMS ?= {MAKE_DEFAULT_PARAMS}" in makefile
+    assert "$(if $(DATA),--data $(DATA))" in makefile
+
+
+def test_vectors_without_network_point_at_the_dataset_already_here(monkeypatch, tmp_path):
+    from rnnflow.data.embeddings import EmbeddingError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "corpus.csv").write_text("text,label\n")
+    error = EmbeddingError("embedding.name 'word2vec-google-news-300': could not download the "
+                           "vectors through gensim-data (no network)", unreachable=True)
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", _offline_flow(error))
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.delenv("MAKELEVEL", raising=False)
+    result = CliRunner().invoke(app, ["run", LESSON, "--set", "dataset.url=corpus.csv"])
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert line.endswith(f"To train the vectors on the corpus instead: rnnflow run {LESSON} "
+                         "--data corpus.csv")
+
+
+def test_prefects_copies_of_a_user_error_are_dropped_and_others_kept():
+    from rnnflow.cli import _NoTraceback
+    from rnnflow.data.download import DownloadError
+
+    def record(message, exc=None):
+        return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, message,
+                                 None, (type(exc), exc, None) if exc else None)
+
+    quiet = _NoTraceback()
+    assert not quiet.filter(record("Finished in state Failed('Task run encountered an "
+                                   "exception DownloadError: could not download x')"))
+    assert not quiet.filter(record("Encountered exception during execution: x",
+                                   DownloadError("could not download x")))
+    other = record("Task run failed with exception: KeyError('x')", KeyError("x"))
+    assert quiet.filter(other) and other.exc_info is None  # kept, without its traceback

@@ -63,10 +63,9 @@ def test_download_is_retried_after_a_network_error(project, flaky_url):
     assert path.read_bytes() == b"payload" and _FlakyHandler.calls == 2
 
 
-def test_a_missing_download_is_retried_three_times_then_a_clear_error(project):
-    """What a user whose URL is wrong sees: a retry for each of RNNFLOW_DOWNLOAD_RETRY_DELAYS
-    (three unless set), then the download's own error, which the command reports with
-    exit 2."""
+def test_a_missing_download_is_not_retried(project):
+    """What a user whose URL is wrong sees: the download's own error at once (an HTTP 404
+    stays a 404), which the command reports with exit 2. The 503 above is retried."""
     @flow
     def fetch(url: str):
         return stages.download_dataset.with_options(retry_delay_seconds=0)(url)
@@ -80,7 +79,44 @@ def test_a_missing_download_is_retried_three_times_then_a_clear_error(project):
     finally:
         server.shutdown()
         server.server_close()
-    assert _MissingHandler.calls == 1 + len(stages._retry_delays())
+    assert _MissingHandler.calls == 1 and stages._retry_delays()  # retries were allowed
+
+
+def test_a_host_name_that_does_not_resolve_is_not_retried(project, monkeypatch):
+    """Offline, each retry would fail the same way after its delay: the run ends at once."""
+    import pooch
+
+    attempts = []
+
+    class Counted(pooch.HTTPDownloader):
+        def __call__(self, *args, **kwargs):
+            attempts.append(args[0])
+            return super().__call__(*args, **kwargs)
+
+    monkeypatch.setattr(pooch, "HTTPDownloader", Counted)
+
+    @flow
+    def fetch(url: str):
+        return stages.download_dataset.with_options(retry_delay_seconds=0)(url)
+
+    with pytest.raises(DownloadError, match="does not resolve"):
+        fetch("https://nowhere.invalid/aclImdb_v1.tar.gz")
+    assert attempts == ["https://nowhere.invalid/aclImdb_v1.tar.gz"]
+
+
+def test_files_by_role_are_keyed_by_every_file(project, tmp_path):
+    files = {"train": tmp_path / "a.csv", "test": tmp_path / "b.csv"}
+    files["train"].write_text("text,label\nx,1\n")
+    url = {role: str(path) for role, path in files.items()}
+    key, present = stages._raw_file(url)
+    assert not present  # the test file is not there yet
+    files["test"].write_text("text,label\ny,0\n")
+    key_now, present = stages._raw_file(url)
+    assert present and key_now != key
+    assert stages._raw_file(url)[0] == key_now  # stable while nothing changes
+    os.utime(files["test"], ns=(1, 1))
+    assert stages._raw_file(url)[0] != key_now
+    assert stages._raw_file({"train": url["test"], "test": url["train"]})[0] != key_now
 
 
 def test_a_checksum_error_is_not_retried(project, flaky_url):

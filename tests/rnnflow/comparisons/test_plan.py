@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnflow.comparisons.plan import load_plan, parse_override
+from rnnflow.comparisons.plan import data_overrides, load_plan, parse_override
 from rnnflow.config import ConfigError, Point
 from tests.helpers import REPO
 
@@ -300,3 +300,63 @@ def test_every_checks_setting_a_plan_can_train_with_is_read_first(tmp_path, text
     with pytest.raises(ConfigError) as err:
         load_plan(path)
     assert str(err.value).startswith(f"{path}{where}: ") and "is not a file" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("dataset: {source: csv, url: {train: a.csv}}\n", "dataset.url: no test file"),
+        ("dataset: {url: {train: a.csv, test: b.csv}}\n", "for dataset.source csv or parquet"),
+        ("dataset: {source: csv, url: {train: a, test: b, eval: c}}\n", "unknown role 'eval'"),
+        ("dataset: {source: csv, url: {train: a, dev: b, val: c, test: d}}\n",
+         "dev and val are one role"),
+        ("dataset: {source: csv, url: {train: a, test: b}, sha256: " + "a" * 64 + "}\n",
+         "give a mapping of role to sha256"),
+        ("dataset: {source: csv, url: {train: a, test: b}, sha256: {val: " + "a" * 64 + "}}\n",
+         "role 'val' is not in dataset.url"),
+        ("dataset: {sha256: abc}\n", "dataset.sha256: expected 64 hexadecimal digits"),
+    ],
+)
+def test_files_by_role_are_checked_with_the_params(tmp_path, text, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert needle in str(err.value) and str(path) in str(err.value)
+    assert "Value error" not in str(err.value)
+
+
+def test_files_by_role_take_dev_for_val_in_role_order(tmp_path):
+    path = _write(tmp_path, "dataset: {source: csv, url: {test: c, dev: b, train: a}, "
+                            "sha256: {dev: " + "a" * 64 + "}}\n")
+    dataset = load_plan(path).base.dataset
+    assert list(dataset.url.items()) == [("train", "a"), ("val", "b"), ("test", "c")]
+    assert dataset.sha256 == {"val": "a" * 64}
+
+
+def test_data_makes_a_path_a_file_url_and_trains_downloaded_vectors(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "copy.tar.gz").write_bytes(b"x")
+    plan = load_plan(PARAMS / "lesson16.yaml")
+    added, note = data_overrides(plan, "copy.tar.gz", {})
+    assert added == {"dataset.url": (tmp_path / "copy.tar.gz").as_uri(),
+                     "embedding.source": "train"}
+    assert "word2vec-google-news-300" in note and "embedding.source: train" in note
+    url = "https://example.org/aclImdb_v1.tar.gz"  # a URL stays; nothing is fetched
+    assert data_overrides(plan, url, {})[0]["dataset.url"] == url
+    # An explicit --set of the vectors is kept; vectors that are no download need no note.
+    assert data_overrides(plan, "copy.tar.gz", {"embedding.source": "gensim"})[1] is None
+    trained = load_plan(PARAMS / "tiny-grid.yaml")
+    assert data_overrides(trained, "copy.tar.gz", {}) == (
+        {"dataset.url": (tmp_path / "copy.tar.gz").as_uri()}, None)
+
+
+@pytest.mark.parametrize(("data", "overrides", "needle"), [
+    ("absent.tar.gz", {}, "--data absent.tar.gz: no such file or folder"),
+    ("file:///no/such/dir/x.tar.gz", {}, "no such file or folder"),
+    ("copy.tar.gz", {"dataset.url": "x"}, "--data and --set dataset.url"),
+])
+def test_bad_data_is_refused(tmp_path, monkeypatch, data, overrides, needle):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "copy.tar.gz").write_bytes(b"x")
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        data_overrides(load_plan(PARAMS / "lesson16.yaml"), data, overrides)

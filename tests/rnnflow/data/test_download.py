@@ -43,8 +43,27 @@ def test_missing_local_file(project, tmp_path):
 
 
 def test_unreachable_host_is_a_download_error(project):
-    with pytest.raises(DownloadError, match="could not download"):
-        download_dataset("http://127.0.0.1:9/a.tar.gz")
+    with pytest.raises(DownloadError, match="could not download") as err:
+        download_dataset("http://127.0.0.1:9/a.tar.gz")  # nothing listens: refused
+    assert err.value.transient and err.value.unreachable  # a server may be restarting
+    assert "Connection refused" in str(err.value)
+
+
+def test_a_host_name_that_does_not_resolve_is_not_transient(project):
+    # `.invalid` resolves nowhere (RFC 2606): what a machine without a network meets.
+    url = "https://nowhere.invalid/aclImdb_v1.tar.gz"
+    with pytest.raises(DownloadError) as err:
+        download_dataset(url)
+    assert str(err.value) == (f"could not download {url}: the host name nowhere.invalid does "
+                              "not resolve (no network, or a mistyped host)")
+    assert err.value.unreachable and not err.value.transient and err.value.url == url
+
+
+def test_an_http_status_says_whether_a_retry_may_help(project, http_server):
+    base, _ = http_server
+    with pytest.raises(DownloadError, match="HTTP 404") as err:
+        download_dataset(f"{base}/missing.tar.gz")
+    assert not err.value.transient and not err.value.unreachable
 
 
 @pytest.mark.parametrize("form", ["aclImdb", "parent", "file-url"])
