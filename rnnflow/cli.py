@@ -40,6 +40,19 @@ class _NoTraceback(logging.Filter):
 
 def _quiet_environment(debug: bool = False) -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
+    _environment_defaults()
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rnnflow").setLevel(logging.INFO)
+    for noisy in ("httpx", "gensim", "mlflow", "distributed"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not debug:
+        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
+            logging.getLogger(name).addFilter(_NoTraceback())
+
+
+def _environment_defaults() -> None:
+    """The libraries' settings rnnflow's commands need, where the user did not choose."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
     # That sends rnnflow's loggers to the Prefect API inside flow runs; outside one (`rnnflow
@@ -51,16 +64,8 @@ def _quiet_environment(debug: bool = False) -> None:
     # MLflow draws a progress bar for every artifact it fetches (test predictions, models).
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow sets its own logger's level as it is imported (INFO: "Creating initial MLflow
-    # database tables", "Validating input example"), over the level set below.
+    # database tables", "Validating input example"), over the one _quiet_environment sets.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("rnnflow").setLevel(logging.INFO)
-    for noisy in ("httpx", "gensim", "mlflow", "distributed"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not debug:
-        for name in ("prefect.task_runs", "prefect.flow_runs", "prefect.engine"):
-            logging.getLogger(name).addFilter(_NoTraceback())
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

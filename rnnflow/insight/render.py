@@ -254,9 +254,8 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
                     f"{lost}</div>{explanation_html(e)}")
     body += ["<h2>Behavioural checks</h2>",
              "<p>mft: a plain text must get its label; inv: a name or title changed must not "
-             "flip the label; dir: a variant (the built-in ones: &ldquo;not&rdquo; before a "
-             "positive adjective) must move the score the stated way. Measurements, not "
-             "gates.</p>" + notes.get("checks", ""),
+             "flip the label; dir: a variant (the built-in ones add &ldquo;not&rdquo;) must move "
+             "the score the stated way. Measurements, not gates.</p>" + notes.get("checks", ""),
              _table(((k, finals[k]) for k in ("checks_mft", "checks_inv", "checks_dir")
                      if k in finals), ("kind", "pass rate")),
              "<h3>Failures</h3>", frame_html(findings.failures)]
