@@ -30,6 +30,9 @@ def test_legend_sits_below_the_curves_and_identical_runs_stay_visible():
     assert len(set(markers.values())) == 3  # each run its own marker
     hollow = [line for line in lines if "cccccccc" in line.get_label()]
     assert all(line.get_markerfacecolor() == "none" for line in hollow)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
 
 
 def test_curves_go_under_the_data_folder_named_after_the_runs():
