@@ -39,7 +39,12 @@ def run_grid(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str]:
     _publish(plan.name, table, parent_id)
     best = points[best_index(points)]
     winner = max(best.runs, key=lambda r: r["val_accuracy"])["run_id"]
-    return [run for point in points for run in point.runs], winner
+    if not plan.is_grid and plan.repeats == 1:
+        return points[0].runs, winner
+    # Each row names its point (`num_neurons=2 maxlen=20`, `#2` for a repeat), so the closing
+    # lines say which run is which.
+    return [{**run, "point": point.settings["point"] + (f" #{i + 1}" if plan.repeats > 1 else "")}
+            for point in points for i, run in enumerate(point.runs)], winner
 
 
 def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:

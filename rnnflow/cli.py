@@ -50,12 +50,7 @@ class _NoTraceback(logging.Filter):
 
 def _quiet_environment(debug: bool = False) -> None:
     """rnnflow's own progress at INFO; the libraries' chatter only when it is a warning."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
-    # The temporary Prefect server would otherwise phone home (and log failures offline).
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # MLflow draws a progress bar for every artifact it fetches (test predictions, models).
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _environment_defaults()
     logging.basicConfig(level=logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rnnflow").setLevel(logging.INFO)
@@ -68,6 +63,23 @@ def _quiet_environment(debug: bool = False) -> None:
 
 def _user_error_names() -> tuple[str, ...]:
     return tuple(cls.__name__ for cls in _user_errors())
+
+
+def _environment_defaults() -> None:
+    """The libraries' settings rnnflow's commands need, where the user did not choose."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "rnnflow")
+    # That sends rnnflow's loggers to the Prefect API inside flow runs; outside one (`rnnflow
+    # serve` announcing its deployments) there is no run to send to, which Prefect would
+    # otherwise answer with a UserWarning per line.
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # The temporary Prefect server would otherwise phone home (and log failures offline).
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # MLflow draws a progress bar for every artifact it fetches (test predictions, models).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow sets its own logger's level as it is imported (INFO: "Creating initial MLflow
+    # database tables", "Validating input example"), over the one _quiet_environment sets.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -154,9 +166,19 @@ def run(
             typer.echo(f"run {row['run_id']} (trial {row['trial']}, pruned at epoch "
                        f"{row['pruned_at_epoch']})")
             continue
-        typer.echo(f"run {row['run_id']}{' (reused)' if row.get('reused') else ''}: "
+        point = _point_of(row)
+        typer.echo(f"run {row['run_id']}{f' [{point}]' if point else ''}"
+                   f"{' (reused)' if row.get('reused') else ''}: "
                    f"val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
+
+
+def _point_of(row: dict) -> str:
+    """What a closing line calls its run: its grid point (`num_neurons=2 maxlen=20`, `#2` for a
+    repeat) or search trial; nothing for the one run of a single point."""
+    if "trial" in row:
+        return f"trial {row['trial']}"
+    return str(row.get("point", ""))
 
 
 @app.command()
@@ -183,12 +205,13 @@ def predict(
     from rnnflow.network.predict import import_for_prediction
 
     try:
+        # A run that is not there fails here, before TensorFlow loads and writes its notes.
+        run_id = tracking.resolve_run(run, experiment) if model_ref is None else ""
         with _stderr_held_back(unless=debug):
             import_for_prediction()
             if model_ref is not None:
                 model, run_id = tracking.load_registered_model(model_ref)
             else:
-                run_id = tracking.resolve_run(run, experiment)
                 model = tracking.load_text_model(run_id, quiet=not debug)
             result = model.predict(pd.DataFrame({"text": items}))
     except tracking.TrackingError as exc:
@@ -209,12 +232,54 @@ def predict(
 
 
 @app.command()
+def promote(
+    model: Annotated[str, typer.Option(
+        "--model", help="The registered model: registry.model_name, by default the params "
+                        "file's name.")],
+    run: Annotated[str | None, typer.Option(
+        help="A run id, `latest` or `best` (val_accuracy): its model becomes the champion, "
+             "registered as a new version first if it is not one.")] = None,
+    experiment: ExperimentName = None,
+    version: Annotated[int | None, typer.Option(
+        min=1, help="A version of the model instead of a run.")] = None,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """Make a run's model, or a version, the champion (`--model NAME@champion`) by hand,
+    whatever the gate decided; prints the version it replaced."""
+    if (run is None) == (version is None):
+        _fail(ConfigError("give --run (a run id, latest or best) or --version, not both"), debug)
+    if experiment is not None and run is None:
+        _fail(ConfigError("--experiment narrows --run latest/best; it needs --run"), debug)
+    _quiet_environment(debug)
+    from rnnflow import tracking
+    from rnnflow.comparisons.champion import promote_command
+
+    try:
+        run_id = tracking.resolve_run(run, experiment) if run is not None else None
+        champion, before = tracking.promote(
+            model, version=None if version is None else str(version), run_id=run_id)
+    except tracking.TrackingError as exc:
+        _fail(exc, debug)
+    now = f"v{champion.version} (run {champion.run_id})"
+    if before is not None and before.version == champion.version:
+        typer.echo(f"model {model}: {now} is already the champion; nothing changed")
+    elif before is None:
+        typer.echo(f"model {model}: champion is now {now}; there was no champion before")
+    else:
+        typer.echo(f"model {model}: champion is now {now}, replacing v{before.version} "
+                   f"(run {before.run_id}); to undo: "
+                   f"{promote_command(model, before.version)}")
+
+
+@app.command()
 def compare(
     refs: Annotated[list[str], typer.Argument(
         help="Run ids or experiment names (an experiment stands for its finished training "
              "runs); the first run is the baseline.")],
-    out: Annotated[Path, typer.Option(help="Where to write the overlaid learning curves.")
-                   ] = Path("compare.png"),
+    out: Annotated[Path | None, typer.Option(
+        help="Where to write the overlaid learning curves (default: data/compare/<run "
+             "ids>.png under the stage folder, $RNNFLOW_DATA_DIR or ./data, which git "
+             "ignores).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Print the params that differ, metric deltas with a paired 95% interval on the shared
@@ -231,6 +296,11 @@ def compare(
         _fail(ConfigError(f"{' '.join(refs)}: {len(records)} run found; compare needs two or "
                           "more"), debug)
     typer.echo(comparing.render(records))
+    if out is None:  # not the checkout itself, where a stray image would wait to be committed
+        from rnnflow.data.storage import data_dir
+
+        out = comparing.curves_path(records, data_dir())
+        out.parent.mkdir(parents=True, exist_ok=True)
     fig = comparing.plot_curves(records)
     fig.savefig(out, dpi=110)
     typer.echo(f"learning curves: {out}")
@@ -279,15 +349,18 @@ def explain(
     from rnnflow.insight.render import explain_page, terminal
     try:
         run_id = tracking.resolve_run(run, experiment)
-        text_model = tracking.load_text_model_object(run_id)
+        with _stderr_held_back(unless=debug):  # TensorFlow's notes as it loads
+            text_model = tracking.load_text_model_object(run_id)
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     if target is not None and getattr(text_model, "classes", None) is None:
-        _fail(ConfigError("--class needs a model of more than two classes; this one is "
-                          "binary (its attribution is always the probability of class 1)"),
-              debug)
+        names = getattr(text_model, "class_names", ["neg", "pos"])
+        _fail(ConfigError(f"--class needs a model of more than two classes; this one has two "
+                          f"({', '.join(names)}), and its attribution is always the "
+                          f"probability of {names[1]!r}"), debug)
     try:
-        explanations = explain_texts(text_model, items, steps=steps, target=target)
+        with _stderr_held_back(unless=debug):  # and as it runs its first operations
+            explanations = explain_texts(text_model, items, steps=steps, target=target)
     except ValueError as exc:
         _fail(ConfigError(str(exc)), debug)
     color = sys.stdout.isatty()
@@ -319,7 +392,7 @@ def _stderr_held_back(unless: bool) -> Iterator[None]:
                 sys.stderr.flush()
                 os.dup2(saved, 2)
                 held.seek(0)
-                sys.stderr.buffer.write(held.read())
+                sys.stderr.buffer.write(_without_tf_notes(held.read()))
                 sys.stderr.flush()
                 raise
             finally:
@@ -327,6 +400,18 @@ def _stderr_held_back(unless: bool) -> Iterator[None]:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+# What TensorFlow's C++ runtime writes as it loads, before absl's logging starts (so whatever
+# TF_CPP_MIN_LOG_LEVEL says): notes, never the cause of a failure.
+_TF_NOTES = (b"All log messages before absl::InitializeLog() is called",
+             b"oneDNN custom operations are on")
+
+
+def _without_tf_notes(held: bytes) -> bytes:
+    """What a failed block wrote to stderr, TensorFlow's loading notes left out."""
+    return b"".join(line for line in held.splitlines(keepends=True)
+                    if not any(note in line for note in _TF_NOTES))
 
 
 def _texts(texts: list[str] | None, file: Path | None, verb: str, debug: bool) -> list[str]:

@@ -199,14 +199,21 @@ class TrainConfig(Section):
     mixed_precision: bool = False
 
 
+# The built-in example sentences: English movie reviews, two each way. They are scored only
+# where they fit the model (rnnflow/insight/report.py, `built_in_sentences_fit`).
+MOVIE_SENTENCES = (
+    "This movie was a delight from start to finish, funny, warm and beautifully acted.",
+    "One of the best films I have seen in years; I would gladly watch it again.",
+    "A dull, lifeless mess. The plot makes no sense and the acting is wooden.",
+    "I want those two hours of my life back. Terrible script, worse direction.",
+)
+
+
 class EvaluateConfig(Section):
-    # Sentences scored into examples.csv for every run: a quick look at what the model learned.
-    sentences: list[str] = Field(default_factory=lambda: [
-        "This movie was a delight from start to finish, funny, warm and beautifully acted.",
-        "One of the best films I have seen in years; I would gladly watch it again.",
-        "A dull, lifeless mess. The plot makes no sense and the acting is wooden.",
-        "I want those two hours of my life back. Terrible script, worse direction.",
-    ])
+    # Sentences scored into examples.csv and report.html for every run: a quick look at what
+    # the model learned. Given ones are always scored; the built-in ones (MOVIE_SENTENCES)
+    # only for sentiment labels or the aclImdb reviews.
+    sentences: list[str] = Field(default_factory=lambda: list(MOVIE_SENTENCES))
     mistakes: int = Field(20, ge=0)  # how many of the most confident test errors to list
     # Behavioural checks: default (rnnflow/insight/checks.yaml) | none | a YAML file | a list
     # of cases. Their schema and loader are rnnflow/insight/cases.py (`load_plan` validates

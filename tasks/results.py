@@ -65,8 +65,11 @@ def _log_results(point: Point, stages: Stages, model, fit: Fit, evaluation: Eval
 def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation
                   ) -> predict.TextModel:
     """The network with the tokenizer, vocabulary and padding it was trained with."""
-    return predict.TextModel(model, load_vocab(stages.embeddings), point.tokenize, point.pad,
-                             classes=stages.labels.classes if evaluation.multiclass else None)
+    labels = stages.labels
+    return predict.TextModel(
+        model, load_vocab(stages.embeddings), point.tokenize, point.pad,
+        classes=labels.classes if evaluation.multiclass else None,
+        binary_names=labels.classes if labels.binary and not labels.sentiment else None)
 
 
 def _log_text_model(text_model: predict.TextModel) -> None:

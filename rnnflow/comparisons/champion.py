@@ -5,13 +5,18 @@ The rule: with no champion, the challenger becomes it. Otherwise both must have 
 same test reviews (same ids, same labels); the challenger is promoted only if its test accuracy
 on them is higher by at least `min_delta` AND the paired bootstrap's 95% interval of the
 difference lies above zero (rnnflow/comparisons/stats.py): a gain within the noise of the
-test split does not replace a champion. McNemar's exact p is reported beside it. Models scored
-on different test reviews are not compared (a champion is kept until one beats it on the same
-reviews); promote by hand with `mlflow` if the split was changed on purpose.
+test split does not replace a champion. McNemar's exact p is reported beside it.
+
+Models scored on different test reviews are not compared, and the champion is kept: two
+accuracies on different reviews say nothing about which model is better (an easier or a
+smaller test split wins by itself), and the registry's `champion` is what gets served, so it
+changes only on evidence. Every decision that keeps a champion names the command that promotes
+the challenger by hand (`rnnflow promote`), for when the split was changed on purpose.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,10 +64,28 @@ class Registered:
     champion_version: str | None  # the champion before this decision
 
     def describe(self) -> str:
+        """One line; where the champion is kept, it ends with the command that would make the
+        challenger the champion anyway."""
         before = f"champion v{self.champion_version}" if self.champion_version else "no champion"
         verdict = "promoted to champion" if self.decision.promote else "not promoted"
-        return (f"model {self.name} v{self.version} (run {self.run_id}) is the challenger, "
+        line = (f"model {self.name} v{self.version} (run {self.run_id}) is the challenger, "
                 f"{verdict} ({before}): {self.decision.reason}")
+        if not self.decision.promote and self.champion_version not in (None, self.version):
+            line += f"; to make it the champion: {promote_command(self.name, self.version)}"
+        return line
+
+
+def promote_command(name: str, version: str) -> str:
+    """The command that makes version `version` of the registered model `name` the champion."""
+    return f"rnnflow promote --model {shlex.quote(name)} --version {version}"
+
+
+def _different_reviews(ids_a: np.ndarray, ids_b: np.ndarray, figure: str, a: float,
+                       b: float) -> str:
+    shared = len(np.intersect1d(ids_a, ids_b))
+    return (f"not scored on the same test reviews as the champion ({figure} {a:.4f} on "
+            f"{len(ids_a):,} reviews, the champion's {b:.4f} on {len(ids_b):,}; {shared:,} "
+            "review ids shared): not compared, champion kept")
 
 
 def _right(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,8 +131,8 @@ def _decide_macro_f1(challenger, champion, min_delta, resamples=2000, seed=0) ->
     f1_b = macro_f1(labels_b, pred_b)
     if len(ids_a) != len(ids_b) or not (np.array_equal(ids_a, ids_b)
                                         and np.array_equal(labels, labels_b)):
-        return Decision(False, "not scored on the same test reviews as the champion: not "
-                        "compared, champion kept", f1_a, f1_b, f1_a - f1_b)
+        return Decision(False, _different_reviews(ids_a, ids_b, "test macro F1", f1_a, f1_b),
+                        f1_a, f1_b, f1_a - f1_b)
     rng = np.random.default_rng(seed)
     draws = np.empty(resamples)
     for i in range(resamples):
@@ -144,8 +167,8 @@ def decide(challenger: pd.DataFrame, champion: pd.DataFrame | None,
     acc_b = float(right_b.mean())
     if len(ids_a) != len(ids_b) or not (np.array_equal(ids_a, ids_b)
                                         and np.array_equal(labels_a, labels_b)):
-        return Decision(False, "not scored on the same test reviews as the champion: not "
-                        "compared, champion kept", acc_a, acc_b, acc_a - acc_b)
+        return Decision(False, _different_reviews(ids_a, ids_b, "test accuracy", acc_a, acc_b),
+                        acc_a, acc_b, acc_a - acc_b)
     diff = paired_bootstrap(right_a.astype(float), right_b.astype(float), level=LEVEL)
     p = mcnemar_exact(right_a, right_b)
     figures = dict(challenger_accuracy=acc_a, champion_accuracy=acc_b, delta=diff.delta,

@@ -6,6 +6,8 @@ every other run is compared with it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -72,29 +74,75 @@ def _labels(records) -> list[str]:
     return [f"{r.name} ({r.run_id[:8]})" for r in records]
 
 
+# Each run its own marker (colours repeat after ten runs, and some readers do not tell them
+# apart); train solid, val dashed.
+MARKERS = "osD^vP<>Xp"
+CURVES = ("loss", "accuracy")
+
+
+def identical_to(records) -> dict[int, int]:
+    """For each run whose learning curves equal an earlier run's (a reused run, the same
+    settings and seed), the index of the first such run: drawn over it, it would hide it."""
+    same: dict[int, int] = {}
+    for i, record in enumerate(records):
+        curves = {k: v for k, v in record.history.items()
+                  if k.removeprefix("val_") in CURVES and v}
+        for j in range(i):
+            if j not in same and curves and curves == {
+                    k: v for k, v in records[j].history.items()
+                    if k.removeprefix("val_") in CURVES and v}:
+                same[i] = j
+                break
+    return same
+
+
 def plot_curves(records):
-    """Loss and accuracy per epoch, every run overlaid (train solid, val dashed)."""
+    """Loss and accuracy per epoch, every run overlaid (train solid, val dashed, each run its
+    own colour and marker). The legend sits below the plots, where it covers no curve; a run
+    identical to an earlier one is drawn with hollow, larger markers and named so."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    labels = _labels(records)
+    same = identical_to(records)
+    columns = min(3, len(records) + 1)
+    rows = -(-(len(records) + 2) // columns)  # the runs and the two line styles
+    legend_height = 0.3 * rows + 0.2
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4 + legend_height))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (record, label) in enumerate(zip(records, _labels(records), strict=True)):
-        color = colors[i % len(colors)]
-        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-            for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+    handles = []
+    for i, (record, label) in enumerate(zip(records, labels, strict=True)):
+        color, marker = colors[i % len(colors)], MARKERS[i % len(MARKERS)]
+        hollow = dict(markerfacecolor="none", markersize=8) if i in same else {"markersize": 4}
+        for ax, metric in zip(axes, CURVES, strict=True):
+            for key, line in ((metric, "-"), (f"val_{metric}", "--")):
                 values = record.history.get(key)
                 if values:
-                    ax.plot(range(1, len(values) + 1), values, style, color=color, markersize=3,
-                            label=f"{label} {key}")
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+                    ax.plot(range(1, len(values) + 1), values, linestyle=line, marker=marker,
+                            color=color, label=f"{label} {key}", **hollow)
+        note = f" (identical to {labels[same[i]]})" if i in same else ""
+        handles.append(Line2D([], [], color=color, marker=marker, label=label + note, **hollow))
+    handles += [Line2D([], [], color="grey", linestyle="-", label="train"),
+                Line2D([], [], color="grey", linestyle="--", label="val")]
+    for ax, metric in zip(axes, CURVES, strict=True):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    height = fig.get_figheight()
+    fig.legend(handles=handles, loc="lower center", ncol=columns, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, legend_height / height, 1, 1))
     return fig
+
+
+def curves_path(records, root: Path) -> Path:
+    """Where `rnnflow compare` writes the curves unless told: compare/ under `root` (the
+    project's data folder, which git ignores), named after the runs, so comparing the same
+    runs again overwrites the same file."""
+    ids = [r.run_id[:8] for r in records]
+    name = "_".join(ids[:4]) + (f"_and_{len(ids) - 4}_more" if len(ids) > 4 else "")
+    return root / "compare" / f"{name}.png"
 
 
 def render(records) -> str:

@@ -192,8 +192,9 @@ class Explanation:
     output: float  # f(x), the network's output on the padded input
     baseline: float  # f(empty review)
     attributions: list[float] = field(default_factory=list)  # per token; 0 where not seen
-    # With k > 2 classes: the name of the class attributed (f is its probability), and the
-    # one predicted ("no opinion" with no known token).
+    # The name of the class attributed (f is its probability: class 1's, `pos` for sentiment,
+    # with two classes), and the one predicted ("no evidence" with two classes, "no opinion"
+    # with k, where the text has no known token). None only where made by hand without them.
     class_name: str | None = None
     predicted: str | None = None
 
@@ -220,12 +221,17 @@ def explain(text_model, texts: list[str], steps: int = IG_STEPS,
         return _explain_classes(text_model, texts, paths, x, steps, target)
     scored = text_model.predict(texts)
     ig = integrated_gradients(text_model.model, x, steps)
+    # A two-class network outputs the probability of class 1; a text model made without
+    # class names (by hand, or logged before they were kept) is sentiment, neg/pos.
+    names = getattr(text_model, "class_names", None) or ["neg", "pos"]
     result = []
     for i, (text, path) in enumerate(zip(texts, paths, strict=True)):
         attr = [float(ig.values[i, c]) if c >= 0 else 0.0 for c in path.column]
-        result.append(Explanation(text, path, float(scored.probability[i]),
-                                  int(scored.label[i]), float(ig.output[i]),
-                                  float(ig.baseline[i]), attr))
+        label = int(scored.label[i])
+        result.append(Explanation(text, path, float(scored.probability[i]), label,
+                                  float(ig.output[i]), float(ig.baseline[i]), attr,
+                                  class_name=names[1],
+                                  predicted=names[label] if label >= 0 else "no evidence"))
     return result
 
 

@@ -26,6 +26,17 @@ class Findings:
     classes: list[str] | None = None
     per_class: dict[str, pd.DataFrame] = field(default_factory=dict)
     confused: pd.DataFrame | None = None
+    # The name of every label (label i is names[i]): the k classes, or the two of a binary
+    # model (neg/pos for sentiment; class 1 is the one whose probability the model outputs).
+    names: list[str] = field(default_factory=lambda: ["neg", "pos"])
+    # Why a part of the report is missing, in words: `sentences` and `checks` where the
+    # built-in ones were skipped.
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sentiment(self) -> bool:
+        """Binary sentiment, neg/pos: the labels the built-in sentences and checks are for."""
+        return self.classes is None and list(self.names) == ["neg", "pos"]
 
     @property
     def finals(self) -> dict[str, float]:

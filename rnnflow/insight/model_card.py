@@ -32,11 +32,15 @@ def model_card(findings: Findings) -> str:
         else f"{cell}({p['model.num_neurons']})")
     out = "every time step, flattened" if p["model.return_sequences"] else "its last state"
     sizes = ", ".join(f"{split} {n:,}" for split, n in findings.split_sizes.items())
+    neg, pos = findings.names[:2]
+    imdb = p["dataset.source"] == "aclimdb"
     lines = [
         f"# Model card: {p['name']}",
         "",
-        "Binary sentiment (positive / negative) of English movie reviews: a recurrent network "
-        "over word2vec vectors, after *Natural Language Processing in Action* (ch. 8).",
+        (f"Binary sentiment ({neg} / {pos}) of English movie reviews"
+         if imdb and findings.sentiment else f"Two classes ({neg} / {pos})")
+        + ": a recurrent network over word2vec vectors, after *Natural Language Processing "
+        "in Action* (ch. 8).",
         "",
         "## Data",
         f"- Source: `{p['dataset.source']}` from `{p['dataset.url']}`"
@@ -46,7 +50,9 @@ def model_card(findings: Findings) -> str:
         f"- Split: the official train/test split; the last {p['dataset.validation_split']:.0%} "
         f"of the seed-shuffled train split (seed {p['dataset.seed']}) is `val`, used for "
         "model selection; `test` is read once per run",
-        "- Labels: 1 positive, 0 negative (aclImdb: rating >= 7 positive, <= 4 negative)",
+        (f"- Labels: 1 {pos}, 0 {neg} (aclImdb: rating >= 7 {pos}, <= 4 {neg})" if imdb else
+         f"- Labels: 0 {neg}, 1 {pos} (column `{p.get('dataset.label_column', 'label')}`); "
+         f"the model outputs the probability of {pos}"),
         "",
         "## Preprocessing",
         f"- Tokenizer: NLTK `{p['tokenize.tokenizer']}`, lowercase {p['tokenize.lowercase']}, "
@@ -106,17 +112,21 @@ def model_card(findings: Findings) -> str:
     if checks:
         lines += ["", "Behavioural checks (pass rate): "
                   + ", ".join(f"{k.removeprefix('checks_')} {v}" for k, v in checks)
-                  + " (mft: plain sentences; inv: names and titles changed; dir: "
-                  "negation must lower the score)"]
+                  + " (mft: plain texts get their label; inv: names and titles changed; dir: "
+                  "a variant moves the score the stated way)"]
     lines += ["", "## Known failure patterns"]
-    lines += _failure_patterns(finals, findings.mistakes, findings.failures)
+    lines += _failure_patterns(finals, findings.mistakes, findings.failures, findings.names)
     lines += [
         "",
         "## Limitations",
-        "- English movie reviews only: other domains (products, tweets), other languages and "
-        "other registers are out of scope.",
-        "- Two labels: no neutral class, no strength of opinion; mixed reviews are forced to "
-        "one side. A text with no known word is reported as `label -1` (no evidence).",
+        ("- English movie reviews only: other domains (products, tweets), other languages and "
+         "other registers are out of scope." if imdb else
+         f"- Texts like those of `{p['dataset.url']}` only: other domains, languages and "
+         "registers are out of scope."),
+        ("- Two labels: no neutral class, no strength of opinion; mixed reviews are forced to "
+         "one side." if findings.sentiment else
+         f"- Two labels: every text is given {neg} or {pos}, none is left out.")
+        + " A text with no known word is reported as `label -1` (no evidence).",
         "- Words missing from the vector table are invisible to the model, and everything past "
         f"maxlen {p['pad.maxlen']} tokens is cut without warning.",
         "- The model learns what separates the training reviews, including names, titles and "
@@ -127,12 +137,10 @@ def model_card(findings: Findings) -> str:
     if findings.classes is not None:
         k = len(findings.classes)
         names = ", ".join(findings.classes)
-        swap = {"Binary sentiment (positive / negative) of English movie reviews: a recurrent "
-                "network over word2vec vectors, after *Natural Language Processing in Action* "
-                "(ch. 8).": f"{k} classes ({names}): a recurrent network over word vectors, "
+        swap = {lines[2]: f"{k} classes ({names}): a recurrent network over word vectors, "
                 "after *Natural Language Processing in Action* (ch. 8).",
-                "- Labels: 1 positive, 0 negative (aclImdb: rating >= 7 positive, <= 4 "
-                "negative)": f"- Labels: {k} classes, sorted: {names}"}
+                next(line for line in lines if line.startswith("- Labels:")):
+                f"- Labels: {k} classes, sorted: {names}"}
         lines = [swap.get(line, line).replace("Dense(1, sigmoid)", f"Dense({k}, softmax)")
                  for line in lines]
         lines = [line for line in lines if not line.startswith("- Two labels:")]
@@ -140,7 +148,7 @@ def model_card(findings: Findings) -> str:
 
 
 def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
-                      failures: pd.DataFrame) -> list[str]:
+                      failures: pd.DataFrame, names: list[str]) -> list[str]:
     lines = []
     if mistakes.empty:
         lines.append("- No wrong test predictions were listed.")
@@ -150,9 +158,10 @@ def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
             lines.append(f"- {len(mistakes)} confident test mistakes are listed "
                          "(confident_mistakes.csv).")
         else:
-                lines.append(f"- Of the {len(mistakes)} most confident test mistakes, {wrong_pos} "
-                         f"are negative reviews called positive and {len(mistakes) - wrong_pos} "
-                         "positive reviews called negative.")
+            neg, pos = names[:2]
+            lines.append(f"- Of the {len(mistakes)} most confident test mistakes, {wrong_pos} "
+                         f"are {neg} texts called {pos} and {len(mistakes) - wrong_pos} "
+                         f"{pos} texts called {neg}.")
         if "truncated_tokens" in mistakes:
             cut = int((mistakes.truncated_tokens > 0).sum())
             share = finals.get("mistakes_lost_sentiment_share", float("nan"))
@@ -162,7 +171,8 @@ def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,
             lines.append(f"- They average {mistakes.oov_tokens.mean():.1f} OOV tokens of "
                          f"{mistakes.tokens.mean():.0f}.")
     if not any(k.startswith("checks_") for k in finals):
-        lines.append("- No behavioural checks were run (`evaluate.checks: none`).")
+        lines.append("- No behavioural checks were run (`evaluate.checks: none`, or the "
+                     "built-in sentiment checks do not fit these labels).")
     elif failures.empty:
         lines.append("- Every behavioural check passed.")
     for kind, group in failures.groupby("kind", sort=False) if not failures.empty else []:

@@ -15,8 +15,6 @@ import pandas as pd
 from rnnflow.insight.explain import OOV, SEEN, TRUNCATED, Explanation
 from rnnflow.insight.findings import Findings
 
-LABELS = {1: "positive", 0: "negative", -1: "no evidence"}
-
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;
  margin:0;background:#f6f8fa}
@@ -60,8 +58,9 @@ def _background(attr: float, scale: float) -> str:
 
 
 def tokens_html(explanation: Explanation) -> str:
-    """The text's tokens in order: seen ones coloured by attribution (green positive, red
-    negative, stronger = more), OOV and truncated ones struck through, the padding a chip."""
+    """The text's tokens in order: seen ones coloured by attribution (green: towards the
+    attributed class, red: away from it, stronger = more), OOV and truncated ones struck
+    through, the padding a chip."""
     path, scale = explanation.path, _scale(explanation)
     parts = []
     for token, status, attr in zip(path.tokens, path.status, explanation.attributions,
@@ -81,10 +80,10 @@ def tokens_html(explanation: Explanation) -> str:
 
 
 def _label(explanation: Explanation) -> str:
-    """The label an explanation shows: sentiment, or the attributed class (and the predicted
-    one, where they differ)."""
-    if explanation.class_name is None:
-        return LABELS[explanation.label]
+    """The label an explanation shows beside its probability: the attributed class, whose
+    probability it is, and the predicted one where they differ (`pos (predicted neg)`)."""
+    if explanation.class_name is None:  # made by hand without names: sentiment
+        return {1: "pos", 0: "neg"}.get(explanation.label, "no evidence")
     if explanation.predicted in (None, explanation.class_name):
         return explanation.class_name
     return f"{explanation.class_name} (predicted {explanation.predicted})"
@@ -102,8 +101,10 @@ def summary_line(explanation: Explanation) -> str:
 
 
 def explanation_html(explanation: Explanation, heading: str = "") -> str:
-    css = ("" if explanation.class_name is not None else "pos" if explanation.label == 1
-           else "neg" if explanation.label == 0 else "")
+    # Green where the attributed class is the prediction, red where it is not; no colour
+    # where there was no evidence.
+    css = ("" if explanation.label < 0 else "pos" if _label(explanation) in (
+        explanation.class_name, "pos") else "neg")
     p = explanation.path
     meta = (f'<b class="{css}">{explanation.probability:.3f} '
             f'{html.escape(_label(explanation))}</b> &middot; {p.seen} of {len(p.tokens)} '
@@ -115,13 +116,27 @@ def explanation_html(explanation: Explanation, heading: str = "") -> str:
     return f'<div class="text">{head}<div class="meta">{meta}</div>{tokens_html(explanation)}</div>'
 
 
-LEGEND = ('<p class="legend"><span class="key" style="background:rgba(26,127,55,.6)">'
-          'positive</span><span class="key" style="background:rgba(207,34,46,.6)">'
-          'negative</span><span class="key struck">out of vocabulary</span>'
-          '<span class="key struck" style="background:#eaeef2">truncated</span>'
-          '<span class="pad">n &times; pad</span> '
-          'Colour: integrated-gradients attribution to the probability of positive, relative '
-          'to the text\'s largest; hover a token for its value.</p>')
+def attributed(explanations: list[Explanation]) -> str:
+    """Whose probability the explanations attribute, in words: one class by name, or each
+    text's own class where they differ (a k-class model explains each text's prediction)."""
+    names = list(dict.fromkeys(e.class_name or "pos" for e in explanations))
+    if len(names) == 1:
+        return f"the probability of &lsquo;{html.escape(names[0])}&rsquo;"
+    return "the probability of each text&rsquo;s class, named beside its score"
+
+
+def legend(explanations: list[Explanation]) -> str:
+    """The colour key of a page of explanations, naming the class attributed."""
+    names = list(dict.fromkeys(e.class_name or "pos" for e in explanations))
+    towards = (f"towards &lsquo;{html.escape(names[0])}&rsquo;" if len(names) == 1
+               else "towards the text&rsquo;s class")
+    return ('<p class="legend"><span class="key" style="background:rgba(26,127,55,.6)">'
+            f'{towards}</span><span class="key" style="background:rgba(207,34,46,.6)">'
+            'away from it</span><span class="key struck">out of vocabulary</span>'
+            '<span class="key struck" style="background:#eaeef2">truncated</span>'
+            '<span class="pad">n &times; pad</span> '
+            f'Colour: integrated-gradients attribution to {attributed(explanations)}, '
+            'relative to the text\'s largest; hover a token for its value.</p>')
 
 
 def page(title: str, body: str, subtitle: str = "") -> str:
@@ -134,8 +149,8 @@ def page(title: str, body: str, subtitle: str = "") -> str:
 
 def explain_page(explanations: list[Explanation], title: str, subtitle: str = "") -> str:
     """The page `rnnflow explain --html` writes."""
-    body = LEGEND + "".join(explanation_html(e, f"text {i + 1}")
-                            for i, e in enumerate(explanations))
+    body = legend(explanations) + "".join(explanation_html(e, f"text {i + 1}")
+                                          for i, e in enumerate(explanations))
     return page(title, body, subtitle)
 
 
@@ -214,7 +229,9 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
             body += [f"<h3>{split}</h3>", frame_html(table)]
         if findings.confused is not None and len(findings.confused):
             body += ["<h3>Most confused pairs (test)</h3>", frame_html(findings.confused)]
-    body += ["<h2>Example sentences</h2>", LEGEND]
+    notes = {part: f"<p><i>{html.escape(note)}</i></p>" for part, note in findings.notes.items()}
+    body += ["<h2>Example sentences</h2>",
+             legend(findings.sentences) if findings.sentences else notes.get("sentences", "")]
     body += [explanation_html(e, f"sentence {i + 1}") for i, e in enumerate(findings.sentences)]
     body += ["<h2>Confident mistakes</h2>"]
     mistakes = findings.mistakes
@@ -228,17 +245,17 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
     for i, (row, e) in enumerate(zip(mistakes.itertuples(index=False),
                                      findings.mistake_explanations,
                                      strict=True)):
-        truth = (LABELS[int(row.label)] if findings.classes is None
-                 else f"{findings.classes[int(row.label)]}, predicted "
-                      f"{findings.classes[int(row.predicted)]}")
+        names = findings.classes or findings.names
+        wrong = int(row.predicted) if "predicted" in mistakes else 1 - int(row.label)
+        truth = f"{names[int(row.label)]}, predicted {names[wrong]}"
         lost = f"; lost: <b>{html.escape(row.lost_words)}</b>" if row.lost_words else ""
         body.append(f'<h3>{i + 1}. {html.escape(str(row.id))} (truly {truth})</h3>'
                     f'<div class="meta">strongest words: {html.escape(row.strongest_words)}'
                     f"{lost}</div>{explanation_html(e)}")
     body += ["<h2>Behavioural checks</h2>",
-             "<p>mft: plainly positive or negative sentences; inv: a name or title changed must "
-             "not flip the label; dir: &ldquo;not&rdquo; before a positive adjective must lower "
-             "the score. Measurements, not gates.</p>",
+             "<p>mft: a plain text must get its label; inv: a name or title changed must not "
+             "flip the label; dir: a variant (the built-in ones add &ldquo;not&rdquo;) must move "
+             "the score the stated way. Measurements, not gates.</p>" + notes.get("checks", ""),
              _table(((k, finals[k]) for k in ("checks_mft", "checks_inv", "checks_dir")
                      if k in finals), ("kind", "pass rate")),
              "<h3>Failures</h3>", frame_html(findings.failures)]

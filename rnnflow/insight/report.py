@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rnnflow.config import Point
+from rnnflow.config import MOVIE_SENTENCES, Point
 from rnnflow.data.reviews import texts_by_id
 from rnnflow.insight import explain as ex
 from rnnflow.insight import plots
@@ -89,19 +89,13 @@ def summarize(run: FinishedRun) -> RunReport:
             "roc_pr_curves.png": plots.plot_roc_pr(evaluation.predictions),
         }
     test = run.evaluation.predictions["test"]
-    sentences = run.point.evaluate.sentences
     mistakes = confident_mistakes(test, run.reviews_parquet, run.point.evaluate.mistakes)
     mistakes, mistake_explanations = trace_mistakes(run.text_model, mistakes,
                                                     run.reviews_parquet)
     insight: dict[str, float] = {}
     if len(mistakes):
         insight["mistakes_lost_sentiment_share"] = float(mistakes.lost_sentiment.mean())
-    cases = load_cases(run.point.evaluate.checks)
-    if cases and run.classes is not None and run.point.evaluate.checks == "default":
-        log.info("behavioural checks skipped: the built-in checks are sentiment checks (labels "
-                 "0/1), and this run's classes are %s; evaluate.checks may give cases that "
-                 "name them", ", ".join(run.classes))
-        cases = []
+    sentences, cases, notes = built_in_examples(run)
     check_metrics, failures = run_checks(run.text_model, cases, run.classes)
     insight.update(check_metrics)
     # The series' final values where the model is not the last epoch's (early stopping).
@@ -114,6 +108,7 @@ def summarize(run: FinishedRun) -> RunReport:
         split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
         mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,
         sentences=ex.explain(run.text_model, sentences) if sentences else [],
+        names=run.text_model.class_names, notes=notes,
         **(dict(classes=evaluation.classes, per_class=evaluation.per_class or {},
                 confused=most_confused(evaluation.confusion["test"], evaluation.classes))
            if evaluation.multiclass else {}))
@@ -122,10 +117,11 @@ def summarize(run: FinishedRun) -> RunReport:
     frames = {
         "test_predictions.parquet": test,
         "confident_mistakes.csv": mistakes,
-        "examples.csv": pd.concat([pd.DataFrame({"text": sentences}),
-                                   run.text_model.predict(sentences)], axis=1),
         "checks_failures.csv": failures,
     }
+    if sentences:  # none where the built-in ones were skipped (or none were given)
+        frames["examples.csv"] = pd.concat([pd.DataFrame({"text": sentences}),
+                                            run.text_model.predict(sentences)], axis=1)
     if evaluation.multiclass:
         frames["per_class.csv"] = pd.concat(
             [table.assign(split=split)[["split", *table.columns]]
@@ -134,6 +130,46 @@ def summarize(run: FinishedRun) -> RunReport:
                      {"report.html": report_page(findings, images),
                       "model_card.md": model_card(findings)},
                      restored, run.fit.epochs_done + 1 if restored else None)
+
+
+def built_in_sentences_fit(point: Point, classes: list[str] | None) -> bool:
+    """Whether the built-in example sentences (English movie reviews, two each way) say
+    something about this run's model: its labels are the sentiment pair (`classes` None: neg/pos,
+    which 0/1, true/false and positive/negative labels of a table also become), or it reads the
+    aclImdb reviews (star ratings as classes among them). Other labels (topics, emotions,
+    another language) would get English movie-review sentences scored for nothing."""
+    return classes is None or point.dataset.source == "aclimdb"
+
+
+def built_in_examples(run: FinishedRun) -> tuple[list[str], list[dict[str, Any]], dict[str, str]]:
+    """The example sentences and behavioural-check cases the run scores, and why a built-in
+    set was skipped (`sentences`, `checks`). What the params file gives is always scored; the
+    built-in sentences only where they fit (`built_in_sentences_fit`), the built-in checks
+    (sentiment cases, labels 0/1 and "not" lowering the score) only for neg/pos labels. A skip
+    is logged once, with how to give one's own."""
+    evaluate = run.point.evaluate
+    sentences = list(evaluate.sentences)
+    cases = load_cases(evaluate.checks)
+    skipped = []
+    if sentences == list(MOVIE_SENTENCES) and not built_in_sentences_fit(run.point, run.classes):
+        sentences, skipped = [], ["sentences"]
+    if cases and run.classes is not None and evaluate.checks == "default":
+        cases, skipped = [], [*skipped, "checks"]
+    if not skipped:
+        return sentences, cases, {}
+    classes = ", ".join(run.classes or [])
+    how = {"sentences": "evaluate.sentences: [\"a text of your own\", ...] (scored into "
+                        "examples.csv and report.html)",
+           "checks": "evaluate.checks: a YAML file or a list of mft/inv/dir cases whose "
+                     "labels name your classes (the built-in set, "
+                     "rnnflow/insight/checks.yaml, shows the form)"}
+    what = {"sentences": "the built-in example sentences (English movie reviews)",
+            "checks": "the built-in behavioural checks (neg/pos sentiment cases)"}
+    reason = (f"{' and '.join(what[k] for k in skipped)} skipped: they are written for "
+              f"sentiment of movie reviews, and this run's classes are {classes}; give your "
+              f"own in the params file: {'; '.join(how[k] for k in skipped)}")
+    log.info("%s", reason)
+    return sentences, cases, dict.fromkeys(skipped, reason)
 
 
 def most_confused(confusion, classes: list[str], n: int = 5) -> pd.DataFrame:

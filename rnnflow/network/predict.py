@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from rnnflow.config import PadConfig, TokenizeConfig
 from rnnflow.data.pad import Sequences, pad_ids
+from rnnflow.data.reviews import SENTIMENT
 from rnnflow.data.tokens import make_tokenizer
 from rnnflow.network import buckets
 
@@ -47,10 +48,19 @@ class TextModel:
     # More than two classes: their names (label i is classes[i]) and a softmax network; None
     # for the sigmoid network of two classes.
     classes: list[str] | None = None
+    # Two classes: the names of label 0 and label 1 where they are not the sentiment pair
+    # neg/pos (a model logged without them is sentiment); None otherwise.
+    binary_names: list[str] | None = None
 
     def __post_init__(self) -> None:
         self._rows = {token: i + 1 for i, token in enumerate(self.vocab)}
         self._tokenizer = make_tokenizer(self.tokenize)
+
+    @property
+    def class_names(self) -> list[str]:
+        """The name of every label, label i is class_names[i]: the k classes, or the two of a
+        sigmoid network (class 1 is the one whose probability it outputs)."""
+        return list(self.classes or self.binary_names or SENTIMENT)
 
     def _lists(self, texts: list[str]) -> list[list[int]]:
         return [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
@@ -82,7 +92,8 @@ class TextModel:
         return prob, known
 
     def predict(self, texts: list[str]) -> pd.DataFrame:
-        """One row per text: probability (of positive), label (1, 0, or -1 with no evidence),
+        """One row per text: probability (of class 1: `class_names[1]`, `pos` for sentiment),
+        label (1, 0, or -1 with no evidence),
         known_tokens (tokens found in the vocabulary). With k > 2 classes: label (the class
         name, "no opinion" with no evidence), probability (of that class), known_tokens and
         prob_<class> for every class."""
@@ -139,6 +150,8 @@ def save_text_model(text_model: TextModel, folder: Path) -> dict[str, Path]:
     config = {"tokenize": text_model.tokenize.model_dump(), "pad": text_model.pad.model_dump()}
     if text_model.classes is not None:
         config["classes"] = text_model.classes
+    if text_model.binary_names is not None:
+        config["binary_names"] = text_model.binary_names
     files["config"].write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
     return files
 
@@ -151,7 +164,7 @@ def load_text_model(files: dict[str, str]) -> TextModel:
     vocab = json.loads(Path(files["vocab"]).read_text(encoding="utf-8"))
     return TextModel(load_model(files["keras_model"]), vocab,
                      TokenizeConfig(**cfg["tokenize"]), PadConfig(**cfg["pad"]),
-                     classes=cfg.get("classes"))
+                     classes=cfg.get("classes"), binary_names=cfg.get("binary_names"))
 
 
 def import_for_prediction() -> None:

@@ -22,8 +22,10 @@ from rnnflow.tracking.models import (
 )
 from rnnflow.tracking.registry import (
     Version,
+    champion_of,
     load_registered_model,
     model_uri,
+    promote,
     record_decision,
     register_version,
 )
@@ -65,12 +67,13 @@ from rnnflow.tracking.store import (
 
 __all__ = [
     "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext", "RunRecord",
-    "TrackingError", "Version", "active_run_id", "find_finished", "find_resume", "git_commit",
+    "TrackingError", "Version", "active_run_id", "champion_of", "find_finished", "find_resume",
+    "git_commit",
     "group_run", "kill_stale_runs", "load_registered_model", "load_runs", "load_test_predictions",
     "load_text_model", "load_text_model_object", "local_model_dir", "log_checkpoint",
     "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs", "log_keras_model",
     "log_labels", "log_metrics", "log_params", "log_report", "log_search", "log_text_model",
-    "model_uri",
+    "model_uri", "promote",
     "record_decision", "register_version", "resolve_run", "set_tags", "start_run",
     "tracking_uri", "use_experiment", "use_tracking_uri",
 ]

@@ -65,8 +65,7 @@ def register_version(run_id: str, name: str) -> tuple[Version, Version | None]:
             except MlflowException:  # created meanwhile by another flow
                 pass
         found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-        version = found[0] if found else mlflow.register_model(
-            _text_model_uri(client, run_id), name, tags={"rnnflow_run_id": run_id})
+        version = found[0] if found else _create_version(client, run_id, name)
         try:
             champion = client.get_model_version_by_alias(name, CHAMPION)
         except MlflowException:
@@ -87,13 +86,71 @@ def record_decision(version: Version, tags: dict[str, str], promote: bool) -> No
             client.set_registered_model_alias(version.name, CHAMPION, version.version)
 
 
-def _text_model_uri(client: MlflowClient, run_id: str) -> str:
-    """The run's text model as a logged model (models:/m-...), else by its run path."""
+def champion_of(name: str) -> Version | None:
+    """The version of `name` that is `champion` now, if any."""
+    with _registry_errors():
+        try:
+            found = _client().get_model_version_by_alias(name, CHAMPION)
+        except MlflowException:
+            return None
+    return Version(name, str(found.version), found.run_id)
+
+
+def promote(name: str, *, version: str | None = None,
+            run_id: str | None = None) -> tuple[Version, Version | None]:
+    """Make a version of `name` the `champion` by hand, whatever the gate decided: `version`,
+    or `run_id`'s text model (registered as a new version first if it is not one). Returns
+    the new champion and the version it replaced (None: there was none; the same version:
+    nothing changed). The version's decision tags say it was promoted by hand."""
+    with _registry_errors():
+        client = _client()
+        if run_id is not None:
+            target, before = register_version(run_id, name)
+        else:
+            try:
+                found = client.get_model_version(name, version)
+            except MlflowException:
+                raise TrackingError(f"--version {version}: not a version of model {name!r} in "
+                                    f"{tracking_uri()} ({_versions_of(client, name)})") from None
+            target, before = Version(name, str(found.version), found.run_id), champion_of(name)
+        if before is not None and before.version == target.version:
+            return target, before
+        tags = {"promoted": "true", "decision_reason": "promoted by hand (rnnflow promote)",
+                "champion_version_before": before.version if before else ""}
+        for key, value in tags.items():
+            client.set_model_version_tag(name, target.version, key, value)
+        client.set_registered_model_alias(name, CHAMPION, target.version)
+    return target, before
+
+
+def _versions_of(client: MlflowClient, name: str) -> str:
+    """What a user may choose from instead: the model's versions, or that it has none."""
+    found = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    if not found:
+        return "no such registered model; a run registers its winner under registry.model_name"
+    return "its versions: " + ", ".join(str(v) for v in found)
+
+
+def _create_version(client: MlflowClient, run_id: str, name: str):
+    """A new version of `name` (which exists) from the run's text model.
+
+    Not `mlflow.register_model`: it tries to create the registered model again and prints
+    "Registered model 'NAME' already exists" to stderr on every run, a line that reads like a
+    problem. The logged model (models:/m-...) is linked by its id, as register_model links
+    it; a run logged before MLflow 3's logged models has its model at its run path."""
     run = client.get_run(run_id)
     found = client.search_logged_models(
         [run.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}' AND name = '{TEXT_MODEL}'", max_results=1)
-    return found[0].model_uri if found else f"runs:/{run_id}/{TEXT_MODEL}"
+    tags = {"rnnflow_run_id": run_id}
+    if found:
+        return client.create_model_version(name, found[0].model_uri, run_id, tags=tags,
+                                           model_id=found[0].model_id)
+    if not client.list_artifacts(run_id, TEXT_MODEL):
+        raise TrackingError(f"run {run_id} has no text model to register (a grid's parent run or "
+                            "a repeats group? name one of its training runs)")
+    source = f"{run.info.artifact_uri.rstrip('/')}/{TEXT_MODEL}"
+    return client.create_model_version(name, source, run_id, tags=tags)
 
 
 def model_uri(ref: str) -> str:

@@ -2,6 +2,7 @@
 
 
 import logging
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -195,3 +196,68 @@ def test_prefects_copies_of_a_user_error_are_dropped_and_others_kept():
                                    DownloadError("could not download x")))
     other = record("Task run failed with exception: KeyError('x')", KeyError("x"))
     assert quiet.filter(other) and other.exc_info is None  # kept, without its traceback
+
+
+def test_a_grid_s_closing_lines_name_their_point(monkeypatch):
+    rows = [{"run_id": "r1", "point": "num_neurons=2 maxlen=20", "val_accuracy": 0.5,
+             "test_accuracy": 0.6},
+            {"run_id": "r2", "point": "num_neurons=4 maxlen=20", "reused": True,
+             "val_accuracy": 0.7, "test_accuracy": 0.8},
+            {"run_id": "r3", "val_accuracy": 0.1, "test_accuracy": 0.2}]  # a single point
+    monkeypatch.setattr(flows.train_rnn, "train_rnn", lambda *a, **k: rows)
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    result = CliRunner().invoke(app, ["run", QUICK])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "run r1 [num_neurons=2 maxlen=20]: val_accuracy=0.5000 test_accuracy=0.6000",
+        "run r2 [num_neurons=4 maxlen=20] (reused): val_accuracy=0.7000 test_accuracy=0.8000",
+        "run r3: val_accuracy=0.1000 test_accuracy=0.2000"]
+
+
+@pytest.mark.parametrize("args", [[], ["--run", "latest", "--version", "2"],
+                                  ["--version", "2", "--experiment", "e"]])
+def test_promote_needs_a_run_or_a_version(monkeypatch, args):
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    result = CliRunner().invoke(app, ["promote", "--model", "m", *args])
+    assert result.exit_code == 2 and "error:" in result.output
+
+
+def test_promote_prints_what_it_replaced(project, monkeypatch):
+    from rnnflow import tracking
+
+    monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
+    old = tracking.Version("m", "1", "run-one")
+    monkeypatch.setattr(tracking, "resolve_run", lambda run, experiment: "run-two")
+    monkeypatch.setattr(tracking, "promote", lambda name, version, run_id: (
+        tracking.Version(name, "2", run_id), old))
+    result = CliRunner().invoke(app, ["promote", "--model", "m", "--run", "best"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (
+        "model m: champion is now v2 (run run-two), replacing v1 (run run-one); to undo: "
+        "rnnflow promote --model m --version 1")
+
+
+def test_held_back_stderr_drops_tensorflow_s_loading_notes():
+    from rnnflow.cli import _without_tf_notes
+
+    held = (b"WARNING: All log messages before absl::InitializeLog() is called are written to "
+            b"STDERR\nI0000 port.cc:153] oneDNN custom operations are on. You may see...\n"
+            b"Traceback (most recent call last):\nValueError: bad\n")
+    assert _without_tf_notes(held) == b"Traceback (most recent call last):\nValueError: bad\n"
+
+
+def test_library_notes_are_silenced_unless_the_user_chose(monkeypatch):
+    from rnnflow.cli import _environment_defaults
+
+    # Set, then unset: the undo then removes what the call below sets.
+    monkeypatch.setenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "warn")
+    monkeypatch.delenv("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW")
+    monkeypatch.setenv("MLFLOW_LOGGING_LEVEL", "DEBUG")
+    for name in ("TF_CPP_MIN_LOG_LEVEL", "PREFECT_LOGGING_EXTRA_LOGGERS",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
+    _environment_defaults()
+    # rnnflow's loggers go to the Prefect API: outside a flow run (serve) that is no warning.
+    assert os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] == "ignore"
+    assert os.environ["MLFLOW_LOGGING_LEVEL"] == "DEBUG"  # the user's own choice stays

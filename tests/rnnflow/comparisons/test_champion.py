@@ -76,3 +76,17 @@ def test_macro_f1_gate_on_k_classes():
     held = decide(_class_preds(labels, challenger), _class_preds(labels, champion),
                   min_delta=0.9, metric="macro_f1")
     assert not held.promote and "below min_delta" in held.reason
+
+
+def test_a_kept_champion_names_the_command_that_promotes_anyway():
+    from rnnflow.comparisons.champion import Registered
+
+    a = _preds([True] * 10)
+    b = _preds([True] * 6, ids=[f"x{i}" for i in range(4)] + ["r000", "r001"])
+    d = decide(a, b)
+    assert "10 reviews" in d.reason and "6" in d.reason and "2 review ids shared" in d.reason
+    kept = Registered("my model", "3", "abc", d, champion_version="1").describe()
+    assert kept.endswith("to make it the champion: rnnflow promote --model 'my model' "
+                         "--version 3")
+    first = Registered("m", "1", "abc", decide(a, None), champion_version=None).describe()
+    assert "rnnflow promote" not in first

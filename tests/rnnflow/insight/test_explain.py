@@ -461,3 +461,23 @@ def test_model_card_describes_every_input_setting(settings, fact):
     card = model_card(Findings(params=params, metrics={}, history={}, split_sizes={"test": 1},
                                mistakes=pd.DataFrame(), failures=pd.DataFrame()))
     assert fact in card
+
+
+def test_two_named_classes_are_attributed_by_name(hand_model, tmp_path):
+    """A binary model of other labels explains the probability of its class 1 by name, in the
+    terminal and in the page's legend, and keeps its names through save and load."""
+    from rnnflow.network.predict import load_text_model, save_text_model
+
+    named = TextModel(hand_model.model, hand_model.vocab, hand_model.tokenize, hand_model.pad,
+                      binary_names=["ham", "spam"])
+    files = save_text_model(named, tmp_path)
+    loaded = load_text_model({k: str(v) for k, v in files.items()})
+    assert loaded.class_names == ["ham", "spam"] and hand_model.class_names == ["neg", "pos"]
+    great, awful, unknown = explain(loaded, ["great film", "awful film", "zzz"])
+    assert (great.class_name, great.predicted) == ("spam", "spam")
+    assert (awful.class_name, awful.predicted) == ("spam", "ham")
+    assert unknown.predicted == "no evidence"
+    assert terminal(awful, color=False).startswith(f"{awful.probability:.3f} spam (predicted ham)")
+    page = explain_page([great, awful], "t")
+    assert "attribution to the probability of &lsquo;spam&rsquo;" in page
+    assert "positive" not in page

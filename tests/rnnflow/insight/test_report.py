@@ -67,3 +67,66 @@ def test_summarize_reports_metrics_figures_and_tables(model, tmp_path):
     assert examples.text.tolist() == ["good film", "zzz"]
     assert examples.known_tokens.tolist() == [2, 0] and examples.label[1] == -1
     assert report.frames["test_predictions.parquet"].id.tolist() == ["a", "b", "c", "d"]
+
+
+def _summarize_binary(model, tmp_path, point, text_model, classes=None):
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"id": ["a", "b", "c", "d"], "split": ["test"] * 4,
+                  "text": ["good", "bad film", "fine", "meh"]}).to_parquet(reviews)
+    history = {"loss": [0.7], "val_loss": [0.6], "val_accuracy": [0.5]}
+    return summarize(FinishedRun(
+        point=point, model=model, text_model=text_model,
+        fit=Fit(history=history, fit_seconds=2.0, train_samples_per_s=50.0),
+        evaluation=_evaluation(), history=history,
+        vector_stats={"oov_tokens": 5, "tokens": 20, "empty_docs": 1},
+        seconds={"train": 3.0}, preprocess_seconds=4.0, reviews_parquet=reviews,
+        classes=classes))
+
+
+def test_two_named_classes_are_spoken_of_and_the_built_in_examples_skipped(model, tmp_path,
+                                                                            caplog):
+    """A csv corpus labelled ham/spam: the report, explanations and model card name the
+    classes, and the built-in movie sentences and sentiment checks are skipped with one logged
+    reason that says how to give one's own."""
+    names = ["ham", "spam"]
+    text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
+                           PadConfig(maxlen=6), binary_names=names)
+    point = Point(dataset={"source": "csv", "url": "mail.csv"}, evaluate={"mistakes": 2})
+    with caplog.at_level("INFO", logger="rnnflow.insight.report"):
+        report = _summarize_binary(model, tmp_path, point, text_model, classes=names)
+    reasons = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(reasons) == 1
+    assert "evaluate.sentences:" in reasons[0] and "evaluate.checks:" in reasons[0]
+    assert "ham, spam" in reasons[0]
+    assert "examples.csv" not in report.frames
+    assert not any(k.startswith("checks_") for k in report.metrics)
+    page, card = report.texts["report.html"], report.texts["model_card.md"]
+    assert "evaluate.sentences:" in page  # the reason, where the sentences would be
+    assert "positive" not in page.lower().replace("false positive", "")
+    assert "truly spam, predicted ham" in page or "truly ham, predicted spam" in page
+    assert "Two classes (ham / spam)" in card and "probability of spam" in card
+    assert "movie" not in card and "positive" not in card
+
+
+def test_given_sentences_are_scored_whatever_the_labels(model, tmp_path, caplog):
+    names = ["ham", "spam"]
+    text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
+                           PadConfig(maxlen=6), binary_names=names)
+    point = Point(dataset={"source": "csv", "url": "mail.csv"},
+                  evaluate={"sentences": ["good film"], "checks": "none"})
+    with caplog.at_level("INFO", logger="rnnflow.insight.report"):
+        report = _summarize_binary(model, tmp_path, point, text_model, classes=names)
+    assert report.frames["examples.csv"].text.tolist() == ["good film"]
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert "attribution to the probability of &lsquo;spam&rsquo;" in report.texts["report.html"]
+
+
+def test_sentiment_keeps_the_built_in_examples_and_names_pos(model, tmp_path):
+    text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
+                           PadConfig(maxlen=6))
+    report = _summarize_binary(model, tmp_path, Point(evaluate={"checks": "none"}), text_model)
+    assert len(report.frames["examples.csv"]) == len(Point().evaluate.sentences)
+    page = report.texts["report.html"]
+    assert "attribution to the probability of &lsquo;pos&rsquo;" in page
+    assert "Binary sentiment (neg / pos) of English movie reviews" in \
+        report.texts["model_card.md"]

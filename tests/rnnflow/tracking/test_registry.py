@@ -71,3 +71,37 @@ def test_versions_aliases_and_decisions(text_run):
     for missing in ("nope", "m@nope", "m/9"):
         with pytest.raises(tracking.TrackingError, match="not in the model registry"):
             tracking.model_uri(missing)
+
+
+def test_registering_prints_nothing(text_run, capfd):
+    """Every run registers its winner: no "Registered model 'm' already exists" line."""
+    first, second = text_run(), text_run()
+    capfd.readouterr()
+    tracking.register_version(first, "m")
+    tracking.register_version(second, "m")
+    out, err = capfd.readouterr()
+    assert "already exists" not in out + err and "Registered model" not in out + err
+
+
+def test_promote_by_version_or_run(text_run):
+    first, second, third = text_run(), text_run(), text_run()
+    v1, _ = tracking.register_version(first, "m")
+    tracking.record_decision(v1, {"promoted": "true"}, promote=True)
+    v2, _ = tracking.register_version(second, "m")
+    tracking.record_decision(v2, {"promoted": "false", "decision_reason": "kept"}, False)
+
+    champion, before = tracking.promote("m", version="2")
+    assert (champion, before) == (v2, v1)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("m", "champion").version) == "2"
+    tags = client.get_model_version("m", "2").tags
+    assert tags["promoted"] == "true" and "by hand" in tags["decision_reason"]
+    assert tracking.promote("m", version="2") == (v2, v2)  # already the champion
+
+    champion, before = tracking.promote("m", run_id=third)  # registered on the way
+    assert champion.version == "3" and champion.run_id == third and before == v2
+    assert tracking.champion_of("m") == champion
+    with pytest.raises(tracking.TrackingError, match="its versions: 1, 2, 3"):
+        tracking.promote("m", version="9")
+    with pytest.raises(tracking.TrackingError, match="no such registered model"):
+        tracking.promote("nope", version="1")
