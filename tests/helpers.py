@@ -122,7 +122,8 @@ def project_env(project: Path, fresh_prefect: bool = False, api_url: str | None 
             if not home.exists():
                 shutil.copytree(migrated_prefect_home(), home)
     env = {**os.environ, "PREFECT_HOME": str(home)}
-    for inherited in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR"):
+    for inherited in ("PREFECT_API_URL", "PREFECT_UI_URL", "MLFLOW_TRACKING_URI",
+                      "RNNFLOW_DATA_DIR"):
         env.pop(inherited, None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
