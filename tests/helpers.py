@@ -298,3 +298,14 @@ def serve_and_post(project: Path, model_uri: str, texts: list[str], **extra_env:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     return answer["predictions"]
+
+
+def chromium(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium: a fresh profile in `folder` (no earlier page's local storage), no
+    sandbox (root in CI), and none of its own network traffic (component updates, sync,
+    first-run and background fetches)."""
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=folder)
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                           *args], capture_output=True, text=True, timeout=180)
