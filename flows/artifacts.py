@@ -13,10 +13,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
-from rnnflow.tracking import RunContext
-
-# Where `mlflow ui` serves a local store (its default address).
-MLFLOW_UI = "http://127.0.0.1:5000"
+from rnnflow.tracking import MLFLOW_UI, RunContext
 
 
 def artifact_key(name: str) -> str:

@@ -29,9 +29,11 @@ def run_grid(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str]:
             link_run(ctx, parent_id, f"{plan.name}-grid")
             points = _run_points(plan, ctx.under(parent_id))
             table = results_table(points)
-            tracking.log_grid(parent_id, table, table.run_id[best_index(points)],
-                              plan.as_yaml(), {"test_accuracy.png": plot_test_accuracy(
-                                  table, plan.labels)})
+            best_id = table.run_id[best_index(points)]
+            tracking.log_grid(parent_id, table, best_id, plan.as_yaml(), {
+                "test_accuracy.png": plot_test_accuracy(table, plan.labels)})
+            # The parent's row and charts in `mlflow ui` are the best point's.
+            tracking.log_best_on_parent(parent_id, best_id)
     else:
         parent_id = None
         points = _run_points(plan, ctx)

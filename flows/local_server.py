@@ -5,7 +5,9 @@ Prefect is imported (it reads its settings then).
 - `rnnflow run` gets a temporary API-only server on a free port, served from a thread of the
   run's own process. Its socket is bound first thing, so the URL is known before the flow is
   imported and no other process can take the port meanwhile; the server's modules are imported
-  once the flow's are.
+  once the flow's are. It has no UI and is gone when the run ends, so Prefect is told of no UI
+  (PREFECT_UI_URL empty) and prints no "View at" link to it; the link that lasts is MLflow's,
+  which the run prints at its end.
 - `rnnflow serve` gets a server with the UI in a process of its own, on a fixed port, so other
   shells can reach it for as long as it serves.
 
@@ -127,6 +129,8 @@ def _in_this_process(timeout: float, meanwhile: Callable[[], T] | None) -> Itera
     sock.listen(128)  # clients that come before the server runs wait in the backlog
     url = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     os.environ["PREFECT_API_URL"] = url
+    ui_url = os.environ.get("PREFECT_UI_URL")
+    os.environ["PREFECT_UI_URL"] = ""  # no UI to link to
     server = None
     lock = None
     # Said before Prefect is imported: after, its API log handler wants a flow run for it.
@@ -146,6 +150,10 @@ def _in_this_process(timeout: float, meanwhile: Callable[[], T] | None) -> Itera
                                "PREFECT_API_URL to a running server to use that one instead.")
     except BaseException:
         os.environ.pop("PREFECT_API_URL", None)
+        if ui_url is None:
+            os.environ.pop("PREFECT_UI_URL", None)
+        else:
+            os.environ["PREFECT_UI_URL"] = ui_url
         if server is not None:
             server.stop()
         sock.close()

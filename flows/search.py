@@ -82,6 +82,8 @@ def run_search(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str |
         best = studies.best_trial(study)
         tracking.log_search(parent_id, table, best and best["run_id"], plan.as_yaml(),
                             best or {}, studies.figures(study))
+        if best and best["run_id"]:  # the parent's row and charts in `mlflow ui`
+            tracking.log_best_on_parent(parent_id, best["run_id"])
     _publish(plan.name, table, best, parent_id)
     if not best:
         log.warning("search %s: no trial has finished yet, nothing to register", plan.name)

@@ -19,8 +19,10 @@ from flows.grid import run_grid
 from flows.search import run_search
 from rnnflow import tracking
 from rnnflow.comparisons.plan import Plan, load_plan
+from rnnflow.comparisons.space import DIRECTIONS
 from rnnflow.network.device import check_device
 from rnnflow.tracking import RunContext
+from tasks.logs import run_logs
 
 
 def _flow_run_name() -> str:
@@ -36,11 +38,18 @@ def train_rnn(params_file: str, overrides: dict[str, Any] | None = None,
     `overrides` maps dotted keys to values (`{"train.epochs": 3}`); `fresh` trains from scratch
     even where an earlier run could be reused or continued.
     """
+    with run_logs():  # rnnflow's log lines in the flow run's logs, however it was started
+        return _train(params_file, overrides, fresh)
+
+
+def _train(params_file: str, overrides: dict[str, Any] | None, fresh: bool
+           ) -> list[dict[str, Any]]:
     plan = load_plan(params_file, overrides)  # every point valid before any work
     check_cluster(plan.dask_cluster, params_file)  # its class too (flows/dask_cluster.py)
     if plan.runner == "local":  # a Dask worker checks its own device before its point trains
         check_device(plan.points)
     ctx = _run_context(plan, params_file, fresh)  # fails fast if MLflow is unreachable
+    _save_view(plan, ctx)  # before the points train: `mlflow ui` shows them as they finish
     # A search draws its points (a grid beside it only seeds its first trials); else the grid.
     if plan.search is not None:
         rows, best_run_id = run_search(plan, ctx)
@@ -58,3 +67,15 @@ def _run_context(plan: Plan, params_file: str, fresh: bool) -> RunContext:
         fresh=fresh, tags={"prefect.flow_run_id": str(flow_run.id or ""),
                            "git_commit": tracking.git_commit() or "",
                            "params_file": str(params_file)})
+
+
+def _save_view(plan: Plan, ctx: RunContext) -> None:
+    """The experiment's saved view in `mlflow ui`: its runs by the metric that picks the best
+    (a search's own metric), against the keys this params file varies."""
+    varied = plan.varied_keys()
+    metric, higher = "val_accuracy", True
+    if plan.search is not None:
+        varied += [k for k in plan.search.space if k not in varied]
+        metric = plan.search.metric
+        higher = DIRECTIONS[metric] == "maximize"
+    tracking.save_comparison_view(ctx.experiment_id, varied, metric, higher)

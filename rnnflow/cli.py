@@ -136,7 +136,8 @@ def run(
         # Prefect nor Dask unless the file names a class.
         from flows.dask_cluster import check_cluster
 
-        check_cluster(load_plan(params_file, overrides).dask_cluster, str(params_file))
+        plan = load_plan(params_file, overrides)
+        check_cluster(plan.dask_cluster, str(params_file))
     except ConfigError as exc:
         _fail(exc, debug)
     _quiet_environment(debug)
@@ -171,6 +172,21 @@ def run(
                    f"{' (reused)' if row.get('reused') else ''}: "
                    f"val_accuracy={row['val_accuracy']:.4f} "
                    f"test_accuracy={row['test_accuracy']:.4f}")
+    _print_comparison_link(plan.name)
+
+
+def _print_comparison_link(experiment: str) -> None:
+    """The runs compared in `mlflow ui`, as a command to type. A bare `mlflow ui` opens on
+    the GenAI overview, whatever the store says (the browser keeps that choice); the link
+    opens the model-training view on the experiment's saved view (rnnflow/tracking/view.py)."""
+    from rnnflow import tracking
+
+    try:
+        link = tracking.link_for(experiment)
+    except Exception:  # noqa: BLE001 - a closing hint, never the run's failure
+        return
+    if link:
+        typer.echo(f"compare the runs: {link}")
 
 
 def _point_of(row: dict) -> str:

@@ -19,6 +19,7 @@ from prefect.cache_policies import NONE
 
 from rnnflow.network.train import limit_threads
 from rnnflow.tracking import RunContext, use_tracking_uri
+from tasks.logs import run_logs
 
 
 def cores() -> int:
@@ -75,8 +76,10 @@ def on_worker(ctx: RunContext) -> RunContext:
 
 def _run_on_worker(run: Callable[..., dict[str, Any]], ctx: RunContext,
                    arguments: dict[str, Any]) -> dict[str, Any]:
-    """`run(ctx=..., **arguments)` on this worker, its run logged with `ctx`."""
-    return run(ctx=on_worker(ctx), **arguments)
+    """`run(ctx=..., **arguments)` on this worker, its run logged with `ctx`; its `rnnflow`
+    log lines go to the task run's logs in Prefect."""
+    with run_logs():
+        return run(ctx=on_worker(ctx), **arguments)
 
 
 train_point = task(_run_on_worker, name="train_point", cache_policy=NONE)

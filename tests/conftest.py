@@ -54,12 +54,13 @@ def _no_api_url_left_behind() -> Iterator[None]:
     """A test that ran a command in this process leaves PREFECT_API_URL as it found it. The
     command sets it for the rest of its process, and the server it names is stopped (by the
     test or at the process's exit), so a later test's subprocesses would inherit a dead URL."""
-    before = os.environ.get("PREFECT_API_URL")
+    before = {name: os.environ.get(name) for name in ("PREFECT_API_URL", "PREFECT_UI_URL")}
     yield
-    if before is None:
-        os.environ.pop("PREFECT_API_URL", None)
-    else:
-        os.environ["PREFECT_API_URL"] = before
+    for name, value in before.items():  # the temporary server's run empties PREFECT_UI_URL
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

@@ -122,7 +122,8 @@ def project_env(project: Path, fresh_prefect: bool = False, api_url: str | None 
             if not home.exists():
                 shutil.copytree(migrated_prefect_home(), home)
     env = {**os.environ, "PREFECT_HOME": str(home)}
-    for inherited in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR"):
+    for inherited in ("PREFECT_API_URL", "PREFECT_UI_URL", "MLFLOW_TRACKING_URI",
+                      "RNNFLOW_DATA_DIR"):
         env.pop(inherited, None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
@@ -297,3 +298,14 @@ def serve_and_post(project: Path, model_uri: str, texts: list[str], **extra_env:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     return answer["predictions"]
+
+
+def chromium(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium: a fresh profile in `folder` (no earlier page's local storage), no
+    sandbox (root in CI), and none of its own network traffic (component updates, sync,
+    first-run and background fetches)."""
+    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=folder)
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update",
+                           "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                           *args], capture_output=True, text=True, timeout=180)

@@ -9,7 +9,9 @@ and it imports nothing else of rnnflow's: what it logs is handed to it as plain 
   loaded;
 - `lookup`: runs by id, experiment, `latest` or `best`, with what `rnnflow compare` needs;
 - `registry`: versions of a registered model, the `challenger` and `champion` aliases;
-- `system`: system metrics and the peak RSS of each training run.
+- `system`: system metrics and the peak RSS of each training run;
+- `view`: what `mlflow ui` opens on: the saved comparison view, the best point's metrics on
+  a parent run, the link that opens them.
 """
 
 from rnnflow.tracking.lookup import RunRecord, load_runs, resolve_run
@@ -64,16 +66,23 @@ from rnnflow.tracking.store import (
     use_experiment,
     use_tracking_uri,
 )
+from rnnflow.tracking.view import (
+    MLFLOW_UI,
+    comparison_command,
+    link_for,
+    log_best_on_parent,
+    save_comparison_view,
+)
 
 __all__ = [
-    "EPOCHS_DONE_TAG", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext", "RunRecord",
-    "TrackingError", "Version", "active_run_id", "champion_of", "find_finished", "find_resume",
-    "git_commit",
-    "group_run", "kill_stale_runs", "load_registered_model", "load_runs", "load_test_predictions",
-    "load_text_model", "load_text_model_object", "local_model_dir", "log_checkpoint",
+    "EPOCHS_DONE_TAG", "MLFLOW_UI", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext",
+    "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "comparison_command",
+    "find_finished", "find_resume", "git_commit", "group_run", "kill_stale_runs", "link_for",
+    "load_registered_model", "load_runs", "load_test_predictions", "load_text_model",
+    "load_text_model_object", "local_model_dir", "log_best_on_parent", "log_checkpoint",
     "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs", "log_keras_model",
     "log_labels", "log_metrics", "log_params", "log_report", "log_search", "log_text_model",
-    "model_uri", "promote",
-    "record_decision", "register_version", "resolve_run", "set_tags", "start_run",
-    "tracking_uri", "use_experiment", "use_tracking_uri",
+    "model_uri", "promote", "record_decision", "register_version", "resolve_run",
+    "save_comparison_view", "set_tags", "start_run", "tracking_uri", "use_experiment",
+    "use_tracking_uri",
 ]

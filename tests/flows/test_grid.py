@@ -4,7 +4,11 @@ files were deleted. What it proves end to end, and nowhere else:
   maxlen), every other point finding the stages Cached in Prefect;
 - the results table and the best point, on the parent run and as Prefect artifacts;
 - what the Prefect UI shows: the flow run named after its params file, a link to every MLflow
-  run, the first winner's promotion as an event;
+  run, the first winner's promotion as an event, rnnflow's own log lines in the flow run's logs
+  (a flow called as a function, as a deployment's process calls it: not through `rnnflow run`);
+- what `mlflow ui` shows: the parent run holding the best point's metrics, and the comparison
+  link, loaded in headless Chromium from a real `mlflow server`, showing every point's val and
+  test accuracy;
 - a stage whose files were deleted runs again, though Prefect had it cached.
 A second run recomputing nothing is proven by tests/flows/test_train_rnn.py, reuse of finished
 runs by test_repeats.py, continued training by test_processes.py, `--fresh` by
@@ -13,8 +17,11 @@ test_train_rnn.py (the details between: tests/flows/test_point_run.py)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,12 +40,23 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
 )
 from prefect.events.filters import EventFilter, EventNameFilter
 
 from flows.champion import PROMOTED
 from flows.train_rnn import train_rnn
-from tests.helpers import TINY_GRID, synthetic_reviews, write_tar
+from rnnflow import tracking
+from tests.helpers import (
+    TINY_GRID,
+    chromium,
+    free_port,
+    stop_group,
+    synthetic_reviews,
+    wait_until_healthy,
+    write_tar,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +215,77 @@ def test_deleted_stage_files_are_recomputed(scenario):
     # The points themselves were trained before: reused, not trained again.
     assert counts[("train_model", "Completed")] == 0
     assert all(r["reused"] for r in scenario.again.rows)
+
+
+def test_the_parent_run_holds_the_best_points_metrics(scenario):
+    parent = scenario.parent()
+    best = scenario.client.get_run(parent.data.tags["best_run_id"])
+    assert parent.data.tags["best_run_name"] == best.info.run_name
+    for key in ("val_accuracy", "test_accuracy", "val_loss", "accuracy", "loss"):
+        assert parent.data.metrics[key] == best.data.metrics[key], key
+
+
+def _flow_run_logs(flow_run_id: str, wanted: str, timeout: float = 60.0) -> list:
+    """The logs of a flow run (its tasks' included), once one from the logger `wanted` is
+    stored: Prefect sends logs in batches, from a thread of its own."""
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if any(log.name.startswith(wanted) for log in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.2)
+
+
+def test_rnnflow_log_lines_are_the_flow_runs_logs(scenario):
+    logs = _flow_run_logs(scenario.grid.flow_run_id, "rnnflow.")
+    ours = [log for log in logs if log.name.startswith("rnnflow.")]
+    # Each point's closing line, with its accuracies, from the point's own run.
+    for run in scenario.runs(scenario.grid):
+        if "mlflow.parentRunId" in run.data.tags:
+            assert any(run.info.run_id in log.message and "test_accuracy" in log.message
+                       for log in ours), run.info.run_id
+
+
+def _js_number(value: float) -> str:
+    """A number as the UI's JavaScript prints it: the shortest repr, as Python's, but an
+    integral value without its `.0`."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def test_the_comparison_link_shows_every_points_accuracies_in_the_browser(scenario,
+                                                                           tmp_path):
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (.ci/run installs it): mlflow ui is not "
+                    "opened in a real browser")
+    experiment = scenario.client.get_experiment_by_name("tiny-grid")
+    port = free_port()
+    log = tmp_path / "mlflow-server.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri",
+             f"sqlite:///{scenario.project / 'mlflow.db'}", "--host", "127.0.0.1", "--port",
+             str(port), "--workers", "1"], cwd=scenario.project, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}/health", server, log, 120)
+        # The link `rnnflow run` prints, on this server.
+        url = tracking.comparison_command(experiment.experiment_id,
+                                          f"http://127.0.0.1:{port}").removeprefix("open ")
+        # The budget is virtual time: the page's timers run ahead, its requests are awaited.
+        dom = chromium(tmp_path, "--window-size=1600,1000", "--virtual-time-budget=30000",
+                       "--dump-dom", url)
+    finally:
+        stop_group(server)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    text = re.sub(r"<[^>]+>", " ", dom.stdout)  # the page's text, cell by cell
+    children = [r for r in scenario.runs(scenario.grid) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4
+    for run in children:  # every point, without a click: not collapsed under the parent
+        assert run.info.run_name in text, run.info.run_name
+        for key in ("val_accuracy", "test_accuracy"):
+            value = run.data.metrics[key]
+            assert not math.isnan(value)
+            assert re.search(rf"(?<![\d.]){re.escape(_js_number(value))}(?!\d)", text), (
+                key, value, run.info.run_name)

@@ -5,11 +5,15 @@ the raw-text model load and predict, the text model is a model from code (served
 its alias: test_classes.py); `rnnflow predict` finds the best run and prints only predictions;
 a second run finds every step cached; `--fresh` trains again instead of reusing the finished
 run; the first winner becomes the champion and an equal challenger is not promoted. Bad params
-exit 2 before any work."""
+exit 2 before any work. What a run prints of the UIs: the `mlflow ui` link that opens the
+comparison; Prefect's "View at" link only to a server that outlives the run; on that server,
+rnnflow's log lines and the results table are the flow run's."""
 
 import json
+import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,14 @@ from typing import Any
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from rnnflow.config import Point
 from tests.helpers import REPO, rnnflow_cli, serve_folder
@@ -39,6 +51,7 @@ class TrackedRun:
     client: MlflowClient
     experiment_id: str
     run: Any  # the first run's mlflow.entities.Run
+    prefect_api_url: str  # the Prefect server of the second run (the first had its own)
 
     def artifact(self, path: str) -> str:
         return self.client.download_artifacts(self.run.info.run_id, path, str(self.project))
@@ -61,7 +74,8 @@ def tracked(tmp_path_factory, sample_cut, prefect_api_url) -> Iterator[TrackedRu
         # The first run boots its own Prefect server, as a user's does; this one need not.
         second = rnnflow_cli(project, "run", str(REPO / "params" / "quick.yaml"), *sets,
                              "--fresh", api_url=prefect_api_url)
-    yield TrackedRun(project, url, first, second, client, experiment.experiment_id, run)
+    yield TrackedRun(project, url, first, second, client, experiment.experiment_id, run,
+                     prefect_api_url)
 
 
 @pytest.mark.slow
@@ -260,3 +274,47 @@ def test_bad_params_exit_2_and_touch_nothing(project):
     assert str(bad) in result.stderr and "model.num_neurons" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project / "data").exists() and not (project / "mlflow.db").exists()
+
+
+@pytest.mark.slow
+def test_a_run_prints_the_link_to_the_comparison_and_none_to_a_server_gone(tracked):
+    from rnnflow.tracking import comparison_command
+
+    # The store is ./mlflow.db, which a bare `mlflow ui` in the project opens.
+    link = comparison_command(tracked.experiment_id, "sqlite:///mlflow.db")
+    assert link.startswith("mlflow ui  # then open http://127.0.0.1:5000/#/experiments/")
+    for done in (tracked.first, tracked.second):
+        lines = [line for line in done.stdout.splitlines() if "mlflow ui" in line]
+        assert lines == [f"compare the runs: {link}"]
+    # The first run's temporary Prefect server is gone with the run: no link to it. The second
+    # run's server is the user's own (PREFECT_API_URL), and outlives the run: its link stays.
+    assert "View at" not in tracked.first.stderr
+    ui = tracked.prefect_api_url.removesuffix("/api")
+    assert re.search(rf"View at {re.escape(ui)}/runs/flow-run/[0-9a-f-]+", tracked.second.stderr)
+
+
+@pytest.mark.slow
+def test_the_flow_run_holds_rnnflows_log_lines_and_the_results_table(tracked):
+    experiment_runs = tracked.client.search_runs([tracked.experiment_id],
+                                                 order_by=["attributes.start_time DESC"])
+    second = experiment_runs[0]  # the --fresh run, on the test process's Prefect server
+    flow_run_id = second.data.tags["prefect.flow_run_id"]
+    with temporary_settings({PREFECT_API_URL: tracked.prefect_api_url}), \
+            get_client(sync_client=True) as client:
+        deadline = time.monotonic() + 60  # logs are sent in batches: wait for the last one
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            closing = [log for log in logs if log.name.startswith("rnnflow.")
+                       and f"run {second.info.run_id}: val_accuracy" in log.message]
+            if closing or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert closing, sorted({log.name for log in logs})
+    assert f"{second.data.metrics['test_accuracy']:.4f}" in closing[0].message
+    # The results table is an artifact of the flow run itself: its page shows it.
+    (table,) = [a for a in artifacts if a.type == "table"]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["run_id"] for r in rows] == [second.info.run_id]

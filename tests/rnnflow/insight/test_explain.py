@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import html.parser
 import shutil
-import subprocess
-import tempfile
 
 import numpy as np
 import pandas as pd
@@ -36,6 +34,7 @@ from rnnflow.insight.explain import (
 from rnnflow.insight.render import explain_page, terminal
 from rnnflow.network.model import build_model
 from rnnflow.network.predict import TextModel
+from tests.helpers import chromium
 
 # Integrated gradients with 32 trapezoid steps: |sum of attributions - (f(x) - f(0))| below
 # this on the tiny models here (measured: at most 1e-4 for GRU/LSTM, 2e-3 for SimpleRNN).
@@ -388,24 +387,13 @@ def test_report_html_is_one_self_contained_page(summarized, tmp_path):
                     "in a real browser")
     path = tmp_path / "report.html"
     path.write_text(text)
-    dom = _chromium(tmp_path, "--dump-dom", path.as_uri())
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count('class="tok seen"') == text.count('class="tok seen"')
     shot = tmp_path / "report.png"
-    done = _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri())
+    done = chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,2400", path.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.stat().st_size > 10_000
-
-
-def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    """Headless Chromium on a local page: a fresh profile, no sandbox (root in CI), and none of
-    its own network traffic (component updates, sync, first-run and background fetches); the
-    page itself loads nothing from outside (check_page)."""
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                           "--disable-background-networking", "--disable-component-update",
-                           "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                           *args], capture_output=True, text=True, timeout=120)
 
 
 def test_model_card_fields(summarized):
