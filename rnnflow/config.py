@@ -221,6 +221,28 @@ class EvaluateConfig(Section):
     checks: str | list[dict[str, Any]] = "default"
 
 
+# The reference models fitted beside a params file's RNNs, on the same splits
+# (rnnflow/network/baselines.py): the train split's majority class, and TF-IDF with logistic
+# regression on word or character n-grams (the better on val).
+BASELINES = ("majority", "bag_of_words")
+
+
+def baseline_names(value: Any) -> list[str]:
+    """A params file's `baselines`: a list of names, one name, or `none` (also null or []) for
+    no baselines. A ValueError names an unknown one and the closest known name."""
+    if value is None or value == "none":
+        return []
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"baselines: expected a list of names or none, got {value!r}")
+    for name in names:
+        if name not in BASELINES:
+            hint = did_you_mean(name, [*BASELINES, "none"], " Did you mean '{}'?")
+            raise ValueError(f"baselines: unknown baseline '{name}'.{hint} The baselines are "
+                             f"{', '.join(BASELINES)}, or none for no baselines.")
+    return list(dict.fromkeys(names))  # each once, in the order given
+
+
 class Point(Section):
     """One point: every setting that shapes a result, one section per step."""
 

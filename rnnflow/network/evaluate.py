@@ -39,9 +39,13 @@ def score_classes(y_true: np.ndarray, prob: np.ndarray) -> dict[str, float]:
     y_true = np.asarray(y_true).astype(int)
     pred = prob.argmax(axis=1)
     present = [c for c in range(k) if 0 < (y_true == c).sum() < len(y_true)]
+    # Clipped away from 0 for the log loss, then rows summing to one again (sklearn warns
+    # about rows that do not, as a baseline's exact zeros would be after the clip).
+    clipped = np.clip(prob, 1e-7, 1.0)
+    clipped = clipped / clipped.sum(axis=1, keepdims=True)
     aucs = [skm.roc_auc_score(y_true == c, prob[:, c]) for c in present]
     return {
-        "loss": float(skm.log_loss(y_true, np.clip(prob, 1e-7, 1.0), labels=list(range(k)))),
+        "loss": float(skm.log_loss(y_true, clipped, labels=list(range(k)))),
         "accuracy": float(skm.accuracy_score(y_true, pred)),
         "macro_f1": float(skm.f1_score(y_true, pred, labels=list(range(k)), average="macro",
                                        zero_division=0)),
@@ -95,9 +99,6 @@ def evaluate_model(model, padded: Stage, batch_size: int | None = None,
             raise ValueError(f"{len(classes)} class names for a model of {width} classes")
     else:
         classes = None
-    tables: dict[str, pd.DataFrame] = {}
-    results: dict[str, float] = {}
-    confusion: dict[str, np.ndarray] = {}
     predictions: dict[str, pd.DataFrame] = {}
     layout = pad_layout(padded)
     model = inference_model(model)
@@ -113,24 +114,46 @@ def evaluate_model(model, padded: Stage, batch_size: int | None = None,
             prob = model.predict(x, batch_size=batch, verbose=0)
             prob = prob.ravel() if classes is None else prob
         ids = pq.read_table(path, columns=["id"])["id"].to_pylist()
-        if classes is not None:
-            pred = prob.argmax(axis=1)
-            results.update({f"{split}_{k}": v for k, v in score_classes(y, prob).items()})
-            confusion[split] = skm.confusion_matrix(y.astype(int), pred,
-                                                    labels=list(range(len(classes))))
-            tables[split] = per_class(y, pred, classes)
-            predictions[split] = pd.DataFrame({
-                "id": ids, "label": y.astype(int), "predicted": pred.astype(int),
-                "probability": prob.max(axis=1).astype(float),
-                **{prob_column(c): prob[:, i].astype(float) for i, c in enumerate(classes)}})
-            del x
-            continue
-        results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
-        confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
-        predictions[split] = pd.DataFrame({"id": ids, "label": y.astype(int),
-                                           "probability": prob.astype(float)})
+        predictions[split] = prediction_table(ids, y, prob, classes)
         del x
     release_memory()  # inference buffers, before the models are serialised for logging
+    return scored(predictions, classes)
+
+
+def prediction_table(ids, y: np.ndarray, prob: np.ndarray,
+                     classes: list[str] | None) -> pd.DataFrame:
+    """One split's predictions: id, label, probability (of class 1) for two classes; with
+    k > 2 `classes` (prob: reviews x k), id, label, predicted, probability (of the predicted
+    class) and prob_<class> for each class."""
+    if classes is None:
+        return pd.DataFrame({"id": ids, "label": np.asarray(y).astype(int),
+                             "probability": np.asarray(prob).astype(float)})
+    pred = prob.argmax(axis=1)
+    return pd.DataFrame({
+        "id": ids, "label": np.asarray(y).astype(int), "predicted": pred.astype(int),
+        "probability": prob.max(axis=1).astype(float),
+        **{prob_column(c): prob[:, i].astype(float) for i, c in enumerate(classes)}})
+
+
+def scored(predictions: dict[str, pd.DataFrame], classes: list[str] | None) -> Evaluation:
+    """The Evaluation of prediction tables by split (`prediction_table`'s form), whatever
+    made them: the network (evaluate_model) or a baseline (rnnflow/network/baselines.py), so
+    that both log the same metric keys."""
+    results: dict[str, float] = {}
+    confusion: dict[str, np.ndarray] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    for split, frame in predictions.items():
+        y = frame.label.to_numpy()
+        if classes is not None:
+            prob = frame[[prob_column(c) for c in classes]].to_numpy()
+            pred = prob.argmax(axis=1)
+            results.update({f"{split}_{k}": v for k, v in score_classes(y, prob).items()})
+            confusion[split] = skm.confusion_matrix(y, pred, labels=list(range(len(classes))))
+            tables[split] = per_class(y, pred, classes)
+        else:
+            prob = frame.probability.to_numpy()
+            results.update({f"{split}_{k}": v for k, v in score(y, prob).items()})
+            confusion[split] = skm.confusion_matrix(y, prob >= 0.5, labels=[0, 1])
     if classes is None:
         return Evaluation(results, confusion, predictions)
     return Evaluation(results, confusion, predictions, classes, tables)

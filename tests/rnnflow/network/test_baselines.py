@@ -1,0 +1,96 @@
+"""The baselines on tiny generated tables: what they score where the labels are in the words and
+where they are not, the network's metric keys, and the cache that spares a second fit."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from rnnflow.comparisons.stats import correct
+from rnnflow.config import DatasetConfig
+from rnnflow.data.reviews import read_reviews
+from rnnflow.network import baselines
+from rnnflow.network.baselines import baseline_stage, fit_baseline, load_baseline
+
+WORDS = "apple river stone cloud piano tiger lemon shadow candle forest".split()
+
+
+def _table(path: Path, classes: list[str], n: int, separable: bool, seed: int = 0) -> Path:
+    """`n` texts per class and split. Separable: each text holds its own class's marker word
+    among random filler words; otherwise the labels are drawn at random, apart from the
+    words."""
+    rng = random.Random(seed)
+    rows = []
+    for split in ("train", "dev", "test"):
+        for i, cls in enumerate(classes):
+            for _ in range(n):
+                words = [rng.choice(WORDS) for _ in range(rng.randint(2, 5))]
+                if separable:
+                    words.insert(rng.randint(0, len(words)), f"marker{i}")
+                label = cls if separable else rng.choice(classes)
+                rows.append({"text": " ".join(words), "label": label, "split": split})
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _reviews(path: Path):
+    return read_reviews(path, f"digest-{path.stem}", DatasetConfig(source="csv", url=str(path)))
+
+
+@pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
+def test_separable_labels_give_a_perfect_bag_of_words(project, classes):
+    reviews = _reviews(_table(project / "sep.csv", classes, 30, separable=True))
+    fitted = load_baseline(fit_baseline(reviews, "bag_of_words"), reviews)
+    assert fitted.evaluation.metrics["test_accuracy"] == 1.0
+    assert fitted.evaluation.metrics["val_accuracy"] == 1.0
+    assert fitted.params["analyzer"] in ("word", "char_wb")
+    # the same keys as a network's evaluation, per-class tables with k > 2 classes
+    keys = {"val_accuracy", "test_accuracy", "test_loss", "test_auc"}
+    keys |= {"test_macro_f1", "test_weighted_f1"} if len(classes) > 2 else {"test_f1"}
+    assert keys <= set(fitted.evaluation.metrics)
+    assert (fitted.evaluation.per_class is not None) == (len(classes) > 2)
+    # per-review correctness, for the paired tests
+    test = fitted.evaluation.predictions["test"]
+    assert len(test) == 30 * len(classes) and correct(test).all()
+
+
+def test_the_majority_scores_the_majority_share(project):
+    path = _table(project / "maj.csv", ["a", "b", "c"], 10, separable=True)
+    frame = pd.read_csv(path)
+    extra = frame[(frame.label == "b") & (frame.split == "train")].head(5)
+    pd.concat([frame, extra]).to_csv(path, index=False)  # b is the train split's majority
+    reviews = _reviews(path)
+    fitted = load_baseline(fit_baseline(reviews, "majority"), reviews)
+    assert fitted.params == {"majority_class": 1}
+    test = fitted.evaluation.predictions["test"]
+    assert (test.predicted == 1).all()
+    assert fitted.evaluation.metrics["test_accuracy"] == pytest.approx((test.label == 1).mean())
+
+
+def test_shuffled_labels_give_about_chance(project):
+    reviews = _reviews(_table(project / "noise.csv", ["no", "yes"], 150, separable=False))
+    fitted = load_baseline(fit_baseline(reviews, "bag_of_words"), reviews)
+    # 300 test texts: chance is 0.5 with a standard deviation of about 0.03
+    assert 0.38 < fitted.evaluation.metrics["test_accuracy"] < 0.62
+
+
+def test_a_fitted_baseline_is_reused_not_refitted(project, monkeypatch):
+    reviews = _reviews(_table(project / "sep.csv", ["no", "yes"], 5, separable=True))
+    first = fit_baseline(reviews, "bag_of_words")
+    before = load_baseline(first, reviews).evaluation.metrics
+
+    def refit(*_args, **_kwargs):
+        raise AssertionError("refitted a baseline whose stage is on disk")
+
+    monkeypatch.setattr(baselines, "_bag_of_words", refit)
+    monkeypatch.setattr(baselines, "_majority", refit)
+    again = fit_baseline(reviews, "bag_of_words")
+    assert again == first and load_baseline(again, reviews).evaluation.metrics == before
+    # another baseline, or other settings, is another stage
+    assert baseline_stage(reviews, "majority").key != first.key
+    monkeypatch.setitem(baselines.SETTINGS, "bag_of_words",
+                        {**baselines.SETTINGS["bag_of_words"], "C": 1.0})
+    assert baseline_stage(reviews, "bag_of_words").key != first.key
