@@ -21,9 +21,11 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 
 from rnnflow.comparisons.space import SearchConfig, check_search
 from rnnflow.config import (
+    BASELINES,
     ConfigError,
     Point,
     Section,
+    baseline_names,
     check_key,
     did_you_mean,
     set_dotted,
@@ -120,6 +122,10 @@ class Plan(Section):
     dask_cluster: DaskClusterConfig | None = None  # a cluster class instead (HPC: dask-jobqueue)
     search: SearchConfig | None = None
     registry: RegistryConfig = RegistryConfig()
+    # The reference models fitted on the same splits and logged beside the points
+    # (rnnflow/network/baselines.py): a list of names, or `none`. Not a Point's: they depend on
+    # the reviews alone, and a point's training key stays what it was.
+    baselines: Any = Field(default_factory=lambda: list(BASELINES))
     # grid x variants, each a validated Point; built once by load_plan.
     points: list[Point] = Field(default_factory=list, exclude=True)
     labels: list[str] = Field(default_factory=list, exclude=True)  # a short name per point
@@ -135,6 +141,12 @@ class Plan(Section):
         if info.data.get("runner") != "dask":
             raise ValueError("set runner: dask (or --runner dask) to join a scheduler")
         return value
+
+    @model_validator(mode="after")
+    def _known_baselines(self) -> Plan:
+        # A check of the whole plan, so its message (with "did you mean") is reported as is.
+        object.__setattr__(self, "baselines", baseline_names(self.baselines))
+        return self
 
     @model_validator(mode="after")
     def _one_cluster(self) -> Plan:
@@ -178,7 +190,7 @@ class Plan(Section):
 
 
 _PLAN_KEYS = ("grid", "variants", "repeats", "runner", "dask_address", "dask_cluster", "search",
-              "registry")
+              "registry", "baselines")
 # Plan sections whose keys `--set search.trials=30` sets one by one (their own models).
 _PLAN_SECTIONS = {"search": SearchConfig, "registry": RegistryConfig,
                   "dask_cluster": DaskClusterConfig}
@@ -186,9 +198,9 @@ _DASK_ADDRESS = re.compile(r"(tcp|tls)://[A-Za-z0-9._\-\[\]:]+:(\d{1,5})")
 
 
 def _known_keys() -> list[str]:
-    """Every key a params file may set: the Point's, and the plan sections' own."""
-    return valid_keys() + [f"{name}.{key}" for name, model in _PLAN_SECTIONS.items()
-                           for key in _field_names(model)]
+    """Every key a params file may set: the Point's, the plan's own and its sections'."""
+    return valid_keys() + list(_PLAN_KEYS) + [
+        f"{name}.{key}" for name, model in _PLAN_SECTIONS.items() for key in _field_names(model)]
 
 
 def _field_names(model: type[Section]) -> dict[str, Any]:

@@ -261,3 +261,9 @@ def test_library_notes_are_silenced_unless_the_user_chose(monkeypatch):
     # rnnflow's loggers go to the Prefect API: outside a flow run (serve) that is no warning.
     assert os.environ["PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW"] == "ignore"
     assert os.environ["MLFLOW_LOGGING_LEVEL"] == "DEBUG"  # the user's own choice stays
+
+
+def test_an_unknown_baseline_exits_2_before_the_flow(flow_calls):
+    result = CliRunner().invoke(app, ["run", QUICK, "--set", "baselines=[majorty]"])
+    assert result.exit_code == 2 and flow_calls == []
+    assert "unknown baseline 'majorty'. Did you mean 'majority'?" in result.output

@@ -214,7 +214,8 @@ def test_every_documented_key_is_settable(tmp_path, key):
                  "dask_address": None, "dask_cluster": None, "search": None,
                  "registry.enabled": True,
                  "registry.model_name": None, "registry.min_delta": 0.0,
-                 "registry.metric": "accuracy"}
+                 "registry.metric": "accuracy",
+                 "baselines": ["majority", "bag_of_words"]}
     value = plan_keys[key] if key in plan_keys else Point().flat()[key]
     path = _write(tmp_path, "name: t\n")
     assert load_plan(path, {key: value}).name
@@ -360,3 +361,24 @@ def test_bad_data_is_refused(tmp_path, monkeypatch, data, overrides, needle):
     (tmp_path / "copy.tar.gz").write_bytes(b"x")
     with pytest.raises(ConfigError, match=re.escape(needle)):
         data_overrides(load_plan(PARAMS / "lesson16.yaml"), data, overrides)
+
+
+def test_baselines_are_on_unless_the_params_file_says_none(tmp_path):
+    path = _write(tmp_path, "name: t\n")
+    assert load_plan(path).baselines == ["majority", "bag_of_words"]
+    assert load_plan(path, ["baselines=none"]).baselines == []
+    assert load_plan(path, ["baselines=majority"]).baselines == ["majority"]
+    assert load_plan(_write(tmp_path, "name: t\nbaselines: none\n")).baselines == []
+    assert load_plan(_write(tmp_path, "name: t\nbaselines: [bag_of_words]\n")
+                     ).baselines == ["bag_of_words"]
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("baselines: [majority, bag_of_word]\n", "Did you mean 'bag_of_words'?"),
+    ("baselines: nnone\n", "Did you mean 'none'?"),
+    ("baseline: none\n", "did you mean 'baselines'?"),
+])
+def test_an_unknown_baseline_names_the_closest(tmp_path, text, hint):
+    with pytest.raises(ConfigError) as err:
+        load_plan(_write(tmp_path, "name: t\n" + text))
+    assert hint in str(err.value)
