@@ -1,8 +1,10 @@
 """The `train-rnn` flow: the lesson's chain (flows/chain.py) for every point of a params file.
 
-A params file with a grid, variants or repeats runs the chain for each of its points
-(flows/grid.py), one with a search for each trial its study draws (flows/search.py); either
-way the best point's model is then registered as the challenger (flows/champion.py).
+First the baselines of its datasets are fitted and logged beside the points
+(flows/baselines.py). A params file with a grid, variants or repeats runs the chain for each
+of its points (flows/grid.py), one with a search for each trial its study draws
+(flows/search.py); either way the best point's model is then registered as the challenger
+(flows/champion.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.baselines import run_baselines
 from flows.champion import register_winner
 from flows.dask_cluster import check_cluster
 from flows.grid import run_grid
@@ -50,6 +53,7 @@ def _train(params_file: str, overrides: dict[str, Any] | None, fresh: bool
         check_device(plan.points)
     ctx = _run_context(plan, params_file, fresh)  # fails fast if MLflow is unreachable
     _save_view(plan, ctx)  # before the points train: `mlflow ui` shows them as they finish
+    run_baselines(plan, ctx)  # the references beside the points, fitted once per dataset
     # A search draws its points (a grid beside it only seeds its first trials); else the grid.
     if plan.search is not None:
         rows, best_run_id = run_search(plan, ctx)

@@ -8,14 +8,21 @@ MLflow run (the active run of this thread, which flows/point_run.py started).
   without rnnflow;
 - the raw-text model: the network with its tokenizer and vocabulary (rnnflow/network/predict.py),
   an MLflow model from code whose loader is rnnflow's public entry point.
+
+Beside them, `log_baseline`: a fitted baseline (rnnflow/network/baselines.py) as a run of its
+own, with the metric keys, tables and confusion matrix of a point's run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import yaml
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -23,9 +30,13 @@ import rnnflow
 from rnnflow import api, tracking
 from rnnflow.config import Point
 from rnnflow.data.embeddings import load_vocab
+from rnnflow.data.reviews import read_labels
+from rnnflow.data.storage import Stage
+from rnnflow.insight import plots
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.memory import release_memory
 from rnnflow.network import predict
+from rnnflow.network.baselines import Baseline
 from rnnflow.network.evaluate import Evaluation
 from rnnflow.network.model import stock_twin
 from rnnflow.network.train import Fit
@@ -86,3 +97,37 @@ def preprocess_seconds(seconds: dict[str, float]) -> float:
 
 
 log_results = timed("log", task(_log_results, name="log_results", cache_policy=NONE))
+
+
+def _log_baseline(baseline: Baseline, point: Point, reviews: Stage, ctx: tracking.RunContext,
+                  run_name: str) -> dict[str, Any]:
+    """A new baseline run in the experiment: the dataset's settings and what the baseline
+    chose as params, the network's metric keys, test_predictions.parquet (per-review
+    correctness for the paired tests), per_class.csv (k > 2 classes) and the confusion
+    matrix. Returns its row: run id and metrics."""
+    evaluation, labels = baseline.evaluation, read_labels(reviews)
+    settings = {k: v for k, v in point.flat().items() if k.startswith("dataset.")}
+    chosen = {f"baseline.{k}": v for k, v in baseline.params.items()}
+    with tracking.start_run(ctx, run_name) as run_id:
+        tracking.set_tags(tracking.baseline_tags(baseline.name, baseline.stage.key))
+        tracking.log_params({"baseline": baseline.name, **settings, **chosen},
+                            yaml.safe_dump({"baseline": baseline.name, **chosen,
+                                            "dataset": point.dataset.model_dump()},
+                                           sort_keys=False))
+        tracking.log_labels(None if labels.sentiment else labels.classes, labels.dropped_rows)
+        tracking.log_inputs({"reviews": reviews.key, "baseline": baseline.stage.key},
+                            reviews.file("reviews.parquet"), point.name)
+        info = json.loads(baseline.stage.file("baseline.json").read_text(encoding="utf-8"))
+        frames = {"test_predictions.parquet": evaluation.predictions["test"]}
+        if evaluation.multiclass:
+            frames["per_class.csv"] = pd.concat(
+                [table.assign(split=split)[["split", *table.columns]]
+                 for split, table in (evaluation.per_class or {}).items()], ignore_index=True)
+        figure = plots.plot_confusion(evaluation.confusion, evaluation.classes)
+        tracking.log_report({**evaluation.metrics, "fit_seconds": info["fit_seconds"]},
+                            {"confusion_matrix.png": figure}, frames,
+                            {"baseline.json": json.dumps(info, indent=2, ensure_ascii=False)})
+    return {"run_id": run_id, "reused": False, **evaluation.metrics}
+
+
+log_baseline = task(_log_baseline, name="log_baseline", cache_policy=NONE)

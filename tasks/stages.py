@@ -29,6 +29,7 @@ from prefect.cache_policies import CachePolicy
 from rnnflow.data import download, embeddings, pad, reviews, tokens, vectorize
 from rnnflow.data.reviews import Labels
 from rnnflow.data.storage import Stage
+from rnnflow.network import baselines
 from tasks.timing import timing
 
 # locate(**some of the step's arguments) -> (cache key, whether the output is on disk)
@@ -139,6 +140,10 @@ build_embeddings = StageTask("embed", embeddings.build_embeddings,
 vectorize_tokens = StageTask("vectorize", vectorize.vectorize_tokens,
                              _stage(vectorize.vectors_stage))
 pad_sequences = StageTask("pad", pad.pad_sequences, _stage(pad.padded_stage))
+# Not a step of a point: the flow fits the baselines once per dataset, before the points
+# (flows/baselines.py).
+fit_baseline = StageTask("baseline", baselines.fit_baseline,
+                         _stage(baselines.baseline_stage))
 # The steps' names on the point's clock, in the chain's order: their seconds add up to the
 # point's `preprocess_seconds`.
 STEPS = tuple(s.step for s in (download_dataset, read_reviews, tokenize_reviews,

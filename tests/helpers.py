@@ -173,9 +173,12 @@ def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect:
                   api_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
     """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session, on
     the Prefect API `api_url` (None: its own temporary one, as a user without a server has).
+    Without baselines (`baselines=none`, unless `sets` say otherwise): they are the concern of
+    tests/flows/test_grid.py and test_train_rnn.py, and elsewhere would only add fits and runs
+    to what a test counts.
     Output goes to a file, not a pipe: a killed run's Prefect server child would hold a pipe
     open; the session is cleaned up afterwards."""
-    args = ["--set", f"dataset.url={archive}", "--set", "grid={}"]
+    args = ["--set", f"dataset.url={archive}", "--set", "grid={}", "--set", "baselines=none"]
     for s in sets:
         args += ["--set", s]
     out = project / f"run-{time.monotonic_ns()}.log"

@@ -10,10 +10,18 @@ and it imports nothing else of rnnflow's: what it logs is handed to it as plain 
 - `lookup`: runs by id, experiment, `latest` or `best`, with what `rnnflow compare` needs;
 - `registry`: versions of a registered model, the `challenger` and `champion` aliases;
 - `system`: system metrics and the peak RSS of each training run;
+- `baselines`: the baseline runs beside the points, their tags, found again by their key;
 - `view`: what `mlflow ui` opens on: the saved comparison view, the best point's metrics on
   a parent run, the link that opens them.
 """
 
+from rnnflow.tracking.baselines import (
+    BASELINE,
+    KIND_TAG,
+    BaselineRun,
+    baseline_tags,
+    find_baseline,
+)
 from rnnflow.tracking.lookup import RunRecord, load_runs, resolve_run
 from rnnflow.tracking.models import (
     load_text_model,
@@ -75,6 +83,7 @@ from rnnflow.tracking.view import (
 )
 
 __all__ = [
+    "BASELINE", "KIND_TAG", "BaselineRun", "baseline_tags", "find_baseline",
     "EPOCHS_DONE_TAG", "MLFLOW_UI", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext",
     "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "comparison_command",
     "find_finished", "find_resume", "git_commit", "group_run", "kill_stale_runs", "link_for",

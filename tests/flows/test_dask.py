@@ -95,7 +95,7 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
                       dashboard_address=None) as cluster:
         # Its own name: Prefect artifacts of other tests' tiny-grid runs share this session.
         state = train_rnn(GRID, {"name": "dask-grid", "dataset.url": str(sample_cut),
-                                 "grid": grid,
+                                 "grid": grid, "baselines": "none",
                                  "runner": "dask", "dask_address": cluster.scheduler_address},
                           return_state=True)
         rows = state.result()

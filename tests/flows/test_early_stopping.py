@@ -31,6 +31,7 @@ def test_the_best_epoch_is_what_mlflow_shows(project):
     _val_against_train(project / "reviews.csv")
     rows = train_rnn(str(REPO / "params" / "tiny-grid.yaml"), {
         "dataset.source": "csv", "dataset.url": str(project / "reviews.csv"), "grid": {},
+        "baselines": "none",
         "embedding.source": "onehot", "train.optimizer": "adam", "train.learning_rate": 0.01,
         "train.epochs": 5, "train.early_stopping": 5})
     (row,) = rows

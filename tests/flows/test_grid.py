@@ -96,7 +96,8 @@ class Scenario:
                 if r.data.tags.get("prefect.flow_run_id") == flow_run.flow_run_id]
 
     def parent(self):
-        (parent,) = [r for r in self.runs(self.grid) if "mlflow.parentRunId" not in r.data.tags]
+        (parent,) = [r for r in self.runs(self.grid) if "mlflow.parentRunId" not in r.data.tags
+                     and r.data.tags.get("rnnflow.kind") != "baseline"]
         return parent
 
 
@@ -119,10 +120,13 @@ def scenario(tmp_path_factory) -> Iterator[Scenario]:
 def test_grid_runs_four_children_and_preprocesses_once(scenario):
     rows, counts = scenario.grid.rows, scenario.grid.counts
     assert len(rows) == 4
-    # Everything up to vectorize runs once for the 4 points, pad once per maxlen.
-    for step in ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
-                 "vectorize_tokens"):
+    # Everything up to vectorize runs once for the 4 points, pad once per maxlen; the
+    # baselines read the reviews first, once for the four points' one dataset.
+    for step in ("download_dataset", "read_reviews"):
+        assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 7, step
+    for step in ("tokenize_reviews", "build_embeddings", "vectorize_tokens"):
         assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 3, step
+    assert counts[("fit_baseline", "Completed")] == 2
     assert counts[("pad_sequences", "Completed")] == 2
     assert counts[("pad_sequences", "Cached")] == 2
     assert counts[("train_model", "Completed")] == 4
@@ -183,7 +187,7 @@ def test_the_flow_run_is_named_after_its_params_file_and_links_its_mlflow_runs(s
     links = [a for a in artifacts if a.data.startswith("[MLflow run ")]
     experiment = scenario.client.get_experiment_by_name("tiny-grid")
     runs = scenario.runs(scenario.grid)
-    assert len(runs) == 5  # the grid's parent and its four points
+    assert len(runs) == 7  # the grid's parent, its four points and the two baselines
     # No server here: each link is the page `mlflow ui` serves, and says how to start it.
     assert sorted(re.search(r"\]\((.*)\)$", a.data).group(1) for a in links) == sorted(
         f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{r.info.run_id}"
@@ -289,3 +293,21 @@ def test_the_comparison_link_shows_every_points_accuracies_in_the_browser(scenar
             assert not math.isnan(value)
             assert re.search(rf"(?<![\d.]){re.escape(_js_number(value))}(?!\d)", text), (
                 key, value, run.info.run_name)
+
+
+def test_the_baselines_are_fitted_once_and_their_runs_reused(scenario):
+    """The grid's one dataset gets each baseline once, as a top-level run of the experiment;
+    the same grid again finds the fitted stages Cached and reuses the runs."""
+    baselines = [r for r in scenario.runs(scenario.grid)
+                 if r.data.tags.get("rnnflow.kind") == "baseline"]
+    assert sorted(r.data.tags["rnnflow.baseline"] for r in baselines) == \
+        ["bag_of_words", "majority"]
+    assert all("mlflow.parentRunId" not in r.data.tags for r in baselines)
+    assert scenario.again.counts[("fit_baseline", "Cached")] == 2
+    assert ("fit_baseline", "Completed") not in scenario.again.counts
+    assert ("log_baseline", "Completed") not in scenario.again.counts
+    assert not [r for r in scenario.runs(scenario.again)
+                if r.data.tags.get("rnnflow.kind") == "baseline"]
+    # the best point is a trained one, whatever the baselines scored
+    best = scenario.parent().data.tags["best_run_id"]
+    assert best not in {r.info.run_id for r in baselines}

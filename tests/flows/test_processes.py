@@ -114,7 +114,7 @@ def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
     left = client.search_runs([experiment.experiment_id]) if experiment else []
     # The same point, from the served deployment: its run goes on from the killed one.
     trigger = _serve_and_trigger(project, {"dataset.url": str(archive), "grid": {},
-                                           "train.epochs": 3})
+                                           "baselines": "none", "train.epochs": 3})
     yield Scenario(project, archive, client, killed, left, trigger)
 
 

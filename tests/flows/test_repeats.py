@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import TINY_GRID, rnnflow_cli, synthetic_reviews, write_tar
 
 pytestmark = pytest.mark.slow
-SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1"]
+SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1", "baselines=none"]
 
 
 def _run(project: Path, archive: Path, api_url: str):

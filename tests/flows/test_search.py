@@ -29,6 +29,7 @@ pytestmark = pytest.mark.slow
 # val_loss after epoch 1 is far above trial 0's, the only median there is: pruned, certainly.
 SEARCH = """\
 name: s
+baselines: none
 dataset: {{url: {archive}}}
 embedding: {{source: train, vector_size: 8, min_count: 1, epochs: 1}}
 pad: {{maxlen: 20}}

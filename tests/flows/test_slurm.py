@@ -91,7 +91,7 @@ def test_a_search_trains_its_trials_as_slurm_jobs_two_at_a_time(slurm, project, 
     url, _ = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     base = {"dataset.url": str(tiny_archive), "name": "slurm-search", "grid": {},
-            "registry.enabled": False}
+            "registry.enabled": False, "baselines": "none"}
     train_rnn(GRID, {**base, "runner": "dask", "dask_cluster": _cluster(project, jobs=2),
                      "search": {"trials": 4, "sampler": "random", "pruner": "none",
                                 "space": {"model.num_neurons": [2, 3, 4, 5]}}})
@@ -155,7 +155,7 @@ def test_a_cancelled_job_is_continued_from_its_checkpoint(slurm, project, tiny_a
     # the cancel lands mid-training, not before or after it.
     monkeypatch.setenv("RNNFLOW_FAULT", "hold:after_epoch:1")
     overrides = {"dataset.url": str(tiny_archive), "name": "slurm-cancel", "grid": {},
-                 "train.epochs": 3, "registry.enabled": False}
+                 "train.epochs": 3, "registry.enabled": False, "baselines": "none"}
     on_slurm = {"runner": "dask", "dask_cluster": _cluster(project, jobs=1)}
     outcome: dict = {}
 

@@ -57,6 +57,12 @@ class TrackedRun:
         return self.client.download_artifacts(self.run.info.run_id, path, str(self.project))
 
 
+def _training_runs(client: MlflowClient, experiment_id: str, **search) -> list:
+    """The experiment's runs but the baseline runs beside them."""
+    return [r for r in client.search_runs([experiment_id], **search)
+            if r.data.tags.get("rnnflow.kind") != "baseline"]
+
+
 @pytest.fixture(scope="module")
 def tracked(tmp_path_factory, sample_cut, prefect_api_url) -> Iterator[TrackedRun]:
     project = tmp_path_factory.mktemp("tracked")
@@ -68,7 +74,7 @@ def tracked(tmp_path_factory, sample_cut, prefect_api_url) -> Iterator[TrackedRu
         assert first.returncode == 0, first.stderr[-3000:]
         client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
         experiment = client.get_experiment_by_name("quick")
-        (run,) = client.search_runs([experiment.experiment_id])
+        (run,) = _training_runs(client, experiment.experiment_id)
         # A second run, trained again (--fresh), is a second MLflow run, with every
         # preprocessing step cached; its model, trained the same way, is an equal challenger.
         # The first run boots its own Prefect server, as a user's does; this one need not.
@@ -215,10 +221,12 @@ def test_predict_prints_the_predictions_and_nothing_else(tracked):
 @pytest.mark.slow
 def test_second_run_is_a_new_run_with_every_step_cached(tracked):
     assert tracked.second.returncode == 0, tracked.second.stderr[-3000:]
-    assert tracked.first.stderr.count("Cached(type=COMPLETED)") == 0
-    assert tracked.second.stderr.count("Cached(type=COMPLETED)") == 6
+    # The baselines read the reviews first: the point's download and read find them Cached.
+    assert tracked.first.stderr.count("Cached(type=COMPLETED)") == 2
+    # The six steps, the baselines' download and read, and the two fitted baselines.
+    assert tracked.second.stderr.count("Cached(type=COMPLETED)") == 10
     # --fresh: the finished run with the same settings is not reused; a new run trains.
-    runs = tracked.client.search_runs([tracked.experiment_id])
+    runs = _training_runs(tracked.client, tracked.experiment_id)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert "(reused)" not in tracked.second.stdout
     (new,) = [r for r in runs if r.info.run_id != tracked.run.info.run_id]
@@ -259,7 +267,8 @@ def test_predict_finds_the_best_run_and_scores_texts_from_a_file(tracked):
     lines = predicted.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.split("\t")[1] in ("positive", "negative", "unknown")
                                    for line in lines)
-    best = max(tracked.client.search_runs([tracked.experiment_id]),
+    # the best trained run: never a baseline, though one may score higher
+    best = max(_training_runs(tracked.client, tracked.experiment_id),
                key=lambda r: r.data.metrics["val_accuracy"]).data.metrics["val_accuracy"]
     (line,) = [x for x in predicted.stderr.splitlines() if x.startswith("# run ")]
     chosen = tracked.client.get_run(line.removeprefix("# run ").strip())
@@ -295,8 +304,8 @@ def test_a_run_prints_the_link_to_the_comparison_and_none_to_a_server_gone(track
 
 @pytest.mark.slow
 def test_the_flow_run_holds_rnnflows_log_lines_and_the_results_table(tracked):
-    experiment_runs = tracked.client.search_runs([tracked.experiment_id],
-                                                 order_by=["attributes.start_time DESC"])
+    experiment_runs = _training_runs(tracked.client, tracked.experiment_id,
+                                     order_by=["attributes.start_time DESC"])
     second = experiment_runs[0]  # the --fresh run, on the test process's Prefect server
     flow_run_id = second.data.tags["prefect.flow_run_id"]
     with temporary_settings({PREFECT_API_URL: tracked.prefect_api_url}), \
@@ -318,3 +327,28 @@ def test_the_flow_run_holds_rnnflows_log_lines_and_the_results_table(tracked):
     (table,) = [a for a in artifacts if a.type == "table"]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [r["run_id"] for r in rows] == [second.info.run_id]
+
+
+@pytest.mark.slow
+def test_the_baselines_are_runs_beside_the_point_with_its_metric_keys(tracked):
+    """Each flow run logs the two baselines (--fresh logs them again, from the fitted stage
+    on disk), tagged so that `mlflow ui` can filter them, with a point's metric keys and
+    per-review test predictions."""
+    runs = tracked.client.search_runs([tracked.experiment_id],
+                                      "tags.`rnnflow.kind` = 'baseline'")
+    assert sorted(r.data.tags["rnnflow.baseline"] for r in runs) == \
+        ["bag_of_words", "bag_of_words", "majority", "majority"]
+    assert len({r.data.tags["rnnflow.baseline_key"] for r in runs}) == 2
+    keys = {k for k in tracked.run.data.metrics if k.startswith(("val_", "test_"))}
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
+        assert run.data.tags["stage.reviews"] == tracked.run.data.tags["stage.reviews"]
+        artifacts = {a.path for a in tracked.client.list_artifacts(run.info.run_id)}
+        assert {"test_predictions.parquet", "baseline.json"} <= artifacts
+    (majority,) = {r.data.metrics["test_accuracy"] for r in runs
+                   if r.data.tags["rnnflow.baseline"] == "majority"}
+    labels = pd.read_parquet(tracked.artifact("test_predictions.parquet")).label
+    assert majority == pytest.approx(max(labels.mean(), 1 - labels.mean()), abs=0.05)
+    assert {r.data.params["baseline.analyzer"] for r in runs
+            if r.data.tags["rnnflow.baseline"] == "bag_of_words"} <= {"word", "char_wb"}

@@ -1,0 +1,42 @@
+"""Baseline runs: the reference models fitted beside a params file's points, logged as runs of
+the same experiment, tagged so that `mlflow ui` can filter them in or out
+(`tags.rnnflow.kind = 'baseline'`), and found again instead of logged twice.
+
+They carry no training key and no text model, so nothing that picks a trained run (reuse and
+continuation, `--run best`/`latest`, `rnnflow compare` of an experiment, the champion) ever
+picks a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+
+KIND_TAG = "rnnflow.kind"
+BASELINE = "baseline"
+BASELINE_TAG = "rnnflow.baseline"  # which baseline: majority, bag_of_words
+BASELINE_KEY_TAG = "rnnflow.baseline_key"  # the baseline's stage key: same key, same run
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+
+
+def baseline_tags(name: str, key: str) -> dict[str, str]:
+    """The tags of a baseline run of baseline `name` fitted as stage `key`."""
+    return {KIND_TAG: BASELINE, BASELINE_TAG: name, BASELINE_KEY_TAG: key}
+
+
+def find_baseline(experiment_id: str, key: str) -> BaselineRun | None:
+    """The newest FINISHED baseline run of the experiment logged from the stage `key`."""
+    runs = MlflowClient().search_runs(
+        [experiment_id], filter_string=f"tags.`{BASELINE_KEY_TAG}` = '{key}' and "
+        "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    if not runs:
+        return None
+    run = runs[0]
+    return BaselineRun(run.info.run_id, dict(run.data.metrics), dict(run.data.params))
