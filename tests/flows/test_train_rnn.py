@@ -106,7 +106,7 @@ def test_run_logs_its_report_artifacts(tracked):
     predictions = pd.read_parquet(tracked.artifact("test_predictions.parquet"))
     assert list(predictions.columns) == ["id", "label", "probability"] and len(predictions) == 120
     examples = pd.read_csv(tracked.artifact("examples.csv"))
-    assert list(examples.columns) == ["text", "probability", "label", "known_tokens"]
+    assert list(examples.columns) == ["text", "probability", "label", "known_tokens", "class"]
     assert len(examples) == len(Point().evaluate.sentences)
     assert (tracked.project / "mlruns").is_dir()
 
