@@ -469,8 +469,8 @@ def _rerun_args(params_file: Path, set_: list[str] | None, fresh: bool, runner: 
 
 def _rerun(args: list[str], data: str) -> str:
     """The command that runs `rnnflow run ARGS` again on `data`: `make run ... DATA=...` where
-    this run was started by make (which sets MAKELEVEL for its commands), else `rnnflow run`."""
-    if os.environ.get("MAKELEVEL"):
+    this run was started by `make run` (the Makefile sets RNNFLOW_MAKE_RUN), else `rnnflow run`."""
+    if os.environ.get("RNNFLOW_MAKE_RUN"):
         params, rest = Path(args[0]), args[1:]
         words = ["make", "run"]
         if params != MAKE_DEFAULT_PARAMS:
