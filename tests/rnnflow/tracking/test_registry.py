@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from mlflow.protos.databricks_pb2 import BAD_REQUEST, RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from rnnflow import tracking
@@ -111,7 +112,7 @@ class _Racing:
     """A client whose first alias writes lose the insert race, as against another flow."""
 
     def __init__(self, losses: int, message: str = "(sqlite3.IntegrityError) UNIQUE constraint "
-                 "failed: registered_model_aliases.name", code: str = "BAD_REQUEST"):
+                 "failed: registered_model_aliases.name", code: int = BAD_REQUEST):
         self.losses, self.message, self.code, self.calls = losses, message, code, []
 
     def set_registered_model_alias(self, name, alias, version):
@@ -136,7 +137,7 @@ def test_other_alias_errors_are_not_retried():
     from rnnflow.tracking.registry import _set_alias
 
     client = _Racing(losses=1, message="Registered model 'm' not found",
-                     code="RESOURCE_DOES_NOT_EXIST")
+                     code=RESOURCE_DOES_NOT_EXIST)
     with pytest.raises(MlflowException):
         _set_alias(client, "m", "challenger", "2")
     assert len(client.calls) == 1
