@@ -42,8 +42,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # DATA=<path or URL>: run on that dataset (`rnnflow run --data`), e.g. a local copy offline.
+# RNNFLOW_MAKE_RUN tells the run it was started here, so that a failure's way on is printed
+# as a `make run` command (MAKELEVEL would also be set under `make test` and any other make).
 run: $(STAMP)
-	$(BIN)/rnnflow run $(PARAMS) $(if $(DATA),--data $(DATA)) $(ARGS)
+	RNNFLOW_MAKE_RUN=1 $(BIN)/rnnflow run $(PARAMS) $(if $(DATA),--data $(DATA)) $(ARGS)
 
 # The suite without the smoke tests; `make smoke`: only them (building and installing the
 # wheel, `make bench` and bench.gpu on tiny data), each run as a user would. CI runs both.

@@ -211,8 +211,10 @@ def predict(
                       "classes).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
-    """Print the probability of a positive review and the label for each text (with more
-    than two classes: the predicted class's probability and name)."""
+    """Print, for each text, a probability and the predicted class: with two classes the
+    probability of the second (of a positive review, for sentiment) and `positive`/`negative`
+    for sentiment or the class name (`ham`/`spam`); with more, the predicted class's
+    probability and name."""
     items = _texts(texts, file, "score", debug)
     _quiet_environment(debug)
     import pandas as pd
@@ -232,19 +234,16 @@ def predict(
             result = model.predict(pd.DataFrame({"text": items}))
     except tracking.TrackingError as exc:
         _fail(exc, debug)
-    names = {1: "positive", 0: "negative", -1: "unknown"}
     per_class = [c for c in result.columns if str(c).startswith("prob_")]
     typer.echo(f"# {'model' if model_ref is not None else 'run'} {run_id}", err=True)
     if per_class and all_classes:
         typer.echo("\t".join(["probability", "label", *(c[5:] for c in per_class), "text"]))
-    for i, (text, prob, label) in enumerate(zip(items, result.probability, result.label,
-                                                strict=True)):
+    # The model's own `class` column, so that this prints what a served model answers.
+    for i, (text, prob, name) in enumerate(zip(items, result.probability, result["class"],
+                                               strict=True)):
         short = text if len(text) <= 70 else text[:67] + "..."
-        if not per_class:
-            typer.echo(f"{prob:.3f}\t{names[int(label)]}\t{short}")
-            continue
         extra = [f"{result[c].iloc[i]:.3f}" for c in per_class] if all_classes else []
-        typer.echo("\t".join([f"{prob:.3f}", str(label), *extra, short]))
+        typer.echo("\t".join([f"{prob:.3f}", str(name), *extra, short]))
 
 
 @app.command()
@@ -470,8 +469,8 @@ def _rerun_args(params_file: Path, set_: list[str] | None, fresh: bool, runner: 
 
 def _rerun(args: list[str], data: str) -> str:
     """The command that runs `rnnflow run ARGS` again on `data`: `make run ... DATA=...` where
-    this run was started by make (which sets MAKELEVEL for its commands), else `rnnflow run`."""
-    if os.environ.get("MAKELEVEL"):
+    this run was started by `make run` (the Makefile sets RNNFLOW_MAKE_RUN), else `rnnflow run`."""
+    if os.environ.get("RNNFLOW_MAKE_RUN"):
         params, rest = Path(args[0]), args[1:]
         words = ["make", "run"]
         if params != MAKE_DEFAULT_PARAMS:

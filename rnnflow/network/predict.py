@@ -32,6 +32,12 @@ NO_EVIDENCE_LABEL = -1
 # With k > 2 classes: the label of a text with no known token; its probability and each
 # class's are 1 / k.
 NO_OPINION = "no opinion"
+# Two classes: the `class` of a text with no known token (label -1). It stays the word that
+# `rnnflow predict` printed there before there was a `class` column.
+NO_EVIDENCE_CLASS = "unknown"
+# A sentiment model (neg/pos) answers in the words `rnnflow predict` always printed for it;
+# a two-class model of other labels answers with its own class names (ham, spam).
+SENTIMENT_WORDS = {"neg": "negative", "pos": "positive"}
 
 # Optional packages that NLTK and Keras import when installed, for features prediction never
 # uses (scikit-learn wrappers, plots, statistics): over a second of a prediction's start.
@@ -61,6 +67,15 @@ class TextModel:
         """The name of every label, label i is class_names[i]: the k classes, or the two of a
         sigmoid network (class 1 is the one whose probability it outputs)."""
         return list(self.classes or self.binary_names or SENTIMENT)
+
+    @property
+    def answer_names(self) -> list[str]:
+        """What the `class` column of `predict` says for label i: the class names, with the
+        sentiment pair in words (negative, positive)."""
+        names = self.class_names
+        if self.classes is None and tuple(names) == SENTIMENT:
+            return [SENTIMENT_WORDS[n] for n in names]
+        return names
 
     def _lists(self, texts: list[str]) -> list[list[int]]:
         return [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
@@ -93,10 +108,15 @@ class TextModel:
 
     def predict(self, texts: list[str]) -> pd.DataFrame:
         """One row per text: probability (of class 1: `class_names[1]`, `pos` for sentiment),
-        label (1, 0, or -1 with no evidence),
-        known_tokens (tokens found in the vocabulary). With k > 2 classes: label (the class
-        name, "no opinion" with no evidence), probability (of that class), known_tokens and
-        prob_<class> for every class."""
+        label (1, 0, or -1 with no evidence), known_tokens (tokens found in the vocabulary),
+        class (the predicted class's name: `answer_names[label]`, "unknown" with no evidence).
+        With k > 2 classes: label (the class name, "no opinion" with no evidence), probability
+        (of that class), known_tokens, class (the same as label) and prob_<class> for every
+        class.
+
+        `class` is the column every model has in the same form, a string naming the answer,
+        so that a client of models of any kind reads one column; `label` keeps its type per
+        kind (an integer for two classes), which served clients already rely on."""
         if self.classes is not None:
             return self._predict_classes(texts)
         texts = ["" if t is None else str(t) for t in texts]
@@ -115,8 +135,10 @@ class TextModel:
                 prob[known > 0] = scored
         label = np.where(prob >= self.threshold, 1, 0)
         label[known == 0] = NO_EVIDENCE_LABEL
+        names = np.array([*self.answer_names, NO_EVIDENCE_CLASS], dtype=object)
         return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
-                             "known_tokens": known})
+                             "known_tokens": known,
+                             "class": names[label].astype(str)})  # label -1: the last name
 
     def _predict_classes(self, texts: list[str]) -> pd.DataFrame:
         prob, known = self.class_probabilities(texts)
@@ -124,11 +146,13 @@ class TextModel:
         label = np.where(known > 0, names[prob.argmax(axis=1)] if len(prob) else [], NO_OPINION)
         return pd.DataFrame({"probability": prob.max(axis=1) if len(prob) else [],
                              "label": label.astype(str), "known_tokens": known,
+                             "class": label.astype(str),
                              **{f"prob_{c}": prob[:, i] for i, c in enumerate(self.classes)}})
 
 
 # What `predict` returns, column by column, as MLflow types: the logged model's signature.
-OUTPUTS = {"probability": "double", "label": "long", "known_tokens": "long"}
+OUTPUTS = {"probability": "double", "label": "long", "known_tokens": "long",
+           "class": "string"}
 
 
 def outputs(text_model: TextModel) -> dict[str, str]:
@@ -137,7 +161,7 @@ def outputs(text_model: TextModel) -> dict[str, str]:
     if text_model.classes is None:
         return OUTPUTS
     return {"probability": "double", "label": "string", "known_tokens": "long",
-            **{f"prob_{c}": "double" for c in text_model.classes}}
+            "class": "string", **{f"prob_{c}": "double" for c in text_model.classes}}
 
 
 def save_text_model(text_model: TextModel, folder: Path) -> dict[str, Path]:

@@ -18,7 +18,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from rnnflow.tracking.models import TEXT_MODEL
-from rnnflow.tracking.store import TrackingError, check_server, tracking_uri
+from rnnflow.tracking.store import (
+    TrackingError,
+    check_server,
+    lost_an_insert_race,
+    tracking_uri,
+)
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
@@ -81,9 +86,25 @@ def record_decision(version: Version, tags: dict[str, str], promote: bool) -> No
         client = _client()
         for key, value in tags.items():
             client.set_model_version_tag(version.name, version.version, key, value)
-        client.set_registered_model_alias(version.name, CHALLENGER, version.version)
+        _set_alias(client, version.name, CHALLENGER, version.version)
         if promote:
-            client.set_registered_model_alias(version.name, CHAMPION, version.version)
+            _set_alias(client, version.name, CHAMPION, version.version)
+
+
+def _set_alias(client: MlflowClient, name: str, alias: str, version: str,
+               attempts: int = 3) -> None:
+    """Point `alias` at `version`. MLflow's SQL store looks the alias up and inserts it when
+    missing: two flows that set a new alias at once (runs of one params file side by side)
+    both find it missing, and the second insert fails on the unique key. Setting it again
+    then updates the row the other flow made; the last setter wins, as when they run one
+    after the other."""
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not lost_an_insert_race(exc):
+                raise
 
 
 def champion_of(name: str) -> Version | None:
@@ -119,7 +140,7 @@ def promote(name: str, *, version: str | None = None,
                 "champion_version_before": before.version if before else ""}
         for key, value in tags.items():
             client.set_model_version_tag(name, target.version, key, value)
-        client.set_registered_model_alias(name, CHAMPION, target.version)
+        _set_alias(client, name, CHAMPION, target.version)
     return target, before
 
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from rnnflow.tracking import system
+from rnnflow.tracking.store import lost_an_insert_race
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,15 +192,8 @@ def _log_input(dataset, context: str, attempts: int = 3) -> None:
             mlflow.log_input(dataset, context=context)
             return
         except MlflowException as exc:
-            if attempt == attempts - 1 or not _lost_an_insert_race(exc):
+            if attempt == attempts - 1 or not lost_an_insert_race(exc):
                 raise
-
-
-def _lost_an_insert_race(exc: MlflowException) -> bool:
-    text = str(exc)
-    return exc.error_code == "BAD_REQUEST" and any(
-        needle in text for needle in ("IntegrityError", "UNIQUE constraint failed",
-                                      "duplicate key value"))
 
 
 def log_report(metrics: dict[str, float], figures: dict[str, Any],

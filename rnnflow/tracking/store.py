@@ -11,11 +11,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 
 class TrackingError(RuntimeError):
     """The MLflow tracking store cannot be reached, or holds no such run or experiment."""
+
+
+def lost_an_insert_race(exc: MlflowException) -> bool:
+    """Whether `exc` is a SQL store's unique key refusing a row another process inserted
+    between this one's lookup and its insert (MLflow looks a record up, then inserts it in a
+    second statement, and answers the IntegrityError as BAD_REQUEST, which its client does not
+    retry). The row exists by then: the same call again finds it."""
+    text = str(exc)
+    return exc.error_code == "BAD_REQUEST" and any(
+        needle in text for needle in ("IntegrityError", "UNIQUE constraint failed",
+                                      "duplicate key value"))
 
 
 def tracking_uri() -> str:

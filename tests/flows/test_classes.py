@@ -126,6 +126,7 @@ def test_the_champion_serves_every_class_over_rest(class_run):
     assert known["probability"] == pytest.approx(max(probs.values()))
     assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5) and known["known_tokens"] > 0
     assert unknown["label"] == "no opinion" and unknown["known_tokens"] == 0
+    assert [row["class"] for row in rows] == [row["label"] for row in rows]
     assert all(unknown[f"prob_{c}"] == pytest.approx(1 / len(CLASSES)) for c in CLASSES)
 
 

@@ -126,7 +126,7 @@ def test_run_logs_its_report_artifacts(tracked):
     predictions = pd.read_parquet(tracked.artifact("test_predictions.parquet"))
     assert list(predictions.columns) == ["id", "label", "probability"] and len(predictions) == 120
     examples = pd.read_csv(tracked.artifact("examples.csv"))
-    assert list(examples.columns) == ["text", "probability", "label", "known_tokens"]
+    assert list(examples.columns) == ["text", "probability", "label", "known_tokens", "class"]
     assert len(examples) == len(Point().evaluate.sentences)
     assert (tracked.project / "mlruns").is_dir()
 
@@ -169,8 +169,10 @@ def test_keras_and_text_models_load_and_predict(tracked, monkeypatch):
     # The raw-text model: tokenizer, vocabulary and network in one pyfunc.
     text_model = mlflow.pyfunc.load_model(f"runs:/{run_id}/text_model")
     out = text_model.predict(pd.DataFrame({"text": ["A wonderful film, I loved it.", "  "]}))
-    assert list(out.columns) == ["probability", "label", "known_tokens"]
+    assert list(out.columns) == ["probability", "label", "known_tokens", "class"]
     assert out.label[1] == -1 and out.known_tokens[0] > 0 and 0 <= out.probability[0] <= 1
+    # A sentiment model's class in words, as `rnnflow predict` prints it.
+    assert out["class"].tolist() == [["negative", "positive"][out.label[0]], "unknown"]
 
 
 @pytest.mark.slow

@@ -119,8 +119,9 @@ def test_text_model_names_the_class_and_round_trips(tmp_path):
     text_model = _text_model()
     texts = ["felicità w3 l'amore", "nothing known here", "w1 w2 w5"]
     out = text_model.predict(texts)
-    assert list(out.columns) == ["probability", "label", "known_tokens",
+    assert list(out.columns) == ["probability", "label", "known_tokens", "class",
                                  *(f"prob_{c}" for c in text_model.classes)]
+    assert out["class"].tolist() == out.label.tolist()  # the column every kind of model has
     probs = out[[f"prob_{c}" for c in text_model.classes]].to_numpy()
     assert out.label[1] == NO_OPINION and out.known_tokens[1] == 0
     np.testing.assert_allclose(probs[1], 1.0 / K)

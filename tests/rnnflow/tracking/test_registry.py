@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from mlflow.protos.databricks_pb2 import BAD_REQUEST, RESOURCE_DOES_NOT_EXIST
 from mlflow.tracking import MlflowClient
 
 from rnnflow import tracking
@@ -105,3 +106,42 @@ def test_promote_by_version_or_run(text_run):
         tracking.promote("m", version="9")
     with pytest.raises(tracking.TrackingError, match="no such registered model"):
         tracking.promote("nope", version="1")
+
+
+class _Racing:
+    """A client whose first alias writes lose the insert race, as against another flow."""
+
+    def __init__(self, losses: int, message: str = "(sqlite3.IntegrityError) UNIQUE constraint "
+                 "failed: registered_model_aliases.name", code: int = BAD_REQUEST):
+        self.losses, self.message, self.code, self.calls = losses, message, code, []
+
+    def set_registered_model_alias(self, name, alias, version):
+        from mlflow.exceptions import MlflowException
+
+        self.calls.append((name, alias, version))
+        if len(self.calls) <= self.losses:
+            raise MlflowException(self.message, error_code=self.code)
+
+
+def test_an_alias_set_by_two_flows_at_once_is_set_again_not_failed():
+    from rnnflow.tracking.registry import _set_alias
+
+    client = _Racing(losses=1)
+    _set_alias(client, "m", "challenger", "2")
+    assert client.calls == [("m", "challenger", "2")] * 2
+
+
+def test_other_alias_errors_are_not_retried():
+    from mlflow.exceptions import MlflowException
+
+    from rnnflow.tracking.registry import _set_alias
+
+    client = _Racing(losses=1, message="Registered model 'm' not found",
+                     code=RESOURCE_DOES_NOT_EXIST)
+    with pytest.raises(MlflowException):
+        _set_alias(client, "m", "challenger", "2")
+    assert len(client.calls) == 1
+    always = _Racing(losses=5)
+    with pytest.raises(MlflowException):
+        _set_alias(always, "m", "champion", "1")
+    assert len(always.calls) == 3
