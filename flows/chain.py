@@ -66,6 +66,7 @@ def run_point(point: Point, ctx: RunContext, run_name: str,
                 checkpoint_dir=run.checkpoint_dir, resume_from=run.resume_from,
                 initial_epoch=run.initial_epoch)
             evaluation = evaluate_model(model, stages.padded, classes=stages.labels.classes)
-            log_results(point, stages, model, fit, evaluation, history=run.history(fit),
-                        seconds=clock.seconds)
-    return run.row(evaluation)
+            framed = log_results(point, stages, model, fit, evaluation,
+                                 history=run.history(fit), seconds=clock.seconds,
+                                 baselines=ctx.baselines)
+    return run.row(evaluation, framed)

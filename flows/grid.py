@@ -89,7 +89,7 @@ def _publish(name: str, table: pd.DataFrame, parent_id: str | None) -> None:
     """The results table, and a summary of the best point."""
     best = table.loc[table.vs_best == "best"].iloc[0]
     lines = [f"# {name}: best of {len(table)} point(s) by val_accuracy", ""]
-    lines += [f"- **{k}**: {best[k]}" for k in table.columns if k != "run_id"]
+    lines += [f"- **{k}**: {best[k]}" for k in table.columns if k != "run_id" and best[k] != ""]
     lines += [f"- **MLflow run**: `{best.run_id}`"]
     if parent_id:
         lines += [f"- **MLflow parent run**: `{parent_id}`"]

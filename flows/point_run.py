@@ -110,12 +110,15 @@ class PointRun:
         """The whole learning curve from epoch 1: a continued run's earlier epochs first."""
         return self.resume.prepend(fit.history) if self.resume else fit.history
 
-    def row(self, evaluation: Evaluation) -> dict[str, Any]:
-        """What the grid and the search keep of the run."""
+    def row(self, evaluation: Evaluation, framed: dict[str, Any]) -> dict[str, Any]:
+        """What the grid and the search keep of the run: its metrics and its framing against
+        the baselines (tasks/results.py)."""
         metrics = evaluation.metrics
-        log.info("run %s: val_accuracy %.4f, test_accuracy %.4f",
-                 self.run_id, metrics["val_accuracy"], metrics["test_accuracy"])
-        return {"run_id": self.run_id, "reused": False, **metrics,
+        versus = f"; {framed['vs_baselines']}" if framed.get("vs_baselines") else ""
+        log.info("run %s: val_accuracy %.4f, test_accuracy %.4f%s%s",
+                 self.run_id, metrics["val_accuracy"], metrics["test_accuracy"], versus,
+                 f" ({framed['warning']})" if framed.get("warning") else "")
+        return {"run_id": self.run_id, "reused": False, **metrics, **framed,
                 "train_seconds": self.clock.seconds["train"],
                 "preprocess_seconds": preprocess_seconds(self.clock.seconds),
                 "duration_seconds": self.duration_seconds}

@@ -68,9 +68,9 @@ def _run_context(plan: Plan, params_file: str, fresh: bool) -> RunContext:
     """The experiment every run of this flow run logs to, and the tags they all carry."""
     return RunContext(
         experiment_id=tracking.use_experiment(plan.name), tracking_uri=tracking.tracking_uri(),
-        fresh=fresh, tags={"prefect.flow_run_id": str(flow_run.id or ""),
-                           "git_commit": tracking.git_commit() or "",
-                           "params_file": str(params_file)})
+        fresh=fresh, baselines=tuple(plan.baselines),
+        tags={"prefect.flow_run_id": str(flow_run.id or ""),
+              "git_commit": tracking.git_commit() or "", "params_file": str(params_file)})
 
 
 def _save_view(plan: Plan, ctx: RunContext) -> None:

@@ -171,7 +171,7 @@ def run(
         typer.echo(f"run {row['run_id']}{f' [{point}]' if point else ''}"
                    f"{' (reused)' if row.get('reused') else ''}: "
                    f"val_accuracy={row['val_accuracy']:.4f} "
-                   f"test_accuracy={row['test_accuracy']:.4f}")
+                   f"test_accuracy={row['test_accuracy']:.4f}{_versus(row)}")
     _print_comparison_link(plan.name)
 
 
@@ -187,6 +187,18 @@ def _print_comparison_link(experiment: str) -> None:
         return
     if link:
         typer.echo(f"compare the runs: {link}")
+
+
+def _versus(row: dict) -> str:
+    """A closing line's framing against the baselines: the line of a run trained now, the
+    logged difference of a reused one (its baselines' scores are in their own runs), and
+    "LEARNED NOTHING" where the run did (rnnflow/comparisons/framing.py)."""
+    text = ""
+    if row.get("vs_baselines"):
+        text = f"; {row['vs_baselines']}"
+    elif row.get("test_delta_vs_baseline") is not None:
+        text = f"; {100 * row['test_delta_vs_baseline']:+.1f} points vs the best baseline"
+    return text + (" - LEARNED NOTHING" if row.get("learned_nothing") else "")
 
 
 def _point_of(row: dict) -> str:

@@ -2,6 +2,9 @@
 MLflow run (the active run of this thread, which flows/point_run.py started).
 
 - where it trained (the tags of `Fit`: device, recurrent kernel, precision);
+- its result framed against the baselines fitted on its reviews, and whether it learned
+  nothing (rnnflow/comparisons/framing.py): the line in the log, the metrics
+  `test_delta_vs_baseline` and `learned_nothing`, the `rnnflow.warning` tag;
 - the report (rnnflow/insight/report.py): final metrics, figures, tables, report.html and the
   model card;
 - the Keras model as its stock twin: the same weights in stock Keras layers, which load
@@ -28,6 +31,7 @@ from prefect.cache_policies import NONE
 
 import rnnflow
 from rnnflow import api, tracking
+from rnnflow.comparisons.framing import Framing, Reference, frame_result
 from rnnflow.config import Point
 from rnnflow.data.embeddings import load_vocab
 from rnnflow.data.reviews import read_labels
@@ -36,7 +40,7 @@ from rnnflow.insight import plots
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.memory import release_memory
 from rnnflow.network import predict
-from rnnflow.network.baselines import Baseline
+from rnnflow.network.baselines import Baseline, fitted_baselines
 from rnnflow.network.evaluate import Evaluation
 from rnnflow.network.model import stock_twin
 from rnnflow.network.train import Fit
@@ -47,10 +51,13 @@ log = logging.getLogger("rnnflow.flow")
 
 
 def _log_results(point: Point, stages: Stages, model, fit: Fit, evaluation: Evaluation, *,
-                 history: dict[str, list[float]], seconds: dict[str, float]) -> None:
-    """The report, the Keras model and the raw-text model. `history` is the whole learning
-    curve from epoch 1 (a continued run's earlier epochs first); `seconds` the point's steps
-    so far."""
+                 history: dict[str, list[float]], seconds: dict[str, float],
+                 baselines: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The result framed against `baselines` (those fitted on its reviews), the report, the
+    Keras model and the raw-text model. `history` is the whole learning curve from epoch 1 (a
+    continued run's earlier epochs first); `seconds` the point's steps so far. Returns what
+    the point's row adds: the framing's metrics, `vs_baselines` and `warning`."""
+    framing = frame_against_baselines(stages, evaluation, history, baselines)
     log.info("logging the report and the models")
     tracking.set_tags(fit.tags)  # where it trained: device, kernel and precision
     text_model = text_model_of(point, stages, model, evaluation)
@@ -59,7 +66,9 @@ def _log_results(point: Point, stages: Stages, model, fit: Fit, evaluation: Eval
         history=history, vector_stats=stages.vector_stats, seconds=dict(seconds),
         preprocess_seconds=preprocess_seconds(seconds),
         reviews_parquet=stages.reviews.file("reviews.parquet"),
-        classes=None if stages.labels.sentiment else stages.labels.classes))
+        classes=None if stages.labels.sentiment else stages.labels.classes,
+        versus=framing.line(with_reasons=False) if framing.best else "",
+        warnings=framing.reasons))
     tracking.log_report(report.metrics, report.figures, report.frames, report.texts)
     if report.restored:  # early stopping: what `mlflow ui` shows is the logged model's score
         tracking.log_epoch(report.restored_step, report.restored)
@@ -71,6 +80,31 @@ def _log_results(point: Point, stages: Stages, model, fit: Fit, evaluation: Eval
     tracking.log_keras_model(stock_twin(model, point.model))  # loads without rnnflow
     release_memory()
     _log_text_model(text_model)
+    return {**framing.metrics(), "vs_baselines": framing.versus(), "warning": warning(framing)}
+
+
+def frame_against_baselines(stages: Stages, evaluation: Evaluation,
+                            history: dict[str, list[float]], names: tuple[str, ...]) -> Framing:
+    """The result beside the baselines `names` fitted on the point's reviews, logged on the
+    active run: the line in the log (a warning where it learned nothing), the metrics, and the
+    `rnnflow.warning` tag where it learned nothing."""
+    references = [Reference(b.name, b.title, b.evaluation.metrics["val_accuracy"],
+                            b.evaluation.metrics["test_accuracy"], b.evaluation.predictions["test"])
+                  for b in fitted_baselines(stages.reviews, names)]
+    framing = frame_result(evaluation.predictions, evaluation.metrics["test_accuracy"],
+                           references, history.get("loss"), stages.labels.classes)
+    if framing.learned_nothing:
+        log.warning("%s", framing.line())
+        tracking.set_tags({tracking.WARNING_TAG: warning(framing)})
+    else:
+        log.info("%s", framing.line())
+    tracking.log_metrics(framing.metrics())
+    return framing
+
+
+def warning(framing: Framing) -> str:
+    """The run's warning in words: 'learned nothing: <why>', or ''."""
+    return f"learned nothing: {'; '.join(framing.reasons)}" if framing.learned_nothing else ""
 
 
 def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation

@@ -74,12 +74,14 @@ class Framing:
         parts += [f"{r.title} {r.test_accuracy:.3f}" for r in self.references if r is not self.best]
         return "; ".join(parts)
 
-    def line(self) -> str:
+    def line(self, with_reasons: bool = True) -> str:
         """'test accuracy 0.747; bag-of-words 0.903: -15.6 points [-17.0, -14.2]; majority
-        0.500', and what the model learned nothing by, if it did."""
+        0.500', and (`with_reasons`) what the model learned nothing by, if it did."""
         text = "; ".join(p for p in (f"test accuracy {self.test_accuracy:.3f}", self.versus())
                          if p)
-        return text + (f" - LEARNED NOTHING: {'; '.join(self.reasons)}" if self.reasons else "")
+        if with_reasons and self.reasons:
+            text += f" - LEARNED NOTHING: {'; '.join(self.reasons)}"
+        return text
 
     def metrics(self) -> dict[str, float]:
         """What every point run logs: the difference to the best baseline (with its interval)

@@ -44,6 +44,21 @@ class PointResult:
             right.append(correct(frame).astype(float))
         return np.mean(right, axis=0)
 
+    def mean_of(self, metric: str) -> float:
+        """The mean over the repeats that logged `metric` (a run logged before it existed, or
+        without baselines, did not); NaN where none did."""
+        values = [r[metric] for r in self.runs if r.get(metric) is not None]
+        return float(np.mean(values)) if values else float("nan")
+
+    def warning(self) -> str:
+        """'learned nothing' where a run of the point learned nothing (`learned_nothing` 1),
+        with how many where only some of its repeats did; '' otherwise."""
+        flagged = sum(bool(r.get("learned_nothing")) for r in self.runs)
+        if not flagged:
+            return ""
+        return "learned nothing" + ("" if flagged == len(self.runs)
+                                    else f" ({flagged} of {len(self.runs)} repeats)")
+
     def summary_metrics(self) -> dict[str, float]:
         """What a point's group run logs: mean and std of each accuracy over the repeats."""
         return {f"{m}_{agg}": getattr(self, agg)(m) for m in ("val_accuracy", "test_accuracy")
@@ -56,8 +71,10 @@ def best_index(points: list[PointResult]) -> int:
 
 
 def results_table(points: list[PointResult]) -> pd.DataFrame:
-    """One row per point: its settings, val/test accuracy (mean and std over repeats), and the
-    paired comparison of its test predictions with the best point's."""
+    """One row per point: its settings, val/test accuracy (mean and std over repeats), its
+    difference to the best baseline (`test_delta_vs_baseline`, mean over repeats; NaN without
+    baselines) and `warning` ("learned nothing" where any of its runs did, with how many of
+    its repeats), and the paired comparison of its test predictions with the best point's."""
     best = best_index(points)
     best_scores = points[best].scores()
     records = []
@@ -67,6 +84,8 @@ def results_table(points: list[PointResult]) -> pd.DataFrame:
                "val_accuracy_std": point.std("val_accuracy"),
                "test_accuracy": point.mean("test_accuracy"),
                "test_accuracy_std": point.std("test_accuracy"),
+               "test_delta_vs_baseline": point.mean_of("test_delta_vs_baseline"),
+               "warning": point.warning(),
                "repeats": len(point.runs),
                "reused": sum(bool(r.get("reused")) for r in point.runs),
                "duration_seconds": round(sum(r["duration_seconds"] for r in point.runs), 1)}

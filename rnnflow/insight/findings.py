@@ -32,6 +32,10 @@ class Findings:
     # Why a part of the report is missing, in words: `sentences` and `checks` where the
     # built-in ones were skipped.
     notes: dict[str, str] = field(default_factory=dict)
+    # The result beside the baselines in one line ('' without baselines), and why the model
+    # learned nothing (empty: it learned something): the documents' banner.
+    versus: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def sentiment(self) -> bool:

@@ -84,6 +84,9 @@ def model_card(findings: Findings) -> str:
            f"of {_f(finals['stopped_epoch'], 0)} trained" if "restored_epoch" in finals else ""),
         "",
         "## Metrics",
+        *([f"Beside the baselines fitted on the same splits: {findings.versus} (the difference "
+           "in test accuracy, with its paired 95% interval over the test reviews).", ""]
+          if findings.versus else []),
         "| split | accuracy | precision | recall | F1 | ROC AUC | loss |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -144,6 +147,9 @@ def model_card(findings: Findings) -> str:
         lines = [swap.get(line, line).replace("Dense(1, sigmoid)", f"Dense({k}, softmax)")
                  for line in lines]
         lines = [line for line in lines if not line.startswith("- Two labels:")]
+    if findings.warnings:  # under the title, before anything else is read
+        lines[2:2] = ["> **This model learned nothing:** " + "; ".join(findings.warnings) + ".",
+                      ""]
     return "\n".join(lines)
 
 

@@ -25,6 +25,8 @@ h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:32px 0 8px;
 table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{border:2px solid #cf222e;background:#ffebe9;border-radius:6px;padding:8px 14px;
+ margin:8px 0}.versus{font-size:16px;margin:8px 0}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0}
 .card{border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:22px}.card span{color:#57606a;font-size:12px}
@@ -212,6 +214,15 @@ HEADLINE = ("val_accuracy", "test_accuracy", "test_macro_f1", "test_auc", "test_
             "mistakes_lost_sentiment_share", "checks_mft", "checks_inv", "checks_dir")
 
 
+def learned_nothing_banner(warnings: list[str]) -> str:
+    """The banner at the top of a report whose model learned nothing; '' otherwise."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+    return (f'<div class="banner"><b>This model learned nothing.</b> Its scores say nothing '
+            f"about these settings beyond that:<ul>{items}</ul></div>")
+
+
 def report_page(findings: Findings, images: dict[str, bytes]) -> str:
     """The run's report: headline metrics, figures (PNG bytes by name), parameters and metrics,
     the example sentences and the confident mistakes highlighted, the behavioural checks'
@@ -222,7 +233,10 @@ def report_page(findings: Findings, images: dict[str, bytes]) -> str:
     figures = "".join(f'<figure><img alt="{html.escape(name)}" src="{png_data_uri(png)}">'
                       f"<figcaption>{html.escape(name)}</figcaption></figure>"
                       for name, png in images.items())
-    body = [f'<div class="cards">{cards}</div>', "<h2>Figures</h2>", figures]
+    body = [learned_nothing_banner(findings.warnings)]
+    if findings.versus:
+        body.append(f'<p class="versus">{html.escape(findings.versus)}</p>')
+    body += [f'<div class="cards">{cards}</div>', "<h2>Figures</h2>", figures]
     if findings.classes is not None:
         body += ["<h2>Per class</h2>"]
         for split, table in findings.per_class.items():

@@ -53,6 +53,11 @@ class FinishedRun:
     # The class names where they are not the two sentiment classes (label i is classes[i]);
     # None: binary sentiment, where the built-in sentiment checks apply.
     classes: list[str] | None = None
+    # The result beside the baselines, in words ("test accuracy 0.747; bag-of-words 0.903:
+    # -15.6 points [...]; majority 0.500"; '' without baselines), and why the model learned
+    # nothing (rnnflow/comparisons/framing.py): a banner at the top of both documents.
+    versus: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ def summarize(run: FinishedRun) -> RunReport:
         split_sizes={s: int((split == s).sum()) for s in ("train", "val", "test")},
         mistakes=mistakes, failures=failures, mistake_explanations=mistake_explanations,
         sentences=ex.explain(run.text_model, sentences) if sentences else [],
-        names=run.text_model.class_names, notes=notes,
+        names=run.text_model.class_names, notes=notes, versus=run.versus,
+        warnings=list(run.warnings),
         **(dict(classes=evaluation.classes, per_class=evaluation.per_class or {},
                 confused=most_confused(evaluation.confusion["test"], evaluation.classes))
            if evaluation.multiclass else {}))

@@ -155,6 +155,14 @@ class Baseline:
         return TITLES[self.name]
 
 
+def fitted_baselines(reviews: Stage, names: tuple[str, ...] | list[str]) -> list[Baseline]:
+    """Those of baselines `names` already fitted on these reviews, in the order given: what a
+    point's result is framed against. One not on disk (a search trial's other dataset) is
+    left out rather than fitted in the middle of a point."""
+    stages = [baseline_stage(reviews, name) for name in names]
+    return [load_baseline(out, reviews) for out in stages if out.done()]
+
+
 def load_baseline(out: Stage, reviews: Stage) -> Baseline:
     """A fitted baseline's stage, scored with the network's metric code."""
     info = json.loads(out.file(INFO_FILE).read_text(encoding="utf-8"))

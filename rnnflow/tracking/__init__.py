@@ -18,6 +18,7 @@ and it imports nothing else of rnnflow's: what it logs is handed to it as plain 
 from rnnflow.tracking.baselines import (
     BASELINE,
     KIND_TAG,
+    WARNING_TAG,
     BaselineRun,
     baseline_tags,
     find_baseline,
@@ -83,7 +84,7 @@ from rnnflow.tracking.view import (
 )
 
 __all__ = [
-    "BASELINE", "KIND_TAG", "BaselineRun", "baseline_tags", "find_baseline",
+    "BASELINE", "KIND_TAG", "WARNING_TAG", "BaselineRun", "baseline_tags", "find_baseline",
     "EPOCHS_DONE_TAG", "MLFLOW_UI", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext",
     "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "comparison_command",
     "find_finished", "find_resume", "git_commit", "group_run", "kill_stale_runs", "link_for",

@@ -16,6 +16,9 @@ KIND_TAG = "rnnflow.kind"
 BASELINE = "baseline"
 BASELINE_TAG = "rnnflow.baseline"  # which baseline: majority, bag_of_words
 BASELINE_KEY_TAG = "rnnflow.baseline_key"  # the baseline's stage key: same key, same run
+# On a point's run that learned nothing (rnnflow/comparisons/framing.py): why, in words, so
+# that `mlflow ui` can filter on it (`tags.rnnflow.warning LIKE 'learned nothing%'`).
+WARNING_TAG = "rnnflow.warning"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class RunContext:
     tags: dict[str, str] = dataclasses.field(default_factory=dict)
     fresh: bool = False  # train from scratch even where a run could be continued
     parent_id: str | None = None  # a grid's parent run; its points are its children
+    # The params file's baselines (`baselines`), which every point's result is framed against
+    # where they were fitted on its reviews (rnnflow/comparisons/framing.py).
+    baselines: tuple[str, ...] = ()
 
     def under(self, parent_id: str) -> RunContext:
         return dataclasses.replace(self, parent_id=parent_id)
