@@ -204,7 +204,13 @@ def test_a_grid_s_closing_lines_name_their_point(monkeypatch):
              "test_accuracy": 0.6},
             {"run_id": "r2", "point": "num_neurons=4 maxlen=20", "reused": True,
              "val_accuracy": 0.7, "test_accuracy": 0.8},
-            {"run_id": "r3", "val_accuracy": 0.1, "test_accuracy": 0.2}]  # a single point
+            {"run_id": "r3", "val_accuracy": 0.1, "test_accuracy": 0.2},  # a single point
+            # Framed against the baselines: trained now (the line), then reused (the metric).
+            {"run_id": "r4", "val_accuracy": 0.5, "test_accuracy": 0.5, "learned_nothing": 1.0,
+             "test_delta_vs_baseline": -0.25,
+             "vs_baselines": "bag-of-words 0.750: -25.0 points [-30.1, -19.9]; majority 0.500"},
+            {"run_id": "r5", "reused": True, "val_accuracy": 0.9, "test_accuracy": 0.9,
+             "learned_nothing": 0.0, "test_delta_vs_baseline": 0.031}]
     monkeypatch.setattr(flows.train_rnn, "train_rnn", lambda *a, **k: rows)
     monkeypatch.setattr("rnnflow.cli._quiet_environment", lambda debug=False: None)
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
@@ -215,7 +221,11 @@ def test_a_grid_s_closing_lines_name_their_point(monkeypatch):
     assert closing == [
         "run r1 [num_neurons=2 maxlen=20]: val_accuracy=0.5000 test_accuracy=0.6000",
         "run r2 [num_neurons=4 maxlen=20] (reused): val_accuracy=0.7000 test_accuracy=0.8000",
-        "run r3: val_accuracy=0.1000 test_accuracy=0.2000"]
+        "run r3: val_accuracy=0.1000 test_accuracy=0.2000",
+        "run r4: val_accuracy=0.5000 test_accuracy=0.5000; bag-of-words 0.750: -25.0 points "
+        "[-30.1, -19.9]; majority 0.500 - LEARNED NOTHING",
+        "run r5 (reused): val_accuracy=0.9000 test_accuracy=0.9000; +3.1 points vs the best "
+        "baseline"]
 
 
 @pytest.mark.parametrize("args", [[], ["--run", "latest", "--version", "2"],

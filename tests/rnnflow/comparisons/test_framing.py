@@ -126,3 +126,26 @@ def test_without_baselines_there_is_no_difference_and_no_versus():
     assert framing.difference is None and framing.versus() == ""
     assert framing.line() == "test accuracy 1.000"
     assert "test_delta_vs_baseline" not in framing.metrics()
+
+
+def test_the_results_table_carries_the_difference_and_the_word():
+    from rnnflow.comparisons.results import PointResult, results_table
+
+    labels = _labels()
+    frame = _binary(labels, np.ones(N, bool))
+
+    def point(name, runs):
+        return PointResult({"point": name}, [{"run_id": f"{name}{i}", "val_accuracy": 0.8,
+                                              "test_accuracy": 0.8, "duration_seconds": 1.0,
+                                              **r} for i, r in enumerate(runs)],
+                           [frame] * len(runs))
+
+    table = results_table([
+        point("a", [{"test_delta_vs_baseline": 0.1, "learned_nothing": 0.0},
+                    {"test_delta_vs_baseline": 0.3, "learned_nothing": 1.0}]),
+        point("b", [{"test_delta_vs_baseline": -0.2, "learned_nothing": 1.0}]),
+        point("c", [{}]),  # logged without baselines, or before they existed
+    ])
+    assert table.test_delta_vs_baseline.iloc[:2].tolist() == pytest.approx([0.2, -0.2])
+    assert np.isnan(table.test_delta_vs_baseline.iloc[2])
+    assert table.warning.tolist() == ["learned nothing (1 of 2 repeats)", "learned nothing", ""]

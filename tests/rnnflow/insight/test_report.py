@@ -69,7 +69,7 @@ def test_summarize_reports_metrics_figures_and_tables(model, tmp_path):
     assert report.frames["test_predictions.parquet"].id.tolist() == ["a", "b", "c", "d"]
 
 
-def _summarize_binary(model, tmp_path, point, text_model, classes=None):
+def _summarize_binary(model, tmp_path, point, text_model, classes=None, **framing):
     reviews = tmp_path / "reviews.parquet"
     pd.DataFrame({"id": ["a", "b", "c", "d"], "split": ["test"] * 4,
                   "text": ["good", "bad film", "fine", "meh"]}).to_parquet(reviews)
@@ -80,7 +80,7 @@ def _summarize_binary(model, tmp_path, point, text_model, classes=None):
         evaluation=_evaluation(), history=history,
         vector_stats={"oov_tokens": 5, "tokens": 20, "empty_docs": 1},
         seconds={"train": 3.0}, preprocess_seconds=4.0, reviews_parquet=reviews,
-        classes=classes))
+        classes=classes, **framing))
 
 
 def test_two_named_classes_are_spoken_of_and_the_built_in_examples_skipped(model, tmp_path,
@@ -130,3 +130,42 @@ def test_sentiment_keeps_the_built_in_examples_and_names_pos(model, tmp_path):
     assert "attribution to the probability of &lsquo;pos&rsquo;" in page
     assert "Binary sentiment (neg / pos) of English movie reviews" in \
         report.texts["model_card.md"]
+
+
+
+VERSUS = "test accuracy 0.500; bag-of-words 0.750: -25.0 points [-60.0, +10.0]; majority 0.500"
+WHY = "predicts pos for 100% of the test reviews (the labels give it 50%)"
+
+
+def test_a_model_that_learned_nothing_gets_a_banner_on_top_of_both_documents(model, tmp_path):
+    text_model = TextModel(model, ["good", "bad", "film", "fine"], TokenizeConfig(),
+                           PadConfig(maxlen=6))
+    point = Point(evaluate={"mistakes": 1, "checks": "none"})
+    report = _summarize_binary(model, tmp_path, point, text_model, versus=VERSUS,
+                               warnings=[WHY])
+    page, card = report.texts["report.html"], report.texts["model_card.md"]
+    body = page[page.index("<main"):]
+    assert body.index("This model learned nothing") < body.index('class="cards"')
+    assert WHY in page and VERSUS in page
+    lines = card.splitlines()
+    assert lines[0].startswith("# Model card")
+    assert lines[2] == f"> **This model learned nothing:** {WHY}."
+    assert VERSUS in card[card.index("## Metrics"):card.index("| split |")]
+
+    quiet = _summarize_binary(model, tmp_path, point, text_model)
+    for text in (quiet.texts["report.html"], quiet.texts["model_card.md"]):
+        assert "learned nothing" not in text and "Beside the baselines" not in text
+
+
+def test_the_card_of_k_classes_keeps_the_banner_above_its_description():
+    from rnnflow.insight.findings import Findings
+    from rnnflow.insight.model_card import model_card
+
+    card = model_card(Findings(params=Point().flat(), metrics={}, history={},
+                               split_sizes={"test": 1}, mistakes=pd.DataFrame(),
+                               failures=pd.DataFrame(), classes=["a", "b", "c"],
+                               names=["a", "b", "c"], versus=VERSUS, warnings=[WHY]))
+    lines = card.splitlines()
+    assert lines[2] == f"> **This model learned nothing:** {WHY}."
+    assert lines[4].startswith("3 classes (a, b, c)")
+    assert VERSUS in card and "| split | accuracy | macro F1" in card
