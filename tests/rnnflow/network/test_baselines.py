@@ -94,3 +94,16 @@ def test_a_fitted_baseline_is_reused_not_refitted(project, monkeypatch):
     monkeypatch.setitem(baselines.SETTINGS, "bag_of_words",
                         {**baselines.SETTINGS["bag_of_words"], "C": 1.0})
     assert baseline_stage(reviews, "bag_of_words").key != first.key
+
+
+def test_a_point_is_framed_against_the_fitted_baselines_only(project):
+    from rnnflow.network.baselines import fitted_baselines
+
+    reviews = _reviews(_table(project / "sep.csv", ["no", "yes"], 5, separable=True))
+    assert fitted_baselines(reviews, ("majority", "bag_of_words")) == []
+    fit_baseline(reviews, "bag_of_words")
+    fitted = fitted_baselines(reviews, ("majority", "bag_of_words"))
+    assert [b.name for b in fitted] == ["bag_of_words"]  # never fitted on the way
+    fit_baseline(reviews, "majority")
+    assert [b.name for b in fitted_baselines(reviews, ("bag_of_words", "majority"))] == [
+        "bag_of_words", "majority"]
