@@ -107,7 +107,10 @@ def test_a_binary_run_logs_the_keys_it_logged_before_classes(tracked):
     before = json.loads((REPO / "tests" / "fixtures" / "binary_run_keys.json").read_text())
     run = tracked.run
     metrics = {k for k in run.data.metrics if not k.startswith("system/")}
-    assert metrics == set(before["metrics"])
+    # The one output added on purpose since: the result framed against the baselines.
+    framing = {"test_delta_vs_baseline", "test_delta_vs_baseline_low",
+               "test_delta_vs_baseline_high", "learned_nothing"}
+    assert framing <= metrics and metrics - framing == set(before["metrics"])
     params = set(run.data.params)
     assert set(before["params"]) <= params
     # Anything new is a setting (a key every run logs, its default here), never an output.
@@ -341,7 +344,8 @@ def test_the_baselines_are_runs_beside_the_point_with_its_metric_keys(tracked):
     assert sorted(r.data.tags["rnnflow.baseline"] for r in runs) == \
         ["bag_of_words", "bag_of_words", "majority", "majority"]
     assert len({r.data.tags["rnnflow.baseline_key"] for r in runs}) == 2
-    keys = {k for k in tracked.run.data.metrics if k.startswith(("val_", "test_"))}
+    keys = {k for k in tracked.run.data.metrics if k.startswith(("val_", "test_"))
+            and not k.startswith("test_delta_vs_baseline")}
     for run in runs:
         assert run.info.status == "FINISHED"
         assert keys <= set(run.data.metrics), keys - set(run.data.metrics)
@@ -354,3 +358,33 @@ def test_the_baselines_are_runs_beside_the_point_with_its_metric_keys(tracked):
     assert majority == pytest.approx(max(labels.mean(), 1 - labels.mean()), abs=0.05)
     assert {r.data.params["baseline.analyzer"] for r in runs
             if r.data.tags["rnnflow.baseline"] == "bag_of_words"} <= {"word", "char_wb"}
+
+
+@pytest.mark.slow
+def test_the_point_is_framed_against_the_baselines_everywhere(tracked):
+    """The point's run logs its difference to the better baseline on val, the closing line
+    and report.html carry the line, and a verdict of learned nothing (likely on 60 reviews a
+    class) is a tag and a banner, or neither."""
+    run = tracked.run
+    baselines = tracked.client.search_runs(
+        [tracked.experiment_id], "tags.`rnnflow.kind` = 'baseline'",
+        order_by=["attributes.start_time ASC"], max_results=2)
+    best = max(baselines, key=lambda r: r.data.metrics["val_accuracy"])
+    m = run.data.metrics
+    # Same test reviews: the paired mean difference is the difference in accuracy.
+    assert m["test_delta_vs_baseline"] == pytest.approx(
+        m["test_accuracy"] - best.data.metrics["test_accuracy"], abs=1e-9)
+    assert m["test_delta_vs_baseline_low"] <= m["test_delta_vs_baseline"] \
+        <= m["test_delta_vs_baseline_high"]
+    title = {"majority": "majority", "bag_of_words": "bag-of-words"}[
+        best.data.tags["rnnflow.baseline"]]
+    versus = f"{title} {best.data.metrics['test_accuracy']:.3f}: "
+    closing = next(line for line in tracked.first.stdout.splitlines()
+                   if line.startswith(f"run {run.info.run_id}"))
+    assert f"; {versus}" in closing
+    page = Path(tracked.artifact("report.html")).read_text(encoding="utf-8")
+    assert versus in page
+    flagged = m["learned_nothing"] == 1.0
+    assert run.data.tags.get("rnnflow.warning", "").startswith("learned nothing") == flagged
+    assert ("This model learned nothing" in page) == flagged
+    assert closing.endswith(" - LEARNED NOTHING") == flagged
