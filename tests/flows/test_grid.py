@@ -146,6 +146,13 @@ def test_the_results_table_and_the_best_point_are_on_the_parent_and_in_prefect(s
     table = pd.read_csv(path)
     assert len(table) == 4 and {"model.num_neurons", "pad.maxlen", "val_accuracy",
                                 "test_accuracy", "duration_seconds", "run_id"} <= set(table)
+    # Each point beside the baselines: its run's difference, and the word where it learned
+    # nothing (read back from the run, whatever the tiny points scored).
+    for row in table.itertuples(index=False):
+        logged = client.get_run(row.run_id).data.metrics
+        assert row.test_delta_vs_baseline == pytest.approx(logged["test_delta_vs_baseline"])
+        assert (row.warning if isinstance(row.warning, str) else "") == (
+            "learned nothing" if logged["learned_nothing"] else "")
     best = table.run_id[table.val_accuracy.idxmax()]
     assert parent.data.tags["best_run_id"] == best
     assert client.get_run(best).data.tags["best"] == "true"
