@@ -41,7 +41,8 @@ def test_no_network_ends_in_one_line_that_says_how_to_go_on(project, prefect_api
     said = [line for line in result.stderr.splitlines() if "does not resolve" in line]
     assert len(said) == 1, result.stderr[-3000:]  # Prefect's copies of it are dropped
     assert said[0].startswith(f"error: could not download {url}: the host name")
-    assert said[0].endswith("--set 'grid={}' --data /path/to/aclImdb_v1.tar.gz")
+    assert said[0].endswith("--set 'grid={}' --set baselines=none "
+                               "--data /path/to/aclImdb_v1.tar.gz")
     assert "Traceback" not in result.stderr
 
 
