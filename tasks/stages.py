@@ -26,7 +26,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import CachePolicy
 
-from rnnflow.data import download, embeddings, pad, reviews, tokens, vectorize
+from rnnflow.data import download, embeddings, locations, pad, reviews, tokens, vectorize
 from rnnflow.data.reviews import Labels
 from rnnflow.data.storage import Stage
 from rnnflow.network import baselines
@@ -93,7 +93,7 @@ def _raw_file(url: str | dict[str, str],
     for role, each in files.items():
         path = download.present_file(each)
         stat = ""
-        if path is not None and download.is_local(each):
+        if path is not None and locations.is_local(each):
             stat = download.local_stamp(path)
         # One file's key is the one it had before files could be given by role.
         parts.append(f"{role}|" * bool(role) + f"{each}|{sums.get(role)}|{stat}")

@@ -14,7 +14,6 @@ import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -33,6 +32,7 @@ from rnnflow.config import (
     validate,
     with_values,
 )
+from rnnflow.data.locations import is_local, local_path
 from rnnflow.insight.cases import load_cases
 
 
@@ -342,21 +342,13 @@ def _expand(plan: Plan, where: str) -> tuple[list[Point], list[str]]:
 
 
 # --- `rnnflow run --data` ------------------------------------------------------------------------
-def _remote(url: str) -> bool:
-    """Whether `url` is fetched over a network (http, https, ...): a path, a file URL and a
-    Windows drive letter are local."""
-    scheme = urlparse(url).scheme
-    return len(scheme) > 1 and scheme != "file"
-
-
 def data_url(data: str) -> str:
     """`--data`'s value as a dataset.url: a URL stays as it is; a path, relative to the working
     folder or absolute, becomes the file URL of the file or folder it names. A ConfigError
     when a local one does not exist, before anything starts."""
-    if _remote(data):
+    path = local_path(data)
+    if path is None:
         return data
-    parsed = urlparse(data)
-    path = Path(unquote(parsed.path) if parsed.scheme == "file" else data).expanduser()
     if not path.exists():
         raise ConfigError(f"--data {data}: no such file or folder")
     return path.resolve().as_uri()
@@ -368,7 +360,7 @@ def _downloads_vectors(plan: Plan) -> str | None:
         emb = point.embedding
         if emb.source == "gensim":
             return f"the pretrained vectors {emb.name}"
-        if emb.source == "file" and emb.url and _remote(emb.url):
+        if emb.source == "file" and emb.url and not is_local(emb.url):
             return f"the pretrained vectors {emb.url}"
     return None
 

@@ -11,10 +11,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import pooch
 
+from rnnflow.data.locations import local_path
 from rnnflow.data.storage import data_dir, sha256_file, sweep_abandoned
 from rnnflow.faults import maybe_fail
 
@@ -92,28 +93,15 @@ class ChecksumError(ValueError):
     """The file's sha256 is not the expected one; retrying would not help."""
 
 
-def _local_path(url: str) -> Path | None:
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    if parsed.scheme in ("", "c", "d") or len(parsed.scheme) == 1:  # plain path (or a drive)
-        return Path(url).expanduser()
-    return None
-
-
 def _raw_path(url: str) -> Path:
     name = hashlib.sha256(url.encode()).hexdigest()[:12] + "-" + Path(urlparse(url).path).name
     return data_dir() / "raw" / name
 
 
-def is_local(url: str) -> bool:
-    return _local_path(url) is not None
-
-
 def present_file(url: str) -> Path | None:
     """The local file or folder `url` refers to, if it is already here (no download, no
     hashing)."""
-    local = _local_path(url)
+    local = local_path(url)
     if local is not None and local.is_dir():
         return local
     path = local if local is not None else _raw_path(url)
@@ -205,7 +193,7 @@ def download_file(url: str, sha256: str | None = None) -> tuple[Path, str]:
     file either way, and a downloaded file that fails it is deleted so the next try fetches it
     again; a folder has no sha256, so one given for it is an error.
     """
-    local = _local_path(url)
+    local = local_path(url)
     if local is not None and local.is_dir():
         if sha256:
             raise ChecksumError(
