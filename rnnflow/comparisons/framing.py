@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rnnflow.comparisons.stats import Difference, correct, paired_bootstrap
+from rnnflow.comparisons.stats import Difference, correct, paired_bootstrap, predicted
 
 LEVEL = 0.95
 # A model that collapsed onto one class predicts it for every review but a handful; one that
@@ -94,14 +94,6 @@ class Framing:
         return out
 
 
-def predicted_classes(frame: pd.DataFrame) -> np.ndarray:
-    """The class each review of a predictions table is given: `predicted` (k classes), or the
-    probability of class 1 read at 0.5 (two classes)."""
-    if "predicted" in frame.columns:
-        return frame.predicted.to_numpy().astype(int)
-    return (frame.probability.to_numpy() >= 0.5).astype(int)
-
-
 def paired_scores(model: pd.DataFrame, reference: pd.DataFrame
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Per test review both score, matched by id: whether the model and the reference got it
@@ -116,10 +108,10 @@ def one_class_reason(frame: pd.DataFrame, split: str, names: list[str] | None = 
     """Why the split's predictions count as one class (see ONE_CLASS_SHARE), or None."""
     if not len(frame):
         return None
-    predicted = predicted_classes(frame)
-    values, counts = np.unique(predicted, return_counts=True)
+    given = predicted(frame)
+    values, counts = np.unique(given, return_counts=True)
     top = int(values[counts.argmax()])
-    share = counts.max() / len(predicted)
+    share = counts.max() / len(given)
     label_share = float((frame.label.to_numpy().astype(int) == top).mean())
     if share < ONE_CLASS_SHARE or label_share >= ONE_CLASS_SHARE:
         return None

@@ -19,13 +19,18 @@ import numpy as np
 from scipy import stats
 
 
+def predicted(frame) -> np.ndarray:
+    """Per review of a predictions table (in its row order), the class it is given: the
+    `predicted` column (k classes), or the probability of class 1 read at 0.5 (two classes)."""
+    if "predicted" in frame.columns:
+        return frame.predicted.to_numpy().astype(int)
+    return (frame.probability.to_numpy() >= 0.5).astype(int)
+
+
 def correct(frame) -> np.ndarray:
     """Per review of a predictions table (in its row order), whether the model got it right:
-    the predicted class is the label (k classes, a `predicted` column), or the probability of
-    class 1 is on the label's side of 0.5 (two classes)."""
-    if "predicted" in frame.columns:
-        return frame.predicted.to_numpy() == frame.label.to_numpy()
-    return (frame.probability.to_numpy() >= 0.5) == (frame.label.to_numpy() == 1)
+    its `predicted` class is the label."""
+    return predicted(frame) == frame.label.to_numpy().astype(int)
 
 
 def mcnemar_exact(right_a: np.ndarray, right_b: np.ndarray) -> float:
