@@ -169,6 +169,23 @@ def wait_until_healthy(health_url: str, server: subprocess.Popen, log: Path,
         time.sleep(0.5)
 
 
+def flow_run_logs(flow_run_id: str, until, timeout: float = 60.0) -> list:
+    """The logs of a flow run (its tasks' included) from the Prefect API the settings name,
+    once `until(logs)` holds, else at `timeout` (the caller's assertion then says what is
+    missing): Prefect sends logs in batches, from a thread of its own."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            if until(logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.2)
+
+
 def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect: bool = False,
                   api_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
     """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session, on

@@ -40,8 +40,6 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterId,
-    LogFilter,
-    LogFilterFlowRunId,
 )
 from prefect.events.filters import EventFilter, EventNameFilter
 
@@ -51,6 +49,7 @@ from rnnflow import tracking
 from tests.helpers import (
     TINY_GRID,
     chromium,
+    flow_run_logs,
     free_port,
     stop_group,
     synthetic_reviews,
@@ -237,21 +236,9 @@ def test_the_parent_run_holds_the_best_points_metrics(scenario):
         assert parent.data.metrics[key] == best.data.metrics[key], key
 
 
-def _flow_run_logs(flow_run_id: str, wanted: str, timeout: float = 60.0) -> list:
-    """The logs of a flow run (its tasks' included), once one from the logger `wanted` is
-    stored: Prefect sends logs in batches, from a thread of its own."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            logs = client.read_logs(log_filter=LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            if any(log.name.startswith(wanted) for log in logs) or time.monotonic() > deadline:
-                return logs
-            time.sleep(0.2)
-
-
 def test_rnnflow_log_lines_are_the_flow_runs_logs(scenario):
-    logs = _flow_run_logs(scenario.grid.flow_run_id, "rnnflow.")
+    logs = flow_run_logs(scenario.grid.flow_run_id,
+                         lambda logs: any(log.name.startswith("rnnflow.") for log in logs))
     ours = [log for log in logs if log.name.startswith("rnnflow.")]
     # Each point's closing line, with its accuracies, from the point's own run.
     for run in scenario.runs(scenario.grid):

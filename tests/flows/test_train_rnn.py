@@ -13,7 +13,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
-    LogFilter,
-    LogFilterFlowRunId,
 )
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from rnnflow.config import Point
-from tests.helpers import REPO, rnnflow_cli, serve_folder
+from tests.helpers import REPO, flow_run_logs, rnnflow_cli, serve_folder
 
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
 SHRINK = ["embedding.vector_size=16", "embedding.min_count=1", "embedding.epochs=1",
@@ -313,19 +310,16 @@ def test_the_flow_run_holds_rnnflows_log_lines_and_the_results_table(tracked):
                                      order_by=["attributes.start_time DESC"])
     second = experiment_runs[0]  # the --fresh run, on the test process's Prefect server
     flow_run_id = second.data.tags["prefect.flow_run_id"]
-    with temporary_settings({PREFECT_API_URL: tracked.prefect_api_url}), \
-            get_client(sync_client=True) as client:
-        deadline = time.monotonic() + 60  # logs are sent in batches: wait for the last one
-        while True:
-            logs = client.read_logs(log_filter=LogFilter(
-                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-            closing = [log for log in logs if log.name.startswith("rnnflow.")
-                       and f"run {second.info.run_id}: val_accuracy" in log.message]
-            if closing or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    def closing_lines(logs: list) -> list:
+        return [log for log in logs if log.name.startswith("rnnflow.")
+                and f"run {second.info.run_id}: val_accuracy" in log.message]
+
+    with temporary_settings({PREFECT_API_URL: tracked.prefect_api_url}):
+        logs = flow_run_logs(flow_run_id, closing_lines)  # the last batch holds the closing line
+        closing = closing_lines(logs)
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     assert closing, sorted({log.name for log in logs})
     assert f"{second.data.metrics['test_accuracy']:.4f}" in closing[0].message
     # The results table is an artifact of the flow run itself: its page shows it.
