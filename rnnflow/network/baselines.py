@@ -5,16 +5,34 @@ only beside what a trivial or a classical model scores on the same test reviews.
   predicted the train split's most frequent class (on a tie: of two classes the second, as a
   probability of 0.5 reads as class 1; of more, the first);
 - `bag_of_words`: TF-IDF (sublinear term frequency) with logistic regression, fitted on the
-  train split once on word n-grams and once on character n-grams; the one with the better val
-  accuracy is kept (`analyzer` in its params; a tie keeps words, the cheaper and the more
-  readable).
+  train split on word uni- and bigrams and, on a train split of at most `CHAR_MAX_TRAIN`
+  reviews, on character n-grams too; the candidate with the better val accuracy is kept
+  (`analyzer` in its params; a tie keeps words, the cheaper and the more readable).
+
+The word candidate reads the tokens stage (rnnflow/data/tokens.py) of the baseline's own
+tokenize settings (`TOKENIZE`: the defaults, the lesson's Treebank tokens), lowercased, and
+counts its n-grams with array operations (rnnflow/network/bag_of_words.py): the chain writes
+those tokens anyway for every point that keeps the default tokenizer, so on the lesson the
+baseline tokenizes nothing of its own. A params file with other tokenize settings costs one
+more tokenization per dataset, once; the baseline stays the same reference whatever the
+points' settings.
+
+The character candidate (scikit-learn's char_wb analyzer, 2-5-grams) holds up where words are
+sparse: small corpora, inflected languages, misspellings (gnad10k: see docs/results.md). It
+costs about four times the word candidate (on the full IMDB archive, 92 s against 31 s with
+scikit-learn for both, 2 cores) and on a large train split gains nothing: there it scored
+below the words (val 0.901 against 0.907). So it is fitted only up to `CHAR_MAX_TRAIN` train
+reviews, the issue's small corpora (1,000-5,000 texts) and the 5,000-review IMDB sample,
+where it costs a few seconds.
 
 Each baseline is a stage of its own, data/baselines/<key>/, keyed by the reviews stage's key
 and the baseline's settings (`SETTINGS`): fitted once per dataset, then reused by every later
 run, grid point and repeat. It holds val_predictions.parquet and test_predictions.parquet, in
 the network's own form (rnnflow/network/evaluate.py `prediction_table`), so the same metric
 code scores both and the paired tests (rnnflow/comparisons/stats.py) compare them review by
-review; and baseline.json, what was chosen and why.
+review; baseline.json, what was chosen and why; and model/, the fitted baseline as a raw-text
+model (rnnflow/network/baseline_model.py), which computed those predictions and which the
+baseline's run logs as its text model.
 """
 
 from __future__ import annotations
@@ -28,17 +46,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rnnflow.config import BASELINES
+from rnnflow.config import BASELINES, TokenizeConfig
 from rnnflow.data.reviews import read_labels
 from rnnflow.data.storage import Stage, stage, write_parquet, writing
+from rnnflow.data.tokens import tokenize_reviews, tokens_stage
+from rnnflow.network.bag_of_words import fit_words, idf_of, tfidf
+from rnnflow.network.baseline_model import (
+    BaselineModel,
+    CharVectorizer,
+    Linear,
+    load_baseline_model,
+    save_baseline_model,
+)
 from rnnflow.network.evaluate import Evaluation, prediction_table, scored
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+# 2: words from the tokens stage, counted by rnnflow/network/bag_of_words.py; the character
+# candidate only on small train splits; the fitted model saved beside the predictions.
+VERSION = 2
 INFO_FILE = "baseline.json"
+MODEL_DIR = "model"
+# The bag-of-words baseline's tokens: the default settings, which the lesson uses, so that its
+# tokens stage is the chain's own.
+TOKENIZE = TokenizeConfig()
+# The largest train split the character candidate is fitted on (see the module's docstring).
+CHAR_MAX_TRAIN = 5_000
 # What each baseline is fitted with: part of its stage key, so a change here refits it. Word
 # uni- and bigrams are the classical text-classification baseline; character 2-5-grams within
 # word boundaries hold up on inflected languages and misspellings, where words are sparse. The
@@ -46,11 +82,12 @@ INFO_FILE = "baseline.json"
 SETTINGS: dict[str, dict[str, Any]] = {
     "majority": {},
     "bag_of_words": {
+        "tokenize": TOKENIZE.model_dump(),
         "candidates": {
             "word": {"analyzer": "word", "ngram_range": [1, 2], "min_df": 1,
-                     "max_features": 200_000},
+                     "max_features": 200_000, "lowercase": True},
             "char_wb": {"analyzer": "char_wb", "ngram_range": [2, 5], "min_df": 1,
-                        "max_features": 200_000},
+                        "max_features": 200_000, "max_train": CHAR_MAX_TRAIN},
         },
         "C": 4.0,
         "max_iter": 1000,
@@ -59,6 +96,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
 # How the tracking layer and the tables name each baseline to a user.
 TITLES = {"majority": "majority", "bag_of_words": "bag-of-words"}
 assert set(SETTINGS) == set(BASELINES) == set(TITLES)
+SPLITS = ("train", "val", "test")
 
 
 def baseline_stage(reviews: Stage, name: str) -> Stage:
@@ -66,78 +104,142 @@ def baseline_stage(reviews: Stage, name: str) -> Stage:
     return stage("baselines", {"baseline": name, **SETTINGS[name]}, reviews.key, VERSION)
 
 
-def fit_baseline(reviews: Stage, name: str) -> Stage:
+def needs_tokens(name: str) -> bool:
+    """Whether baseline `name` reads the tokens stage of `TOKENIZE` (`fit_baseline`'s
+    `tokens`)."""
+    return name == "bag_of_words"
+
+
+def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stage:
     """Fit baseline `name` on the train split of the reviews stage and write its val and test
-    predictions; returns at once where the stage is already on disk."""
+    predictions and its model; returns at once where the stage is already on disk. `tokens`:
+    the reviews' tokens stage of `TOKENIZE`, for the bag-of-words (written here if not
+    given)."""
     out = baseline_stage(reviews, name)
     if out.done():
         log.info("baseline %s: reusing %s", name, out.path)
         return out
-    frame = pq.read_table(reviews.file("reviews.parquet"),
-                          columns=["id", "split", "label", "text"]).to_pandas()
-    classes = read_labels(reviews).classes
-    splits = {s: frame[frame.split == s].reset_index(drop=True)
-              for s in ("train", "val", "test")}
+    if needs_tokens(name):
+        expected = tokens_stage(reviews, TOKENIZE)
+        if tokens is None:
+            tokens = tokenize_reviews(reviews, TOKENIZE)
+        elif tokens.key != expected.key:
+            raise ValueError(f"baseline {name} reads the tokens stage {expected.key} (its own "
+                             f"tokenize settings), not {tokens.key}")
+    labels = read_labels(reviews)
+    classes = labels.classes
+    frame = pq.read_table(reviews.file("reviews.parquet"), columns=["id", "split", "label"])
+    split = frame["split"].to_numpy(zero_copy_only=False)
+    rows = {s: np.flatnonzero(split == s) for s in SPLITS}
+    ids = {s: frame["id"].take(pa.array(rows[s])).to_pylist() for s in SPLITS}
+    y = {s: frame["label"].take(pa.array(rows[s])).to_numpy().astype(int) for s in SPLITS}
     started = time.perf_counter()
-    fit = _majority if name == "majority" else _bag_of_words
-    probs, info = fit(splits, len(classes))
-    info = {"baseline": name, **info, "fit_seconds": time.perf_counter() - started}
     names = classes if len(classes) > 2 else None
+    model = BaselineModel(name, len(classes), TOKENIZE, classes=names,
+                          binary_names=classes if labels.binary and not labels.sentiment
+                          else None)
+    if name == "majority":
+        probs, info = _majority(model, y)
+    else:
+        probs, info = _bag_of_words(model, reviews, tokens, rows, y)  # type: ignore[arg-type]
+    info = {"baseline": name, **info, "fit_seconds": time.perf_counter() - started}
     with writing(out) as tmp:
-        for split in ("val", "test"):
-            prob = probs[split] if names else probs[split][:, 1]
-            table = prediction_table(splits[split].id.tolist(), splits[split].label.to_numpy(),
-                                     prob, names)
+        for s in ("val", "test"):
+            prob = probs[s] if names else probs[s][:, 1]
+            table = prediction_table(ids[s], y[s], prob, names)
             write_parquet(pa.Table.from_pandas(table, preserve_index=False),
-                          tmp / f"{split}_predictions.parquet")
+                          tmp / f"{s}_predictions.parquet")
         (tmp / INFO_FILE).write_text(json.dumps(info, ensure_ascii=False, indent=2))
+        save_baseline_model(model, tmp / MODEL_DIR)
     log.info("baseline %s: fitted in %.1f s -> %s", name, info["fit_seconds"], out.path)
     return out
 
 
-def _majority(splits: dict[str, pd.DataFrame], k: int
+def baseline_model_files(out: Stage) -> dict[str, str]:
+    """The files of the fitted baseline's raw-text model, by the keys its loader reads."""
+    folder = out.path / MODEL_DIR
+    return {"baseline_config": str(folder / "baseline_config.json"),
+            "baseline_state": str(folder / "baseline_state.json")}
+
+
+def baseline_model(out: Stage) -> BaselineModel:
+    """The fitted baseline as a raw-text model."""
+    return load_baseline_model(baseline_model_files(out))
+
+
+def _majority(model: BaselineModel, y: dict[str, np.ndarray]
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The train split's class shares as every review's probabilities."""
-    counts = np.bincount(splits["train"].label.to_numpy().astype(int), minlength=k)
-    shares = counts / counts.sum()
-    probs = {s: np.tile(shares, (len(splits[s]), 1)) for s in ("val", "test")}
+    counts = np.bincount(y["train"], minlength=model.k)
+    model.shares = counts / counts.sum()
+    probs = {s: model.class_probabilities([""] * len(y[s]))[0] for s in ("val", "test")}
     # The class these probabilities are read as (a tie of two classes reads as class 1).
-    predicted = int(shares[1] >= 0.5) if k == 2 else int(shares.argmax())
+    shares = model.shares
+    predicted = int(shares[1] >= 0.5) if model.k == 2 else int(shares.argmax())
     return probs, {"params": {"majority_class": predicted}}
 
 
-def _bag_of_words(splits: dict[str, pd.DataFrame], k: int
+def _bag_of_words(model: BaselineModel, reviews: Stage, tokens: Stage,
+                  rows: dict[str, np.ndarray], y: dict[str, np.ndarray]
                   ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Each candidate fitted on train and scored on val; the best one's val and test
-    probabilities (reviews x k)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    probabilities (reviews x k), and the best one kept in `model`."""
+    settings = SETTINGS["bag_of_words"]
+    candidates = settings["candidates"]
+    seconds: dict[str, float] = {}
+    fits: dict[str, tuple[float, dict[str, np.ndarray], BaselineModel]] = {}
+
+    started = time.perf_counter()
+    lists = pq.read_table(tokens.file("tokens.parquet"), columns=["tokens"])["tokens"]
+    word = candidates["word"]
+    vectorizer, x_train = fit_words(lists.take(pa.array(rows["train"])), word["ngram_range"],
+                                    word["min_df"], word["max_features"], word["lowercase"])
+    fits["word"] = _fitted(
+        model, {"words": vectorizer}, x_train, y,
+        {s: vectorizer.transform(lists.take(pa.array(rows[s]))) for s in ("val", "test")})
+    seconds["word"] = time.perf_counter() - started
+    del lists
+
+    char = candidates["char_wb"]
+    if len(rows["train"]) <= char["max_train"]:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        started = time.perf_counter()
+        table = pq.read_table(reviews.file("reviews.parquet"), columns=["text"])["text"]
+        texts = {s: pc.fill_null(table.take(pa.array(rows[s])), "").to_pylist() for s in SPLITS}
+        counter = CountVectorizer(analyzer="char_wb", ngram_range=tuple(char["ngram_range"]),
+                                  min_df=char["min_df"], max_features=char["max_features"],
+                                  dtype=np.float64)
+        counts = counter.fit_transform(texts["train"])
+        chars = CharVectorizer(counter.get_feature_names_out().tolist(), idf_of(counts),
+                               tuple(char["ngram_range"]))
+        fits["char_wb"] = _fitted(model, {"chars": chars}, tfidf(counts, chars.idf), y,
+                                  {s: chars.transform(texts[s]) for s in ("val", "test")})
+        seconds["char_wb"] = time.perf_counter() - started
+
+    val_scores = {c: fit[0] for c, fit in fits.items()}
+    best = max(fits, key=lambda c: val_scores[c])  # a tie: the first, words
+    _, probs, chosen = fits[best]
+    model.words, model.chars, model.linear = chosen.words, chosen.chars, chosen.linear
+    return probs, {"params": {"analyzer": best}, "val_accuracy_by_analyzer": val_scores,
+                   "seconds_by_analyzer": seconds}
+
+
+def _fitted(model: BaselineModel, vectorizer: dict[str, Any], x_train, y: dict[str, np.ndarray],
+            x: dict[str, Any]) -> tuple[float, dict[str, np.ndarray], BaselineModel]:
+    """A logistic regression fitted on `x_train`: its val accuracy, its val and test
+    probabilities (computed by the model that predicts raw text later) and that model."""
     from sklearn.linear_model import LogisticRegression
 
     settings = SETTINGS["bag_of_words"]
-    train, y = splits["train"].text.fillna(""), splits["train"].label.to_numpy().astype(int)
-    best: tuple[float, str, dict[str, np.ndarray]] | None = None
-    val_scores = {}
-    for candidate, options in settings["candidates"].items():
-        vectorizer = TfidfVectorizer(**{**options, "ngram_range": tuple(options["ngram_range"])},
-                                     sublinear_tf=True, dtype=np.float32)
-        model = LogisticRegression(C=settings["C"], max_iter=settings["max_iter"])
-        model.fit(vectorizer.fit_transform(train), y)
-        probs = {s: _all_classes(model, model.predict_proba(
-            vectorizer.transform(splits[s].text.fillna(""))), k) for s in ("val", "test")}
-        val_y = splits["val"].label.to_numpy().astype(int)
-        val_scores[candidate] = float((probs["val"].argmax(axis=1) == val_y).mean())
-        if best is None or val_scores[candidate] > best[0]:
-            best = (val_scores[candidate], candidate, probs)
-    assert best is not None
-    return best[2], {"params": {"analyzer": best[1]},
-                     "val_accuracy_by_analyzer": val_scores}
-
-
-def _all_classes(model, prob: np.ndarray, k: int) -> np.ndarray:
-    """Probabilities over all k classes: a class the train split lacks gets 0."""
-    full = np.zeros((len(prob), k))
-    full[:, model.classes_.astype(int)] = prob
-    return full
+    regression = LogisticRegression(C=settings["C"], max_iter=settings["max_iter"])
+    regression.fit(x_train, y["train"])
+    candidate = BaselineModel(model.baseline, model.k, model.tokenize, **vectorizer,
+                              linear=Linear(regression.coef_.astype(np.float64),
+                                            regression.intercept_.astype(np.float64),
+                                            regression.classes_.astype(np.int64)))
+    probs = {s: candidate.scored(x[s]) for s in ("val", "test")}
+    return float((probs["val"].argmax(axis=1) == y["val"]).mean()), probs, candidate
 
 
 @dataclass(frozen=True)

@@ -66,16 +66,13 @@ class TextModel:
     def class_names(self) -> list[str]:
         """The name of every label, label i is class_names[i]: the k classes, or the two of a
         sigmoid network (class 1 is the one whose probability it outputs)."""
-        return list(self.classes or self.binary_names or SENTIMENT)
+        return class_names(self.classes, self.binary_names)
 
     @property
     def answer_names(self) -> list[str]:
         """What the `class` column of `predict` says for label i: the class names, with the
         sentiment pair in words (negative, positive)."""
-        names = self.class_names
-        if self.classes is None and tuple(names) == SENTIMENT:
-            return [SENTIMENT_WORDS[n] for n in names]
-        return names
+        return answer_names(self.classes, self.binary_names)
 
     def _lists(self, texts: list[str]) -> list[list[int]]:
         return [[self._rows[t] for t in self._tokenizer(text) if t in self._rows]
@@ -133,21 +130,50 @@ class TextModel:
             if (known > 0).any():
                 scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
                 prob[known > 0] = scored
-        label = np.where(prob >= self.threshold, 1, 0)
-        label[known == 0] = NO_EVIDENCE_LABEL
-        names = np.array([*self.answer_names, NO_EVIDENCE_CLASS], dtype=object)
-        return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
-                             "known_tokens": known,
-                             "class": names[label].astype(str)})  # label -1: the last name
+        return answer_table(prob, known, None, self.binary_names, threshold=self.threshold)
 
     def _predict_classes(self, texts: list[str]) -> pd.DataFrame:
         prob, known = self.class_probabilities(texts)
-        names = np.array(self.classes, dtype=object)
-        label = np.where(known > 0, names[prob.argmax(axis=1)] if len(prob) else [], NO_OPINION)
-        return pd.DataFrame({"probability": prob.max(axis=1) if len(prob) else [],
-                             "label": label.astype(str), "known_tokens": known,
-                             "class": label.astype(str),
-                             **{f"prob_{c}": prob[:, i] for i, c in enumerate(self.classes)}})
+        return answer_table(prob, known, self.classes, None)
+
+
+def class_names(classes: list[str] | None, binary_names: list[str] | None) -> list[str]:
+    """The name of every label of a model of `classes` (more than two) or of two classes
+    (`binary_names`; None: the sentiment pair)."""
+    return list(classes or binary_names or SENTIMENT)
+
+
+def answer_names(classes: list[str] | None, binary_names: list[str] | None) -> list[str]:
+    """What the `class` column says for label i: the class names, with the sentiment pair in
+    words (negative, positive)."""
+    names = class_names(classes, binary_names)
+    if classes is None and tuple(names) == SENTIMENT:
+        return [SENTIMENT_WORDS[n] for n in names]
+    return names
+
+
+def answer_table(prob: np.ndarray, known: np.ndarray, classes: list[str] | None,
+                 binary_names: list[str] | None, *, threshold: float = 0.5,
+                 no_evidence: np.ndarray | None = None) -> pd.DataFrame:
+    """What every raw-text model of rnnflow answers (see `TextModel.predict`), from the
+    probabilities of its texts (two classes: of class 1, or texts x 2; more: texts x k) and
+    their known tokens. The texts of `no_evidence` (by default those with no known token) are
+    answered "unknown" (label -1) or "no opinion"; their probabilities are the caller's."""
+    no_evidence = known == 0 if no_evidence is None else no_evidence
+    if classes is None:
+        prob = prob[:, 1] if prob.ndim == 2 else prob
+        label = np.where(prob >= threshold, 1, 0)
+        label[no_evidence] = NO_EVIDENCE_LABEL
+        names = np.array([*answer_names(None, binary_names), NO_EVIDENCE_CLASS], dtype=object)
+        return pd.DataFrame({"probability": prob, "label": label.astype(np.int64),
+                             "known_tokens": known,
+                             "class": names[label].astype(str)})  # label -1: the last name
+    names = np.array(classes, dtype=object)
+    label = np.where(~no_evidence, names[prob.argmax(axis=1)] if len(prob) else [], NO_OPINION)
+    return pd.DataFrame({"probability": prob.max(axis=1) if len(prob) else [],
+                         "label": label.astype(str), "known_tokens": known,
+                         "class": label.astype(str),
+                         **{f"prob_{c}": prob[:, i] for i, c in enumerate(classes)}})
 
 
 # What `predict` returns, column by column, as MLflow types: the logged model's signature.

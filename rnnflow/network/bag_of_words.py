@@ -1,0 +1,174 @@
+"""TF-IDF over word uni- and bigrams, counted with Arrow and NumPy from token lists the chain
+already wrote (the tokens stage), and over character n-grams with scikit-learn; the vectors
+the bag-of-words baseline (rnnflow/network/baselines.py) is fitted on and predicts from.
+
+Why not scikit-learn's TfidfVectorizer for words: on the full IMDB archive it spends most of
+the baseline's time re-tokenizing every review with its regular expression and building the
+bigrams in Python loops. Here the tokens come from the tokens stage, and every count is an
+array operation: each token gets an integer id, a bigram the id pair packed into one int64,
+and the document-term matrix is one sparse sum of duplicates.
+
+The weighting is TfidfVectorizer's with `sublinear_tf=True` and its defaults otherwise, so the
+two agree where they read the same tokens (tests/rnnflow/network/test_bag_of_words.py):
+term frequency 1 + ln(count), idf ln((1 + n) / (1 + df)) + 1 over the n train documents,
+rows scaled to unit length. `min_df` and `max_features` choose the vocabulary as it does:
+features in at least `min_df` train documents, then the `max_features` most frequent over the
+train split (a tie at the cut keeps the feature seen first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import sparse
+
+# A bigram's code is NGRAM_BASE * (first token's id + 1) + second token's id, a unigram's its
+# token's id: one int64 space for both while the token vocabulary is below 2**31 / 2 ids.
+_MAX_TOKENS = 2**30
+
+
+def _flat(lists: pa.Array | pa.ChunkedArray, lowercase: bool
+          ) -> tuple[pa.Array, np.ndarray]:
+    """The tokens of all documents in one array, and the document of each token."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks() if lists.num_chunks else pa.array([], lists.type)
+    lengths = pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False)
+    values = pc.list_flatten(lists)
+    if lowercase:
+        values = pc.utf8_lower(values)
+    return values, np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+
+
+def _codes(ids: np.ndarray, docs: np.ndarray, n_tokens: int, bigrams: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Feature codes and their documents: each token (id >= 0: known) and, with `bigrams`, each
+    pair of neighbouring tokens of one document that are both known."""
+    known = ids >= 0
+    codes, where = [ids[known].astype(np.int64)], [docs[known]]
+    if bigrams and len(ids) > 1:
+        pair = (docs[:-1] == docs[1:]) & known[:-1] & known[1:]
+        first, second = ids[:-1][pair].astype(np.int64), ids[1:][pair].astype(np.int64)
+        codes.append(n_tokens * (first + 1) + second)
+        where.append(docs[:-1][pair])
+    return np.concatenate(codes), np.concatenate(where)
+
+
+def tfidf(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    """Sublinear term frequency times idf, each row scaled to unit length (an empty row stays
+    empty): the weighting of every bag-of-words vector, words or characters."""
+    out = counts.astype(np.float64, copy=True).tocsr()
+    out.data = (1.0 + np.log(out.data)) * idf[out.indices]
+    norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    out = sparse.diags(1.0 / norms) @ out
+    return out.astype(np.float32).tocsr()
+
+
+def idf_of(counts: sparse.csr_matrix) -> np.ndarray:
+    """Smoothed idf of each column over the rows of `counts` (the train documents)."""
+    counts = counts.tocsr()
+    counts.sum_duplicates()
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0
+
+
+@dataclass(frozen=True)
+class WordVectorizer:
+    """A fitted word n-gram vocabulary: the token strings, the code of each column (over the
+    token ids; see `_codes`), and each column's idf."""
+
+    tokens: list[str]
+    codes: np.ndarray  # int64, one per column
+    idf: np.ndarray
+    bigrams: bool
+    lowercase: bool
+
+    def counts(self, lists: pa.Array | pa.ChunkedArray) -> sparse.csr_matrix:
+        """Documents x columns: how often each feature occurs in each token list."""
+        values, docs = _flat(lists, self.lowercase)
+        n_docs = len(lists)
+        ids = pc.fill_null(pc.index_in(values, value_set=pa.array(self.tokens, pa.string())),
+                           -1).to_numpy()
+        codes, where = _codes(ids, docs, len(self.tokens), self.bigrams)
+        column = pd.Index(self.codes).get_indexer(codes)
+        keep = column >= 0
+        return sparse.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float64), (where[keep], column[keep])),
+            shape=(n_docs, len(self.codes)))
+
+    def transform(self, lists: pa.Array | pa.ChunkedArray) -> sparse.csr_matrix:
+        return tfidf(self.counts(lists), self.idf)
+
+    def known_tokens(self, lists: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """How many of each list's tokens the vocabulary has."""
+        values, docs = _flat(lists, self.lowercase)
+        known = pc.is_in(values, value_set=pa.array(self.tokens, pa.string())).to_numpy(
+            zero_copy_only=False)
+        return np.bincount(docs[known], minlength=len(lists)).astype(np.int64)
+
+    def feature_names(self) -> list[str]:
+        """Each column as scikit-learn names it: the token, or the two tokens and a space."""
+        n = len(self.tokens)
+        names = []
+        for code in self.codes.tolist():
+            first, second = divmod(code, n)
+            names.append(self.tokens[code] if first == 0
+                         else f"{self.tokens[first - 1]} {self.tokens[second]}")
+        return names
+
+    def state(self) -> dict[str, Any]:
+        """What the vectorizer is saved as: plain lists, no pickle."""
+        return {"tokens": self.tokens, "codes": self.codes.tolist(), "idf": self.idf.tolist(),
+                "bigrams": self.bigrams, "lowercase": self.lowercase}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> WordVectorizer:
+        return cls(list(state["tokens"]), np.asarray(state["codes"], dtype=np.int64),
+                   np.asarray(state["idf"], dtype=np.float64), bool(state["bigrams"]),
+                   bool(state["lowercase"]))
+
+
+def fit_words(lists: pa.Array | pa.ChunkedArray, ngram_range: tuple[int, int] | list[int],
+              min_df: int = 1, max_features: int | None = None, lowercase: bool = True
+              ) -> tuple[WordVectorizer, sparse.csr_matrix]:
+    """The vocabulary and idf of the train documents' token lists, and their TF-IDF matrix.
+    `ngram_range`: (1, 1) or (1, 2)."""
+    if tuple(ngram_range) not in ((1, 1), (1, 2)):
+        raise ValueError(f"word n-grams: ngram_range (1, 1) or (1, 2), not {ngram_range}")
+    bigrams = tuple(ngram_range) == (1, 2)
+    values, docs = _flat(lists, lowercase)
+    encoded = pc.dictionary_encode(values)
+    ids = encoded.indices.to_numpy(zero_copy_only=False)
+    tokens = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    if len(tokens) >= _MAX_TOKENS:
+        raise ValueError(f"{len(tokens)} distinct tokens: more than the bigram codes hold")
+    codes, where = _codes(ids, docs, len(tokens), bigrams)
+    column, uniques = pd.factorize(codes)
+    n_docs = len(lists)
+    counts = sparse.csr_matrix((np.ones(len(codes)), (where, column)),
+                               shape=(n_docs, len(uniques)))
+    counts.sum_duplicates()
+    df = np.bincount(counts.indices, minlength=len(uniques))
+    chosen = np.flatnonzero(df >= min_df)
+    if max_features is not None and len(chosen) > max_features:
+        frequency = np.asarray(counts.sum(axis=0)).ravel()[chosen]
+        chosen = np.sort(chosen[np.argsort(-frequency, kind="stable")[:max_features]])
+    # Only the tokens the chosen features use are kept, renumbered: the saved vocabulary.
+    kept_codes = uniques[chosen].astype(np.int64)
+    first, second = np.divmod(kept_codes, len(tokens))
+    used = np.unique(np.concatenate([kept_codes[first == 0], first[first > 0] - 1,
+                                     second[first > 0]]))
+    renumber = np.full(len(tokens), -1, dtype=np.int64)
+    renumber[used] = np.arange(len(used))
+    n_kept = len(used)
+    new_codes = np.where(first == 0, renumber[np.where(first == 0, kept_codes, 0)],
+                         n_kept * (renumber[np.maximum(first - 1, 0)] + 1) + renumber[second])
+    selected = counts[:, chosen].tocsr()
+    vectorizer = WordVectorizer([str(t) for t in tokens[used]], new_codes.astype(np.int64),
+                                idf_of(selected), bigrams, lowercase)
+    return vectorizer, tfidf(selected, vectorizer.idf)

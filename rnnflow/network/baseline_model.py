@@ -1,0 +1,193 @@
+"""A fitted baseline as a raw-text model: what `rnnflow predict --run <baseline run>` and
+`mlflow models serve` load, and what computed the baseline's own val and test predictions, so
+that both answer alike for the same review.
+
+It reads raw text the way the baseline was fitted: the word candidate through the tokenizer
+that wrote its tokens stage (rnnflow/data/tokens.py, with the baseline's tokenize settings),
+lowercased, then its uni- and bigram vocabulary (rnnflow/network/bag_of_words.py); the
+character candidate through scikit-learn's char_wb analyzer on the lowercased text. The
+logistic regression's weights are applied here, not by scikit-learn, and everything is saved
+as JSON: nothing is pickled.
+
+Unlike the network's text model, a baseline has no "no evidence" answer: a text without one
+known word gets the regression's intercept, the train split's prior, which is also what its
+stored predictions gave such a review. `known_tokens` still says how many tokens it knew.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy import sparse
+
+from rnnflow.config import TokenizeConfig
+from rnnflow.network.bag_of_words import WordVectorizer, tfidf
+
+FILES = ("baseline_config", "baseline_state")
+
+
+@dataclass
+class CharVectorizer:
+    """Character n-grams within word boundaries, scikit-learn's char_wb analyzer, over a fixed
+    vocabulary with its idf."""
+
+    vocabulary: list[str]
+    idf: np.ndarray
+    ngram_range: tuple[int, int]
+
+    def counts(self, texts: list[str]) -> sparse.csr_matrix:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        return CountVectorizer(analyzer="char_wb", ngram_range=self.ngram_range,
+                               vocabulary={g: i for i, g in enumerate(self.vocabulary)},
+                               dtype=np.float64).transform(texts)
+
+    def transform(self, texts: list[str]) -> sparse.csr_matrix:
+        return tfidf(self.counts(texts), self.idf)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary, "idf": self.idf.tolist(),
+                "ngram_range": list(self.ngram_range)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CharVectorizer:
+        return cls(list(state["vocabulary"]), np.asarray(state["idf"], dtype=np.float64),
+                   (int(state["ngram_range"][0]), int(state["ngram_range"][1])))
+
+
+@dataclass
+class Linear:
+    """A logistic regression's weights: `coef` (1 x features for two classes present in train,
+    else one row per class), `intercept`, and the label of each of its classes."""
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    labels: np.ndarray
+
+    def probabilities(self, x: sparse.csr_matrix, k: int) -> np.ndarray:
+        """Texts x k: a class the train split lacked gets 0."""
+        scores = np.asarray(x @ self.coef.T, dtype=np.float64) + self.intercept
+        out = np.zeros((x.shape[0], k))
+        if self.coef.shape[0] == 1:  # two classes: the sigmoid of the one score
+            p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            out[:, self.labels[0]], out[:, self.labels[1]] = 1.0 - p, p
+        else:  # the softmax over the classes
+            scores -= scores.max(axis=1, keepdims=True)
+            e = np.exp(scores)
+            out[:, self.labels] = e / e.sum(axis=1, keepdims=True)
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
+                "labels": self.labels.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Linear:
+        return cls(np.asarray(state["coef"], dtype=np.float64),
+                   np.asarray(state["intercept"], dtype=np.float64),
+                   np.asarray(state["labels"], dtype=np.int64))
+
+
+@dataclass
+class BaselineModel:
+    """Raw text in, the baseline's answer out (`predict`, the columns of the network's text
+    model). `baseline`: majority or bag_of_words; `shares`: the majority's probabilities;
+    `words` or `chars` with `linear`: the bag-of-words candidate it kept."""
+
+    baseline: str
+    k: int
+    tokenize: TokenizeConfig
+    classes: list[str] | None = None  # more than two classes: their names
+    binary_names: list[str] | None = None  # two classes other than neg/pos
+    shares: np.ndarray | None = None
+    words: WordVectorizer | None = None
+    chars: CharVectorizer | None = None
+    linear: Linear | None = None
+    _tokenizer: Any = field(default=None, repr=False, compare=False)
+
+    def token_lists(self, texts: list[str]) -> pa.Array:
+        """The texts tokenized as the tokens stage the word candidate was fitted on."""
+        from rnnflow.data.tokens import make_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = make_tokenizer(self.tokenize)
+        return pa.array([self._tokenizer(t) for t in texts], type=pa.list_(pa.string()))
+
+    def vectors(self, texts: list[str]) -> sparse.csr_matrix:
+        """The TF-IDF vectors of raw texts (bag-of-words only)."""
+        if self.words is not None:
+            return self.words.transform(self.token_lists(texts))
+        assert self.chars is not None
+        return self.chars.transform(texts)
+
+    def scored(self, x: sparse.csr_matrix) -> np.ndarray:
+        """Texts x k probabilities of TF-IDF vectors."""
+        assert self.linear is not None
+        return self.linear.probabilities(x, self.k)
+
+    def class_probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(texts x k probabilities, known tokens per text)."""
+        texts = ["" if t is None else str(t) for t in texts]
+        if self.shares is not None:
+            return (np.tile(self.shares, (len(texts), 1)),
+                    np.zeros(len(texts), dtype=np.int64))
+        if self.words is not None:
+            lists = self.token_lists(texts)
+            x = self.words.transform(lists)
+            known = self.words.known_tokens(lists)
+        else:
+            assert self.chars is not None
+            x = self.chars.transform(texts)
+            known = np.diff(self.chars.counts(texts).tocsr().indptr).astype(np.int64)
+        return self.scored(x), known
+
+    def predict(self, texts: list[str]) -> pd.DataFrame:
+        """The columns of the network's text model (rnnflow/network/predict.py `TextModel`):
+        probability, label, known_tokens, class, and prob_<class> with more than two."""
+        from rnnflow.network.predict import answer_table
+
+        prob, known = self.class_probabilities(texts)
+        return answer_table(prob, known, self.classes, self.binary_names,
+                            no_evidence=np.zeros(len(known), dtype=bool))
+
+
+def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
+    """The files a baseline model is saved as: its settings and its fitted state, JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"baseline_config": folder / "baseline_config.json",
+             "baseline_state": folder / "baseline_state.json"}
+    config = {"baseline": model.baseline, "k": model.k,
+              "tokenize": model.tokenize.model_dump(), "classes": model.classes,
+              "binary_names": model.binary_names}
+    state: dict[str, Any] = {}
+    if model.shares is not None:
+        state["shares"] = model.shares.tolist()
+    if model.words is not None:
+        state["words"] = model.words.state()
+    if model.chars is not None:
+        state["chars"] = model.chars.state()
+    if model.linear is not None:
+        state["linear"] = model.linear.state()
+    files["baseline_config"].write_text(json.dumps(config, ensure_ascii=False),
+                                        encoding="utf-8")
+    files["baseline_state"].write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
+    return files
+
+
+def load_baseline_model(files: dict[str, str]) -> BaselineModel:
+    """The BaselineModel of `save_baseline_model`'s files."""
+    config = json.loads(Path(files["baseline_config"]).read_text(encoding="utf-8"))
+    state = json.loads(Path(files["baseline_state"]).read_text(encoding="utf-8"))
+    return BaselineModel(
+        config["baseline"], int(config["k"]), TokenizeConfig(**config["tokenize"]),
+        classes=config.get("classes"), binary_names=config.get("binary_names"),
+        shares=np.asarray(state["shares"]) if "shares" in state else None,
+        words=WordVectorizer.from_state(state["words"]) if "words" in state else None,
+        chars=CharVectorizer.from_state(state["chars"]) if "chars" in state else None,
+        linear=Linear.from_state(state["linear"]) if "linear" in state else None)

@@ -1,0 +1,68 @@
+"""The Arrow/NumPy word vectorizer against scikit-learn's, configured alike and fed the same
+tokens: the same vocabulary, the same counts and the same TF-IDF values."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+
+from rnnflow.network.bag_of_words import WordVectorizer, fit_words
+
+WORDS = "The cat sat on a Mat and the dog ran far away , ! Cat DOG".split()
+
+
+def _texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12))) for _ in range(n)]
+
+
+def _tokens(texts: list[str]) -> pa.Array:
+    # the tokens scikit-learn's analyzer reads, before lowercasing and n-grams
+    split = CountVectorizer(token_pattern=r"\S+", lowercase=False).build_tokenizer()
+    return pa.array([split(t) for t in texts], type=pa.list_(pa.string()))
+
+
+def _same(ours: WordVectorizer, theirs, ours_matrix, theirs_matrix) -> None:
+    names = theirs.get_feature_names_out().tolist()
+    assert sorted(ours.feature_names()) == names
+    order = np.argsort(ours.feature_names())  # our columns in their (alphabetical) order
+    np.testing.assert_allclose(ours_matrix[:, order].toarray(), theirs_matrix.toarray(),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("ngram_range", "min_df", "max_features"),
+                         [((1, 2), 1, None), ((1, 1), 1, None), ((1, 2), 2, None),
+                          ((1, 2), 1, 10_000)])
+def test_the_vocabulary_counts_and_tfidf_are_scikit_learns(ngram_range, min_df, max_features):
+    train, other = _texts(200, 1), _texts(50, 2) + [""]
+    options = {"ngram_range": ngram_range, "min_df": min_df, "max_features": max_features,
+               "token_pattern": r"\S+", "lowercase": True}
+    theirs = TfidfVectorizer(**options, sublinear_tf=True)
+    their_train = theirs.fit_transform(train)
+    ours, our_train = fit_words(_tokens(train), ngram_range, min_df, max_features)
+    _same(ours, theirs, our_train, their_train)
+    _same(ours, theirs, ours.transform(_tokens(other)), theirs.transform(other))
+    counts = CountVectorizer(vocabulary=theirs.vocabulary_, **options).transform(other)
+    _same(ours, theirs, ours.counts(_tokens(other)), counts)
+
+
+def test_a_cut_vocabulary_keeps_the_most_frequent_features():
+    train = _texts(200, 3)
+    ours, _ = fit_words(_tokens(train), (1, 2), 1, 5)
+    theirs = CountVectorizer(ngram_range=(1, 2), token_pattern=r"\S+").fit_transform(train)
+    frequency = np.sort(np.asarray(theirs.sum(axis=0)).ravel())[::-1]
+    kept = np.asarray(CountVectorizer(vocabulary=ours.feature_names(), ngram_range=(1, 2),
+                                      token_pattern=r"\S+").transform(train).sum(axis=0))
+    assert len(ours.feature_names()) == 5
+    assert sorted(kept.ravel().tolist(), reverse=True) == frequency[:5].tolist()
+
+
+def test_the_saved_state_transforms_alike():
+    train = _texts(100, 4)
+    ours, matrix = fit_words(_tokens(train), (1, 2))
+    again = WordVectorizer.from_state(ours.state())
+    np.testing.assert_array_equal(again.transform(_tokens(train)).toarray(), matrix.toarray())
