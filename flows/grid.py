@@ -15,6 +15,7 @@ import pandas as pd
 from flows.artifacts import link_run, publish
 from flows.chain import prepare, run_point
 from rnnflow import tracking
+from rnnflow.comparisons.framing import result_line, versus_of
 from rnnflow.comparisons.plan import Plan
 from rnnflow.comparisons.results import PointResult, best_index, plot_test_accuracy, results_table
 from rnnflow.tracking import RunContext
@@ -38,9 +39,10 @@ def run_grid(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str]:
         parent_id = None
         points = _run_points(plan, ctx)
         table = results_table(points)
-    _publish(plan.name, table, parent_id)
     best = points[best_index(points)]
-    winner = max(best.runs, key=lambda r: r["val_accuracy"])["run_id"]
+    winner_row = max(best.runs, key=lambda r: r["val_accuracy"])
+    winner = winner_row["run_id"]
+    _publish(plan.name, table, parent_id, winner_row)
     if not plan.is_grid and plan.repeats == 1:
         return points[0].runs, winner
     # Each row names its point (`num_neurons=2 maxlen=20`, `#2` for a repeat), so the closing
@@ -85,11 +87,16 @@ def _run_points(plan: Plan, ctx: RunContext) -> list[PointResult]:
     return points
 
 
-def _publish(name: str, table: pd.DataFrame, parent_id: str | None) -> None:
-    """The results table, and a summary of the best point."""
+def _publish(name: str, table: pd.DataFrame, parent_id: str | None,
+             winner: dict[str, Any]) -> None:
+    """The results table, and a summary of the best point, with its winning run beside the
+    baselines (the end-of-run line's form)."""
     best = table.loc[table.vs_best == "best"].iloc[0]
     lines = [f"# {name}: best of {len(table)} point(s) by val_accuracy", ""]
     lines += [f"- **{k}**: {best[k]}" for k in table.columns if k != "run_id" and best[k] != ""]
+    if versus := versus_of(winner):
+        lines += [f"- **beside the baselines**: "
+                  f"{result_line(winner['test_accuracy'], versus)}"]
     lines += [f"- **MLflow run**: `{best.run_id}`"]
     if parent_id:
         lines += [f"- **MLflow parent run**: `{parent_id}`"]

@@ -31,6 +31,7 @@ from flows.artifacts import link_run, publish
 from flows.chain import prepare, run_point
 from rnnflow import faults, tracking
 from rnnflow.comparisons import study as studies
+from rnnflow.comparisons.framing import result_line, versus_of
 from rnnflow.comparisons.plan import Plan
 from rnnflow.comparisons.space import (
     SearchConfig,
@@ -159,6 +160,12 @@ def run_trial(base: Point, search: SearchConfig, name: str, storage: str,
     else:
         for key in ("run_id", "val_accuracy", "val_loss", "test_accuracy", "duration_seconds"):
             trial.set_user_attr(key, result[key])
+        # The trial beside the baselines, for the trials table: its line, difference, warning.
+        if versus := versus_of(result):
+            trial.set_user_attr("vs_baselines", result_line(result["test_accuracy"], versus))
+        for key in ("test_delta_vs_baseline", "warning"):
+            if result.get(key) is not None:
+                trial.set_user_attr(key, result[key])
         study.tell(trial, result[search.metric])
         row.update(result, state="COMPLETE")
     faults.maybe_fail(f"after_trial:{trial.number}")
@@ -194,6 +201,8 @@ def _publish(name: str, table: pd.DataFrame, best: dict[str, Any] | None,
     if best:
         lines += [f"- **best trial**: {best['trial']} (run `{best['run_id']}`), "
                   f"value {best['value']:.4f}"]
+        if best.get("vs_baselines"):
+            lines += [f"- **beside the baselines**: {best['vs_baselines']}"]
         lines += [f"- **{k}**: {v}" for k, v in best["params"].items()]
     publish(name, "trials", table, f"search trials of {name}, one row per trial",
             lines, f"best trial of the {name} search")

@@ -34,7 +34,15 @@ def load_text_model(files: dict[str, str]) -> TextModel:
     network, loaded in Keras safe mode), `vocab` (vocab.json) and `config` (config.json: the
     tokenizer and padding settings, and the class names of a model of more than two classes).
     In a `text_model` folder they are artifacts/model.keras, artifacts/vocab.json and
-    artifacts/config.json."""
+    artifacts/config.json.
+
+    A baseline run's text model has the keys `baseline_config` and `baseline_state` instead:
+    its answer, in the same columns, comes from the fitted majority or bag-of-words baseline
+    (rnnflow.network.baseline_model), which reads raw text the way it was fitted."""
+    if "baseline_config" in files:
+        from rnnflow.network import baseline_model
+
+        return baseline_model.load_baseline_model(files)  # type: ignore[return-value]
     from rnnflow.network import predict
 
     return predict.load_text_model(files)

@@ -193,12 +193,11 @@ def _versus(row: dict) -> str:
     """A closing line's framing against the baselines: the line of a run trained now, the
     logged difference of a reused one (its baselines' scores are in their own runs), and
     "LEARNED NOTHING" where the run did (rnnflow/comparisons/framing.py)."""
-    text = ""
-    if row.get("vs_baselines"):
-        text = f"; {row['vs_baselines']}"
-    elif row.get("test_delta_vs_baseline") is not None:
-        text = f"; {100 * row['test_delta_vs_baseline']:+.1f} points vs the best baseline"
-    return text + (" - LEARNED NOTHING" if row.get("learned_nothing") else "")
+    from rnnflow.comparisons.framing import versus_of
+
+    versus = versus_of(row)
+    return (f"; {versus}" if versus else "") + (
+        " - LEARNED NOTHING" if row.get("learned_nothing") else "")
 
 
 def _point_of(row: dict) -> str:
@@ -317,12 +316,13 @@ def compare(
 
     try:
         records = tracking.load_runs(refs)
+        baselines = tracking.load_baseline_runs(records) if len(records) > 1 else {}
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     if len(records) < 2:
         _fail(ConfigError(f"{' '.join(refs)}: {len(records)} run found; compare needs two or "
                           "more"), debug)
-    typer.echo(comparing.render(records))
+    typer.echo(comparing.render(records, baselines))
     if out is None:  # not the checkout itself, where a stray image would wait to be committed
         from rnnflow.data.storage import data_dir
 

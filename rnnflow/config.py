@@ -225,6 +225,8 @@ class EvaluateConfig(Section):
 # (rnnflow/network/baselines.py): the train split's majority class, and TF-IDF with logistic
 # regression on word or character n-grams (the better on val).
 BASELINES = ("majority", "bag_of_words")
+# How the runs, lines and tables name each baseline to a user, in the order a line lists them.
+BASELINE_TITLES = {"majority": "majority", "bag_of_words": "bag-of-words"}
 
 
 def baseline_names(value: Any) -> list[str]:

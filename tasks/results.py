@@ -39,7 +39,7 @@ from rnnflow.data.storage import Stage
 from rnnflow.insight import plots
 from rnnflow.insight.report import FinishedRun, summarize
 from rnnflow.memory import release_memory
-from rnnflow.network import predict
+from rnnflow.network import baselines, predict
 from rnnflow.network.baselines import Baseline, fitted_baselines
 from rnnflow.network.evaluate import Evaluation
 from rnnflow.network.model import stock_twin
@@ -143,7 +143,8 @@ def _log_baseline(baseline: Baseline, point: Point, reviews: Stage, ctx: trackin
     settings = {k: v for k, v in point.flat().items() if k.startswith("dataset.")}
     chosen = {f"baseline.{k}": v for k, v in baseline.params.items()}
     with tracking.start_run(ctx, run_name) as run_id:
-        tracking.set_tags(tracking.baseline_tags(baseline.name, baseline.stage.key))
+        tracking.set_tags(tracking.baseline_tags(baseline.name, baseline.stage.key,
+                                                 reviews.key))
         tracking.log_params({"baseline": baseline.name, **settings, **chosen},
                             yaml.safe_dump({"baseline": baseline.name, **chosen,
                                             "dataset": point.dataset.model_dump()},
@@ -161,6 +162,14 @@ def _log_baseline(baseline: Baseline, point: Point, reviews: Stage, ctx: trackin
         tracking.log_report({**evaluation.metrics, "fit_seconds": info["fit_seconds"]},
                             {"confusion_matrix.png": figure}, frames,
                             {"baseline.json": json.dumps(info, indent=2, ensure_ascii=False)})
+        # The fitted baseline as a raw-text model, loaded by the same public loader as a
+        # network's: `rnnflow predict --run <this run>` and `mlflow models serve` answer with
+        # it. Not findable by `--run latest`/`best`, which mean a trained model.
+        tracking.log_text_model(
+            {k: Path(v) for k, v in baselines.baseline_model_files(baseline.stage).items()},
+            api.LOADER, predict.outputs(baselines.baseline_model(baseline.stage)),
+            code_paths=[str(Path(rnnflow.__file__).parent)], findable=False,
+            requirements=("scikit-learn", "scipy"))
     return {"run_id": run_id, "reused": False, **evaluation.metrics}
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rnnflow.comparisons.framing import Framing, Reference, frame_result
 from rnnflow.comparisons.stats import correct, mcnemar_exact, paired_bootstrap
+from rnnflow.config import BASELINE_TITLES
 
 STAGES = ("reviews", "tokens", "embeddings", "vectors", "padded")  # pipeline order
 METRICS = ("val_accuracy", "test_accuracy", "val_loss", "test_loss", "fit_seconds")
@@ -145,8 +147,28 @@ def curves_path(records, root: Path) -> Path:
     return root / "compare" / f"{name}.png"
 
 
-def render(records) -> str:
-    """The terminal report: differing params, metric deltas with intervals, stages."""
+def framing_of(record, baselines) -> Framing | None:
+    """A run's result beside the baseline runs fitted on its reviews (`baselines`, RunRecords
+    of baseline runs), by the end-of-run line's rule (rnnflow/comparisons/framing.py); None
+    where there are none, or the run has no test predictions."""
+    if not baselines or record.test_predictions is None:
+        return None
+    references = [Reference(name, BASELINE_TITLES.get(name, name), b.metrics["val_accuracy"],
+                            b.metrics["test_accuracy"], b.test_predictions)
+                  for b in baselines
+                  if (name := b.tags.get("rnnflow.baseline", "")) and b.test_predictions
+                  is not None and {"val_accuracy", "test_accuracy"} <= set(b.metrics)]
+    if not references:
+        return None
+    order = {name: i for i, name in enumerate(BASELINE_TITLES)}  # as a run's own line lists them
+    references.sort(key=lambda r: order.get(r.name, len(order)))
+    return frame_result({"test": record.test_predictions}, record.metrics["test_accuracy"],
+                        references, record.history.get("loss"))
+
+
+def render(records, baselines: dict[str, list] | None = None) -> str:
+    """The terminal report: differing params, metric deltas with intervals, stages, and each
+    run beside the baselines of its reviews (`baselines`: baseline RunRecords by run id)."""
     lines = [f"baseline: {records[0].name} ({records[0].run_id})", ""]
     params = differing_params(records)
     lines += ["params that differ:" if len(params) else "params: all the same", ""]
@@ -166,4 +188,8 @@ def render(records) -> str:
                      f"({row.val_accuracy_delta:+.4f}), test_accuracy {row.test_accuracy:.4f} "
                      f"({row.test_accuracy_delta:+.4f}){ci}; first stage that differs: "
                      f"{row.first_different_stage}")
+    framed = [(r, f) for r in records if (f := framing_of(r, (baselines or {}).get(r.run_id)))]
+    if framed:
+        lines += ["", "beside the baselines fitted on each run's reviews:"]
+        lines += [f"{r.name} ({r.run_id[:8]}): {f.line()}" for r, f in framed]
     return "\n".join(lines)

@@ -18,7 +18,10 @@ A model learned nothing when any of these holds (`learned_nothing`):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,8 +80,7 @@ class Framing:
     def line(self, with_reasons: bool = True) -> str:
         """'test accuracy 0.747; bag-of-words 0.903: -15.6 points [-17.0, -14.2]; majority
         0.500', and (`with_reasons`) what the model learned nothing by, if it did."""
-        text = "; ".join(p for p in (f"test accuracy {self.test_accuracy:.3f}", self.versus())
-                         if p)
+        text = result_line(self.test_accuracy, self.versus())
         if with_reasons and self.reasons:
             text += f" - LEARNED NOTHING: {'; '.join(self.reasons)}"
         return text
@@ -92,6 +94,24 @@ class Framing:
                        test_delta_vs_baseline_low=self.difference.low,
                        test_delta_vs_baseline_high=self.difference.high)
         return out
+
+
+def result_line(test_accuracy: float, versus: str) -> str:
+    """'test accuracy 0.747' and the baselines' part (`Framing.versus`, or `versus_of` a row),
+    where there is one: the one form of a result beside the baselines, wherever it is shown."""
+    return "; ".join(p for p in (f"test accuracy {test_accuracy:.3f}", versus) if p)
+
+
+def versus_of(row: Mapping[str, Any]) -> str:
+    """The baselines' part of a result row (a point's or a trial's run): the framing of a run
+    trained now (`vs_baselines`), the logged difference of a reused one (its baselines'
+    scores are in their own runs), '' without baselines."""
+    if row.get("vs_baselines"):
+        return str(row["vs_baselines"])
+    delta = row.get("test_delta_vs_baseline")
+    if delta is not None and not math.isnan(delta):
+        return f"{100 * delta:+.1f} points vs the best baseline"
+    return ""
 
 
 def paired_scores(model: pd.DataFrame, reference: pd.DataFrame

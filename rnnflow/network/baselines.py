@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from rnnflow.config import BASELINES, TokenizeConfig
+from rnnflow.config import BASELINE_TITLES, BASELINES, TokenizeConfig
 from rnnflow.data.reviews import read_labels
 from rnnflow.data.storage import Stage, stage, write_parquet, writing
 from rnnflow.data.tokens import tokenize_reviews, tokens_stage
@@ -93,8 +93,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "max_iter": 1000,
     },
 }
-# How the tracking layer and the tables name each baseline to a user.
-TITLES = {"majority": "majority", "bag_of_words": "bag-of-words"}
+TITLES = BASELINE_TITLES  # how the runs and the tables name each baseline to a user
 assert set(SETTINGS) == set(BASELINES) == set(TITLES)
 SPLITS = ("train", "val", "test")
 

@@ -23,7 +23,7 @@ from rnnflow.tracking.baselines import (
     baseline_tags,
     find_baseline,
 )
-from rnnflow.tracking.lookup import RunRecord, load_runs, resolve_run
+from rnnflow.tracking.lookup import RunRecord, load_baseline_runs, load_runs, resolve_run
 from rnnflow.tracking.models import (
     load_text_model,
     load_text_model_object,
@@ -88,10 +88,11 @@ __all__ = [
     "EPOCHS_DONE_TAG", "MLFLOW_UI", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext",
     "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "comparison_command",
     "find_finished", "find_resume", "git_commit", "group_run", "kill_stale_runs", "link_for",
-    "load_registered_model", "load_runs", "load_test_predictions", "load_text_model",
-    "load_text_model_object", "local_model_dir", "log_best_on_parent", "log_checkpoint",
-    "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs", "log_keras_model",
-    "log_labels", "log_metrics", "log_params", "log_report", "log_search", "log_text_model",
+    "load_baseline_runs", "load_registered_model", "load_runs", "load_test_predictions",
+    "load_text_model", "load_text_model_object", "local_model_dir", "log_best_on_parent",
+    "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs",
+    "log_keras_model", "log_labels", "log_metrics", "log_params", "log_report", "log_search",
+    "log_text_model",
     "model_uri", "promote", "record_decision", "register_version", "resolve_run",
     "save_comparison_view", "set_tags", "start_run", "tracking_uri", "use_experiment",
     "use_tracking_uri",

@@ -8,6 +8,7 @@ import mlflow
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from rnnflow.tracking.baselines import BASELINE, BASELINE_TAG, KIND_TAG, REVIEWS_TAG
 from rnnflow.tracking.models import TEXT_MODEL, TEXT_MODEL_TAG
 from rnnflow.tracking.resume import TRAIN_KEY_TAG
 from rnnflow.tracking.runs import load_test_predictions
@@ -49,6 +50,33 @@ def load_runs(refs: list[str]) -> list[RunRecord]:
             raise TrackingError(f"experiment {ref} holds no finished training run")
         runs += found
     return [_record(client, run) for run in runs]
+
+
+def load_baseline_runs(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
+    """For each record of a trained run, by run id: the newest finished run of each baseline
+    in its experiment fitted on the same reviews (tag `stage.reviews`), what its result is
+    framed against; empty for a baseline run itself and for runs logged before baseline runs
+    carried that tag."""
+    client = MlflowClient(tracking_uri())
+    found: dict[tuple[str, str], list[RunRecord]] = {}
+    out: dict[str, list[RunRecord]] = {}
+    for record in records:
+        reviews = record.tags.get(REVIEWS_TAG)
+        if not reviews or record.tags.get(KIND_TAG) == BASELINE:
+            out[record.run_id] = []
+            continue
+        experiment_id = client.get_run(record.run_id).info.experiment_id
+        if (experiment_id, reviews) not in found:
+            runs = client.search_runs(
+                [experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{BASELINE}' and "
+                f"tags.`{REVIEWS_TAG}` = '{reviews}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"])
+            newest = {}
+            for run in runs:
+                newest.setdefault(run.data.tags.get(BASELINE_TAG), run)
+            found[(experiment_id, reviews)] = [_record(client, r) for r in newest.values()]
+        out[record.run_id] = found[(experiment_id, reviews)]
+    return out
 
 
 def _record(client: MlflowClient, run) -> RunRecord:

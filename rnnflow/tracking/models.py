@@ -75,23 +75,27 @@ def log_keras_model(model, name: str = "model") -> str:
 
 
 def log_text_model(artifacts: dict[str, Path], loader: str, outputs: dict[str, str],
-                   code_paths: list[str], name: str = TEXT_MODEL) -> str:
+                   code_paths: list[str], name: str = TEXT_MODEL, *, findable: bool = True,
+                   requirements: tuple[str, ...] = ()) -> str:
     """Log a raw-text model to the active run: text_pyfunc.py as the model, `artifacts` as its
     files, `loader(artifacts)` ("module:function") as what builds the object whose
-    `predict(texts)` answers; `outputs` maps its columns to MLflow types. Nothing is pickled."""
+    `predict(texts)` answers; `outputs` maps its columns to MLflow types. Nothing is pickled.
+    `findable`: the run is tagged as one `--run latest`/`best` may pick (a baseline's is not);
+    `requirements`: what the model needs beyond the network's packages."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     signature = ModelSignature(inputs=Schema([ColSpec("string", "text")]),
                                outputs=Schema([ColSpec(t, c) for c, t in outputs.items()]))
-    mlflow.set_tag(TEXT_MODEL_TAG, name)
+    if findable:
+        mlflow.set_tag(TEXT_MODEL_TAG, name)
     info = mlflow.pyfunc.log_model(
         name=name, python_model=str(TEXT_PYFUNC_CODE), model_config={"loader": loader},
         artifacts={k: str(v) for k, v in artifacts.items()}, signature=signature,
         input_example=pd.DataFrame({"text": ["A wonderful, moving film."]}),
         code_paths=code_paths,
         pip_requirements=[*_pinned_requirements(), "nltk", "pyarrow", "pandas", "pydantic>=2",
-                          "pyyaml"],
+                          "pyyaml", *requirements],
     )
     return info.model_uri
 

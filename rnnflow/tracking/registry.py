@@ -17,6 +17,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from rnnflow.tracking.baselines import BASELINE, BASELINE_TAG, KIND_TAG
 from rnnflow.tracking.models import TEXT_MODEL
 from rnnflow.tracking.store import (
     TrackingError,
@@ -60,6 +61,7 @@ def register_version(run_id: str, name: str) -> tuple[Version, Version | None]:
     created if new), and the version that is `champion` now, if any."""
     with _registry_errors():
         client = _client()
+        _not_a_baseline(client, run_id)
         try:
             client.get_registered_model(name)
         except MlflowException:
@@ -77,6 +79,19 @@ def register_version(run_id: str, name: str) -> tuple[Version, Version | None]:
             champion = None
     return (Version(name, str(version.version), run_id),
             Version(name, str(champion.version), champion.run_id) if champion else None)
+
+
+def _not_a_baseline(client: MlflowClient, run_id: str) -> None:
+    """A baseline run never becomes a version, so never the champion: it is the reference a
+    model is judged against, fitted on one dataset's splits, and the champion is what gets
+    served as the product of training. Its text model still predicts (`rnnflow predict
+    --run`, `mlflow models serve`) for whoever wants to look at or serve the reference."""
+    tags = client.get_run(run_id).data.tags
+    if tags.get(KIND_TAG) == BASELINE:
+        raise TrackingError(
+            f"run {run_id} is the {tags.get(BASELINE_TAG, 'a')} baseline: baselines are the "
+            "reference a model is judged against and never become a registered version or "
+            "the champion; predict with it directly: rnnflow predict --run " + run_id)
 
 
 def record_decision(version: Version, tags: dict[str, str], promote: bool) -> None:

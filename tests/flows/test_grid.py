@@ -123,8 +123,12 @@ def test_grid_runs_four_children_and_preprocesses_once(scenario):
     # baselines read the reviews first, once for the four points' one dataset.
     for step in ("download_dataset", "read_reviews"):
         assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 7, step
-    for step in ("tokenize_reviews", "build_embeddings", "vectorize_tokens"):
+    for step in ("build_embeddings", "vectorize_tokens"):
         assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 3, step
+    # The bag-of-words baseline tokenizes first, with the default settings the grid keeps:
+    # the four points find its tokens.
+    assert counts[("tokenize_reviews", "Completed")] == 1
+    assert counts[("tokenize_reviews", "Cached")] == 4
     assert counts[("fit_baseline", "Completed")] == 2
     assert counts[("pad_sequences", "Completed")] == 2
     assert counts[("pad_sequences", "Cached")] == 2
@@ -168,6 +172,11 @@ def test_the_results_table_and_the_best_point_are_on_the_parent_and_in_prefect(s
     assert sorted(r["run_id"] for r in rows) == sorted(table.run_id)
     assert artifacts["tiny-grid-summary"].type == "markdown"
     assert best in artifacts["tiny-grid-summary"].data
+    # the winning run beside the baselines, in the end-of-run line's form
+    (winner,) = [r for r in scenario.grid.rows if r["run_id"] == best]
+    assert (f"- **beside the baselines**: test accuracy {winner['test_accuracy']:.3f}; "
+            f"{winner['vs_baselines']}") in artifacts["tiny-grid-summary"].data.splitlines()
+    assert " points [" in winner["vs_baselines"]
 
 
 def _promotions(run_id: str, timeout: float = 60.0) -> list:
@@ -306,3 +315,26 @@ def test_the_baselines_are_fitted_once_and_their_runs_reused(scenario):
     # the best point is a trained one, whatever the baselines scored
     best = scenario.parent().data.tags["best_run_id"]
     assert best not in {r.info.run_id for r in baselines}
+
+
+def test_a_baseline_run_predicts_raw_text_as_it_scored_its_test_reviews(scenario):
+    """`rnnflow predict --run <baseline run>` and `mlflow models serve` load the baseline's
+    text model: on the test reviews' raw text it gives the probabilities the baseline run
+    stored for them. `--run latest` still means a trained model, and the registry refuses a
+    baseline."""
+    baselines = {r.data.tags["rnnflow.baseline"]: r for r in scenario.runs(scenario.grid)
+                 if r.data.tags.get("rnnflow.kind") == "baseline"}
+    (reviews,) = (scenario.project / "data" / "reviews").glob("*/reviews.parquet")
+    texts = pd.read_parquet(reviews, columns=["id", "text"]).set_index("id").text
+    for name, run in baselines.items():
+        stored = pd.read_parquet(scenario.client.download_artifacts(
+            run.info.run_id, "test_predictions.parquet", str(scenario.project / name)))
+        model = tracking.load_text_model(run.info.run_id, quiet=True)
+        answer = model.predict(pd.DataFrame({"text": texts.loc[stored.id].tolist()}))
+        assert answer.probability.to_numpy() == pytest.approx(
+            stored.probability.to_numpy(), abs=1e-6), name
+        assert (answer.label.to_numpy() == (stored.probability >= 0.5).to_numpy()).all(), name
+    assert tracking.resolve_run("latest", "tiny-grid") not in {
+        r.info.run_id for r in baselines.values()}
+    with pytest.raises(tracking.TrackingError, match="baseline"):
+        tracking.promote("tiny-grid", run_id=baselines["bag_of_words"].info.run_id)

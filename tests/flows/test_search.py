@@ -29,7 +29,6 @@ pytestmark = pytest.mark.slow
 # val_loss after epoch 1 is far above trial 0's, the only median there is: pruned, certainly.
 SEARCH = """\
 name: s
-baselines: none
 dataset: {{url: {archive}}}
 embedding: {{source: train, vector_size: 8, min_count: 1, epochs: 1}}
 pad: {{maxlen: 20}}
@@ -149,9 +148,34 @@ def test_trials_are_children_of_one_parent_and_a_pruned_trial_is_killed(scenario
         assert f"(trial {number}, pruned at epoch" in scenario.resumed.stdout
 
 
+def test_the_trials_table_frames_each_finished_trial_against_the_baselines(scenario):
+    """The trials table on the parent run: each finished trial's line in the end-of-run
+    line's form, its difference to the best baseline and its warning, as its run logged
+    them; a pruned trial has none."""
+    import pandas as pd
+
+    from rnnflow.comparisons.framing import result_line
+
+    runs = scenario.runs()
+    (parent,) = [r for r in runs if r.info.run_name == "s-search"]
+    table = pd.read_csv(scenario.client.download_artifacts(
+        parent.info.run_id, "trials.csv", str(scenario.project)))
+    assert {"vs_baselines", "test_delta_vs_baseline", "warning"} <= set(table)
+    done = table[table.state == "COMPLETE"]
+    assert len(done) and table[table.state == "PRUNED"].vs_baselines.isna().all()
+    for row in done.itertuples(index=False):
+        logged = scenario.client.get_run(row.run_id).data
+        assert row.vs_baselines.startswith(result_line(row.test_accuracy, "") + "; ")
+        assert " points [" in row.vs_baselines and "majority " in row.vs_baselines
+        assert row.test_delta_vs_baseline == pytest.approx(
+            logged.metrics["test_delta_vs_baseline"])
+        warning = row.warning if isinstance(row.warning, str) else ""
+        assert warning == logged.tags.get("rnnflow.warning", "")
+
+
 def test_every_training_run_logs_system_metrics_and_peak_rss(scenario):
     for run in scenario.runs():
-        if run.info.run_name == "s-search":
+        if run.info.run_name == "s-search" or run.data.tags.get("rnnflow.kind") == "baseline":
             continue
         metrics = run.data.metrics
         assert metrics["peak_rss_mb"] > 100  # TensorFlow alone holds more

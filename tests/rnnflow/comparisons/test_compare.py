@@ -4,6 +4,8 @@ when identical, and where the image goes by default."""
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
+
 from rnnflow.comparisons.compare import curves_path, identical_to, plot_curves
 
 
@@ -41,3 +43,49 @@ def test_curves_go_under_the_data_folder_named_after_the_runs():
         "/p/data/compare/00000000_11111111.png")
     assert curves_path(records, Path("d")).name == (
         "00000000_11111111_22222222_33333333_and_2_more.png")
+
+
+def _predictions(right: list[bool]) -> pd.DataFrame:
+    labels = [i % 2 for i in range(len(right))]
+    return pd.DataFrame({"id": [f"r{i}" for i in range(len(right))], "label": labels,
+                         "probability": [float(y if ok else 1 - y)
+                                         for y, ok in zip(labels, right, strict=True)]})
+
+
+def test_compare_frames_each_run_against_the_baselines_of_its_reviews():
+    """The same line as a run's own end-of-run line (rnnflow/comparisons/framing.py), for each
+    run with baselines; a run without any (logged before they carried their reviews' key) is
+    left out."""
+    from rnnflow.comparisons.compare import render
+    from rnnflow.comparisons.framing import Reference, frame_result
+
+    n = 200
+    model = [i % 4 != 0 for i in range(n)]  # 75% right
+    bag = [i % 10 != 0 for i in range(n)]  # 90% right
+    majority = [i % 2 == 0 for i in range(n)]  # 50% right
+    records = []
+    for run_id, right in (("a" * 32, model), ("b" * 32, bag)):
+        record = _record(run_id, [0.7, 0.5])
+        record.params, record.tags = {}, {}
+        record.metrics = {"val_accuracy": 0.7, "test_accuracy": sum(right) / n}
+        record.test_predictions = _predictions(right)
+        records.append(record)
+    baselines = []
+    for name, right, val in (("majority", majority, 0.5), ("bag_of_words", bag, 0.9)):
+        b = SimpleNamespace(run_id=name, name=name, tags={"rnnflow.baseline": name},
+                            metrics={"val_accuracy": val, "test_accuracy": sum(right) / n},
+                            test_predictions=_predictions(right), history={})
+        baselines.append(b)
+    text = render(records, {"a" * 32: baselines, "b" * 32: []})
+    expected = frame_result(
+        {"test": records[0].test_predictions}, 0.75,
+        [Reference(b, t, v, sum(r) / n, _predictions(r)) for b, t, v, r in (
+            ("bag_of_words", "bag-of-words", 0.9, bag), ("majority", "majority", 0.5,
+                                                         majority))],
+        [0.7, 0.5]).line()
+    assert expected.startswith("test accuracy 0.750; bag-of-words 0.900: -15.0 points [")
+    assert expected.endswith("; majority 0.500")
+    assert f"tiny (aaaaaaaa): {expected}" in text.splitlines()
+    assert not any(line.startswith("tiny (bbbbbbbb): test accuracy") for line in
+                   text.splitlines())
+    assert "beside the baselines" not in render(records, {})

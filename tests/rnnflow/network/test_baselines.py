@@ -107,3 +107,36 @@ def test_a_point_is_framed_against_the_fitted_baselines_only(project):
     fit_baseline(reviews, "majority")
     assert [b.name for b in fitted_baselines(reviews, ("bag_of_words", "majority"))] == [
         "bag_of_words", "majority"]
+
+
+@pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
+def test_the_fitted_baseline_reads_raw_text_as_it_scored_the_test_split(project, classes):
+    """The baseline's text model, loaded by the public loader from its saved files, gives the
+    stored test probabilities for the same raw texts."""
+    from rnnflow import api
+
+    reviews = _reviews(_table(project / "raw.csv", classes, 30, separable=False, seed=3))
+    texts = pd.read_parquet(reviews.file("reviews.parquet")).set_index("id").text
+    for name in ("bag_of_words", "majority"):
+        out = fit_baseline(reviews, name)
+        stored = pd.read_parquet(out.file("test_predictions.parquet"))
+        model = api.load_text_model(baselines.baseline_model_files(out))
+        answer = model.predict(texts.loc[stored.id].tolist())
+        columns = ["probability"] + [c for c in stored if c.startswith("prob_")]
+        assert set(columns) <= set(answer)
+        for column in columns:
+            assert answer[column].to_numpy() == pytest.approx(stored[column].to_numpy(),
+                                                              abs=1e-9), (name, column)
+
+
+def test_the_character_candidate_is_fitted_on_small_train_splits_only(project, monkeypatch):
+    import json
+
+    reviews = _reviews(_table(project / "small.csv", ["no", "yes"], 20, separable=True))
+    info = json.loads(fit_baseline(reviews, "bag_of_words").file("baseline.json").read_text())
+    assert set(info["val_accuracy_by_analyzer"]) == {"word", "char_wb"}
+    char = {**baselines.SETTINGS["bag_of_words"]["candidates"]["char_wb"], "max_train": 39}
+    monkeypatch.setitem(baselines.SETTINGS["bag_of_words"]["candidates"], "char_wb", char)
+    info = json.loads(fit_baseline(reviews, "bag_of_words").file("baseline.json").read_text())
+    assert set(info["val_accuracy_by_analyzer"]) == {"word"}  # 40 train texts > 39
+    assert info["params"]["analyzer"] == "word"
