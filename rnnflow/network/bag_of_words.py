@@ -1,15 +1,19 @@
 """TF-IDF over word uni- and bigrams, counted with Arrow and NumPy from token lists the chain
-already wrote (the tokens stage), and over character n-grams with scikit-learn; the vectors
-the bag-of-words baseline (rnnflow/network/baselines.py) is fitted on and predicts from.
+already wrote (the tokens stage), and over character n-grams within word boundaries; the
+vectors the bag-of-words baseline (rnnflow/network/baselines.py) is fitted on and predicts
+from.
 
 Why not scikit-learn's TfidfVectorizer for words: on the full IMDB archive it spends most of
 the baseline's time re-tokenizing every review with its regular expression and building the
 bigrams in Python loops. Here the tokens come from the tokens stage, and every count is an
 array operation: each token gets an integer id, a bigram the id pair packed into one int64,
-and the document-term matrix is one sparse sum of duplicates.
+and the document-term matrix is one sparse sum of duplicates. For characters, the n-grams of
+each distinct word are built once, and a document's counts are its word counts times that
+word-by-n-gram matrix: scikit-learn's char_wb analyzer builds them again at every occurrence.
 
 The weighting is TfidfVectorizer's with `sublinear_tf=True` and its defaults otherwise, so the
-two agree where they read the same tokens (tests/rnnflow/network/test_bag_of_words.py):
+two agree where they read the same tokens, and on characters where they read the same text
+(tests/rnnflow/network/test_bag_of_words.py):
 term frequency 1 + ln(count), idf ln((1 + n) / (1 + df)) + 1 over the n train documents,
 rows scaled to unit length. `min_df` and `max_features` choose the vocabulary as it does:
 features in at least `min_df` train documents, then the `max_features` most frequent over the
@@ -18,6 +22,7 @@ train split (a tie at the cut keeps the feature seen first).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +66,14 @@ def _codes(ids: np.ndarray, docs: np.ndarray, n_tokens: int, bigrams: bool
 def tfidf(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
     """Sublinear term frequency times idf, each row scaled to unit length (an empty row stays
     empty): the weighting of every bag-of-words vector, words or characters."""
-    out = counts.astype(np.float64, copy=True).tocsr()
-    out.data = (1.0 + np.log(out.data)) * idf[out.indices]
-    norms = np.sqrt(np.asarray(out.multiply(out).sum(axis=1)).ravel())
-    norms[norms == 0] = 1.0
-    out = sparse.diags(1.0 / norms) @ out
-    return out.astype(np.float32).tocsr()
+    out = counts.tocsr()
+    out.sum_duplicates()
+    data = (1.0 + np.log(out.data)) * idf[out.indices]
+    rows = np.repeat(np.arange(out.shape[0]), np.diff(out.indptr))
+    norms = np.sqrt(np.bincount(rows, weights=data * data, minlength=out.shape[0]))
+    data /= norms[rows]  # a row with data has a norm above 0
+    return sparse.csr_matrix((data.astype(np.float32), out.indices.copy(), out.indptr.copy()),
+                             shape=out.shape)
 
 
 def idf_of(counts: sparse.csr_matrix) -> np.ndarray:
@@ -153,11 +160,7 @@ def fit_words(lists: pa.Array | pa.ChunkedArray, ngram_range: tuple[int, int] | 
     counts = sparse.csr_matrix((np.ones(len(codes)), (where, column)),
                                shape=(n_docs, len(uniques)))
     counts.sum_duplicates()
-    df = np.bincount(counts.indices, minlength=len(uniques))
-    chosen = np.flatnonzero(df >= min_df)
-    if max_features is not None and len(chosen) > max_features:
-        frequency = np.asarray(counts.sum(axis=0)).ravel()[chosen]
-        chosen = np.sort(chosen[np.argsort(-frequency, kind="stable")[:max_features]])
+    chosen = _chosen(counts, min_df, max_features)
     # Only the tokens the chosen features use are kept, renumbered: the saved vocabulary.
     kept_codes = uniques[chosen].astype(np.int64)
     first, second = np.divmod(kept_codes, len(tokens))
@@ -172,3 +175,114 @@ def fit_words(lists: pa.Array | pa.ChunkedArray, ngram_range: tuple[int, int] | 
     vectorizer = WordVectorizer([str(t) for t in tokens[used]], new_codes.astype(np.int64),
                                 idf_of(selected), bigrams, lowercase)
     return vectorizer, tfidf(selected, vectorizer.idf)
+
+
+def char_wb_grams(word: str, low: int, high: int) -> list[str]:
+    """The character n-grams (`low` to `high`) of one word padded with a space each side, as
+    scikit-learn's char_wb analyzer counts them: a padded word no longer than n is one n-gram
+    (itself), and no longer n-grams follow."""
+    padded = f" {word} "
+    grams = []
+    for n in range(low, high + 1):
+        if len(padded) <= n:
+            grams.append(padded)
+            break
+        grams += [padded[i:i + n] for i in range(len(padded) - n + 1)]
+    return grams
+
+
+def _word_counts(texts: list[str], lowercase: bool) -> tuple[sparse.csr_matrix, list[str]]:
+    """Documents x distinct whitespace-separated words (after lowercasing): how often each
+    occurs. Splitting is Python's str.split, as the char_wb analyzer's; a word type's n-grams
+    are then built once however often it occurs."""
+    lists = pa.array([(t.lower() if lowercase else t).split() for t in texts],
+                     type=pa.list_(pa.string()))
+    values, docs = _flat(lists, False)
+    encoded = pc.dictionary_encode(values)
+    ids = encoded.indices.to_numpy(zero_copy_only=False)
+    words = encoded.dictionary.to_pylist()
+    counts = sparse.csr_matrix((np.ones(len(ids)), (docs, ids)), shape=(len(texts), len(words)))
+    counts.sum_duplicates()
+    return counts, words
+
+
+def _gram_matrix(words: list[str], ngram_range: tuple[int, int],
+                 vocabulary: list[str] | None) -> tuple[sparse.csr_matrix, list[str]]:
+    """Word types x n-gram columns: each type's char_wb n-grams, and the columns' n-grams.
+    With a `vocabulary` the columns are its n-grams and others are dropped; without, every
+    n-gram seen is a column (fitting)."""
+    grams = [char_wb_grams(word, *ngram_range) for word in words]
+    lengths = np.fromiter(map(len, grams), dtype=np.int64, count=len(grams))
+    flat = pa.array(list(itertools.chain.from_iterable(grams)), pa.string())
+    rows = np.repeat(np.arange(len(words), dtype=np.int64), lengths)
+    if vocabulary is None:
+        encoded = pc.dictionary_encode(flat)
+        cols = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        vocabulary = encoded.dictionary.to_pylist()
+    else:
+        cols = pc.fill_null(pc.index_in(flat, value_set=pa.array(vocabulary, pa.string())),
+                            -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        rows, cols = rows[cols >= 0], cols[cols >= 0]
+    out = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)),
+                            shape=(len(words), len(vocabulary)))
+    out.sum_duplicates()
+    return out, vocabulary
+
+
+@dataclass(frozen=True)
+class CharVectorizer:
+    """Character n-grams within word boundaries (scikit-learn's char_wb analyzer on the
+    lowercased text) over a fixed vocabulary, with its idf."""
+
+    vocabulary: list[str]
+    idf: np.ndarray
+    ngram_range: tuple[int, int]
+    lowercase: bool = True
+
+    def counts(self, texts: list[str]) -> sparse.csr_matrix:
+        """Documents x columns: how often each vocabulary n-gram occurs in each text."""
+        words, types = _word_counts(texts, self.lowercase)
+        grams, _ = _gram_matrix(types, self.ngram_range, self.vocabulary)
+        return (words @ grams).tocsr()
+
+    def transform(self, texts: list[str]) -> sparse.csr_matrix:
+        return tfidf(self.counts(texts), self.idf)
+
+    def state(self) -> dict[str, Any]:
+        return {"vocabulary": self.vocabulary, "idf": self.idf.tolist(),
+                "ngram_range": list(self.ngram_range), "lowercase": self.lowercase}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> CharVectorizer:
+        return cls(list(state["vocabulary"]), np.asarray(state["idf"], dtype=np.float64),
+                   (int(state["ngram_range"][0]), int(state["ngram_range"][1])),
+                   bool(state.get("lowercase", True)))
+
+
+def fit_chars(texts: list[str], ngram_range: tuple[int, int] | list[int], min_df: int = 1,
+              max_features: int | None = None, lowercase: bool = True
+              ) -> tuple[CharVectorizer, sparse.csr_matrix]:
+    """The char_wb vocabulary and idf of the train texts, and their TF-IDF matrix; the
+    vocabulary is chosen as `fit_words` chooses it."""
+    low, high = int(ngram_range[0]), int(ngram_range[1])
+    words, types = _word_counts(texts, lowercase)
+    grams, vocabulary = _gram_matrix(types, (low, high), None)
+    counts = (words @ grams).tocsr()
+    counts.sum_duplicates()
+    chosen = _chosen(counts, min_df, max_features)
+    names = np.array(vocabulary, dtype=object)[chosen]
+    selected = counts[:, chosen].tocsr()
+    vectorizer = CharVectorizer([str(g) for g in names], idf_of(selected), (low, high),
+                                lowercase)
+    return vectorizer, tfidf(selected, vectorizer.idf)
+
+
+def _chosen(counts: sparse.csr_matrix, min_df: int, max_features: int | None) -> np.ndarray:
+    """The columns kept, in column order: in at least `min_df` rows, then the
+    `max_features` most frequent (a tie at the cut keeps the column seen first)."""
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    chosen = np.flatnonzero(df >= min_df)
+    if max_features is not None and len(chosen) > max_features:
+        frequency = np.asarray(counts.sum(axis=0)).ravel()[chosen]
+        chosen = np.sort(chosen[np.argsort(-frequency, kind="stable")[:max_features]])
+    return chosen

@@ -5,7 +5,7 @@ that both answer alike for the same review.
 It reads raw text the way the baseline was fitted: the word candidate through the tokenizer
 that wrote its tokens stage (rnnflow/data/tokens.py, with the baseline's tokenize settings),
 lowercased, then its uni- and bigram vocabulary (rnnflow/network/bag_of_words.py); the
-character candidate through scikit-learn's char_wb analyzer on the lowercased text. The
+character candidate as scikit-learn's char_wb analyzer reads the lowercased text. The
 logistic regression's weights are applied here, not by scikit-learn, and everything is saved
 as JSON: nothing is pickled.
 
@@ -27,38 +27,9 @@ import pyarrow as pa
 from scipy import sparse
 
 from rnnflow.config import TokenizeConfig
-from rnnflow.network.bag_of_words import WordVectorizer, tfidf
+from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer
 
 FILES = ("baseline_config", "baseline_state")
-
-
-@dataclass
-class CharVectorizer:
-    """Character n-grams within word boundaries, scikit-learn's char_wb analyzer, over a fixed
-    vocabulary with its idf."""
-
-    vocabulary: list[str]
-    idf: np.ndarray
-    ngram_range: tuple[int, int]
-
-    def counts(self, texts: list[str]) -> sparse.csr_matrix:
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        return CountVectorizer(analyzer="char_wb", ngram_range=self.ngram_range,
-                               vocabulary={g: i for i, g in enumerate(self.vocabulary)},
-                               dtype=np.float64).transform(texts)
-
-    def transform(self, texts: list[str]) -> sparse.csr_matrix:
-        return tfidf(self.counts(texts), self.idf)
-
-    def state(self) -> dict[str, Any]:
-        return {"vocabulary": self.vocabulary, "idf": self.idf.tolist(),
-                "ngram_range": list(self.ngram_range)}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any]) -> CharVectorizer:
-        return cls(list(state["vocabulary"]), np.asarray(state["idf"], dtype=np.float64),
-                   (int(state["ngram_range"][0]), int(state["ngram_range"][1])))
 
 
 @dataclass

@@ -53,10 +53,9 @@ from rnnflow.config import BASELINE_TITLES, BASELINES, TokenizeConfig
 from rnnflow.data.reviews import read_labels
 from rnnflow.data.storage import Stage, stage, write_parquet, writing
 from rnnflow.data.tokens import tokenize_reviews, tokens_stage
-from rnnflow.network.bag_of_words import fit_words, idf_of, tfidf
+from rnnflow.network.bag_of_words import fit_chars, fit_words
 from rnnflow.network.baseline_model import (
     BaselineModel,
-    CharVectorizer,
     Linear,
     load_baseline_model,
     save_baseline_model,
@@ -201,18 +200,12 @@ def _bag_of_words(model: BaselineModel, reviews: Stage, tokens: Stage,
 
     char = candidates["char_wb"]
     if len(rows["train"]) <= char["max_train"]:
-        from sklearn.feature_extraction.text import CountVectorizer
-
         started = time.perf_counter()
         table = pq.read_table(reviews.file("reviews.parquet"), columns=["text"])["text"]
         texts = {s: pc.fill_null(table.take(pa.array(rows[s])), "").to_pylist() for s in SPLITS}
-        counter = CountVectorizer(analyzer="char_wb", ngram_range=tuple(char["ngram_range"]),
-                                  min_df=char["min_df"], max_features=char["max_features"],
-                                  dtype=np.float64)
-        counts = counter.fit_transform(texts["train"])
-        chars = CharVectorizer(counter.get_feature_names_out().tolist(), idf_of(counts),
-                               tuple(char["ngram_range"]))
-        fits["char_wb"] = _fitted(model, {"chars": chars}, tfidf(counts, chars.idf), y,
+        chars, x_train = fit_chars(texts["train"], char["ngram_range"], char["min_df"],
+                                   char["max_features"])
+        fits["char_wb"] = _fitted(model, {"chars": chars}, x_train, y,
                                   {s: chars.transform(texts[s]) for s in ("val", "test")})
         seconds["char_wb"] = time.perf_counter() - started
 

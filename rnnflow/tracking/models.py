@@ -19,7 +19,7 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from rnnflow.tracking.store import tracking_uri
+from rnnflow.tracking.store import TrackingError, tracking_uri
 
 TEXT_MODEL = "text_model"
 TEXT_MODEL_TAG = "rnnflow_text_model"  # on every run that logged one; `--run latest` finds them
@@ -116,7 +116,15 @@ def load_text_model(run_id: str, *, quiet: bool = False):
 def load_text_model_object(run_id: str):
     """The object inside the run's text model (what its loader built: for rnnflow's runs a
     `rnnflow.network.predict.TextModel`), for tools that need the network and the vocabulary
-    themselves (`rnnflow explain`). The one place that knows how the pyfunc wraps it."""
+    themselves (`rnnflow explain`). The one place that knows how the pyfunc wraps it. A
+    baseline run's text model has no network: a TrackingError that says so."""
+    from rnnflow.tracking.baselines import BASELINE, BASELINE_TAG, KIND_TAG
+
+    tags = MlflowClient(tracking_uri()).get_run(run_id).data.tags
+    if tags.get(KIND_TAG) == BASELINE:
+        raise TrackingError(f"run {run_id} is the {tags.get(BASELINE_TAG, 'a')} baseline, "
+                            "which has no network to explain; rnnflow predict --run "
+                            f"{run_id} scores texts with it")
     return load_text_model(run_id).unwrap_python_model().text_model
 
 

@@ -338,3 +338,5 @@ def test_a_baseline_run_predicts_raw_text_as_it_scored_its_test_reviews(scenario
         r.info.run_id for r in baselines.values()}
     with pytest.raises(tracking.TrackingError, match="baseline"):
         tracking.promote("tiny-grid", run_id=baselines["bag_of_words"].info.run_id)
+    with pytest.raises(tracking.TrackingError, match="no network to explain"):
+        tracking.load_text_model_object(baselines["bag_of_words"].info.run_id)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-from rnnflow.network.bag_of_words import WordVectorizer, fit_words
+from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer, fit_chars, fit_words
 
 WORDS = "The cat sat on a Mat and the dog ran far away , ! Cat DOG".split()
 
@@ -66,3 +66,33 @@ def test_the_saved_state_transforms_alike():
     ours, matrix = fit_words(_tokens(train), (1, 2))
     again = WordVectorizer.from_state(ours.state())
     np.testing.assert_array_equal(again.transform(_tokens(train)).toarray(), matrix.toarray())
+
+
+def _char_texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    words = WORDS + ["Ärger", "straße", "x", "ab", "l'amore", "naïve", "Über-Maß"]
+    spaces = [" ", "  ", "\t", "\n", " \u00a0"]
+    return [rng.choice(["", " "]) + "".join(rng.choice(words) + rng.choice(spaces)
+                                           for _ in range(rng.randint(0, 10)))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize(("ngram_range", "min_df"), [((2, 5), 1), ((1, 3), 2), ((3, 3), 1)])
+def test_the_character_ngrams_are_scikit_learns_char_wb(ngram_range, min_df):
+    train, other = _char_texts(150, 5), _char_texts(40, 6) + ["", "   "]
+    options = {"analyzer": "char_wb", "ngram_range": ngram_range, "min_df": min_df}
+    theirs = TfidfVectorizer(**options, sublinear_tf=True)
+    their_train = theirs.fit_transform(train)
+    ours, our_train = fit_chars(train, ngram_range, min_df)
+    names = theirs.get_feature_names_out().tolist()
+    assert sorted(ours.vocabulary) == names
+    order = np.argsort(ours.vocabulary)
+    np.testing.assert_allclose(our_train[:, order].toarray(), their_train.toarray(),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.transform(other)[:, order].toarray(),
+                               theirs.transform(other).toarray(), rtol=1e-5, atol=1e-6)
+    counts = CountVectorizer(vocabulary=theirs.vocabulary_, **options).transform(other)
+    np.testing.assert_array_equal(ours.counts(other)[:, order].toarray(), counts.toarray())
+    again = CharVectorizer.from_state(ours.state())
+    np.testing.assert_array_equal(again.transform(other).toarray(),
+                                  ours.transform(other).toarray())
