@@ -190,7 +190,13 @@ def _bag_of_words(model: BaselineModel, reviews: Stage, tokens: Stage,
     fits: dict[str, tuple[float, dict[str, np.ndarray], BaselineModel]] = {}
 
     started = time.perf_counter()
-    lists = pq.read_table(tokens.file("tokens.parquet"), columns=["tokens"])["tokens"]
+    table = pq.read_table(tokens.file("tokens.parquet"), columns=["id", "tokens"])
+    # The tokens stage is written in the reviews stage's row order; `rows` index both.
+    review_ids = pq.read_table(reviews.file("reviews.parquet"), columns=["id"])["id"]
+    if not table["id"].cast(pa.large_string()).equals(review_ids.cast(pa.large_string())):
+        raise ValueError(f"the tokens stage {tokens.key} is not of the reviews {reviews.key}")
+    lists = table["tokens"]
+    del table
     word = candidates["word"]
     vectorizer, x_train = fit_words(lists.take(pa.array(rows["train"])), word["ngram_range"],
                                     word["min_df"], word["max_features"], word["lowercase"])
