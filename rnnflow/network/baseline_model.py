@@ -11,7 +11,8 @@ as JSON: nothing is pickled.
 
 Unlike the network's text model, a baseline has no "no evidence" answer: a text without one
 known word gets the regression's intercept, the train split's prior, which is also what its
-stored predictions gave such a review. `known_tokens` still says how many tokens it knew.
+stored predictions gave such a review. `known_tokens` still says how many tokens it knew (the
+character candidate: how many distinct n-grams).
 """
 
 from __future__ import annotations
@@ -27,9 +28,7 @@ import pyarrow as pa
 from scipy import sparse
 
 from rnnflow.config import TokenizeConfig
-from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer
-
-FILES = ("baseline_config", "baseline_state")
+from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer, tfidf
 
 
 @dataclass
@@ -90,13 +89,6 @@ class BaselineModel:
             self._tokenizer = make_tokenizer(self.tokenize)
         return pa.array([self._tokenizer(t) for t in texts], type=pa.list_(pa.string()))
 
-    def vectors(self, texts: list[str]) -> sparse.csr_matrix:
-        """The TF-IDF vectors of raw texts (bag-of-words only)."""
-        if self.words is not None:
-            return self.words.transform(self.token_lists(texts))
-        assert self.chars is not None
-        return self.chars.transform(texts)
-
     def scored(self, x: sparse.csr_matrix) -> np.ndarray:
         """Texts x k probabilities of TF-IDF vectors."""
         assert self.linear is not None
@@ -112,10 +104,11 @@ class BaselineModel:
             lists = self.token_lists(texts)
             x = self.words.transform(lists)
             known = self.words.known_tokens(lists)
-        else:
+        else:  # characters: "known tokens" are the distinct n-grams it knew
             assert self.chars is not None
-            x = self.chars.transform(texts)
-            known = np.diff(self.chars.counts(texts).tocsr().indptr).astype(np.int64)
+            counts = self.chars.counts(texts)
+            x = tfidf(counts, self.chars.idf)
+            known = np.diff(counts.tocsr().indptr).astype(np.int64)
         return self.scored(x), known
 
     def predict(self, texts: list[str]) -> pd.DataFrame:

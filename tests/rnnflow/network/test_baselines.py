@@ -109,13 +109,24 @@ def test_a_point_is_framed_against_the_fitted_baselines_only(project):
         "bag_of_words", "majority"]
 
 
+@pytest.mark.parametrize("candidate", ["word", "char_wb"])
 @pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
-def test_the_fitted_baseline_reads_raw_text_as_it_scored_the_test_split(project, classes):
+def test_the_fitted_baseline_reads_raw_text_as_it_scored_the_test_split(project, classes,
+                                                                        candidate, monkeypatch):
     """The baseline's text model, loaded by the public loader from its saved files, gives the
-    stored test probabilities for the same raw texts."""
+    stored test probabilities for the same raw texts, whichever candidate it kept."""
+    import json
+
     from rnnflow import api
 
-    reviews = _reviews(_table(project / "raw.csv", classes, 30, separable=False, seed=3))
+    candidates = baselines.SETTINGS["bag_of_words"]["candidates"]
+    if candidate == "word":  # no character candidate
+        monkeypatch.setitem(candidates, "char_wb", {**candidates["char_wb"], "max_train": 0})
+    else:  # words that cannot tell the classes apart: one feature
+        monkeypatch.setitem(candidates, "word", {**candidates["word"], "max_features": 1})
+    reviews = _reviews(_table(project / "raw.csv", classes, 30, separable=True, seed=3))
+    info = json.loads(fit_baseline(reviews, "bag_of_words").file("baseline.json").read_text())
+    assert info["params"]["analyzer"] == candidate
     texts = pd.read_parquet(reviews.file("reviews.parquet")).set_index("id").text
     for name in ("bag_of_words", "majority"):
         out = fit_baseline(reviews, name)
