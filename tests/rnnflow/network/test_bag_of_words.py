@@ -96,3 +96,24 @@ def test_the_character_ngrams_are_scikit_learns_char_wb(ngram_range, min_df):
     again = CharVectorizer.from_state(ours.state())
     np.testing.assert_array_equal(again.transform(other).toarray(),
                                   ours.transform(other).toarray())
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_the_baselines_solver_reaches_the_default_solvers_optimum(classes):
+    """The bag-of-words baseline fits with SAG for speed (rnnflow/network/baselines.py); the
+    regularised loss has one optimum, so its probabilities are L-BFGS's, on TF-IDF rows as the
+    baseline builds them."""
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnflow.network.baselines import SETTINGS
+
+    settings = SETTINGS["bag_of_words"]
+    texts = _texts(300, 5)
+    # labels that depend on the words, so the fit has something to find
+    y = np.array([sum(map(ord, t)) % classes for t in texts])
+    _, x = fit_words(_tokens(texts), (1, 2), 1, None)
+    fast = LogisticRegression(C=settings["C"], max_iter=10_000, solver=settings["solver"],
+                              tol=1e-8, random_state=0).fit(x, y)
+    default = LogisticRegression(C=settings["C"], max_iter=10_000, tol=1e-8).fit(x, y)
+    assert settings["solver"] != default.solver
+    np.testing.assert_allclose(fast.predict_proba(x), default.predict_proba(x), atol=1e-3)
