@@ -25,6 +25,14 @@ def model_card(findings: Findings) -> str:
                          f"{p['embedding.min_count']}, {p['embedding.epochs']} epochs)"),
                "onehot": (f"one-hot over the {p['embedding.max_tokens']:,} most frequent train "
                           "tokens, a trainable row lookup of the input weights"),
+               "learned": (f"{p['embedding.vector_size']}-d vectors learned from scratch with "
+                           f"the network, over the {p['embedding.max_tokens']:,} most frequent "
+                           "train tokens"),
+               "fasttext": (f"gensim FastText trained on the train split "
+                            f"({p['embedding.vector_size']}-d, character n-grams of "
+                            f"{p.get('embedding.min_n')}-{p.get('embedding.max_n')}, window "
+                            f"{p['embedding.window']}, min_count {p['embedding.min_count']}, "
+                            f"{p['embedding.epochs']} epochs), a vector for every corpus token"),
                }[p["embedding.source"]]
     cell = {"simple_rnn": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}[p["model.cell"]]
     layers = (f"{p['model.num_layers']} x " if p["model.num_layers"] > 1 else "") + (
