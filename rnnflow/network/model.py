@@ -83,9 +83,9 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
             x = layers.Bidirectional(make(False), backward_layer=make(True) if explicit else None,
                                      name=f"bi_{name}")(x)
     if cfg.pooling == "max":
-        # Masked steps of a recurrent layer repeat the last real step's output, so the max
-        # over all steps is the max over the real ones.
-        x = MaxOverTime(name="max_over_time")(x)
+        # Keras's own layer where nothing is masked, so the exported model stays stock Keras;
+        # with masked padding (bucketed batches, maxlen null) rnnflow's, which leaves it out.
+        x = (MaxOverTime if mask else layers.GlobalMaxPooling1D)(name="max_over_time")(x)
     elif cfg.pooling == "mean":
         x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)  # reads the mask
     x = layers.Dropout(cfg.dropout, seed=next(seeds))(x)
