@@ -76,32 +76,6 @@ def _train_vocab(tokens_path: Path, max_tokens: int) -> tuple[pa.Array, pa.Array
     return counts.field("values").take(order), counts.field("counts").take(order)
 
 
-def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
-    """gensim Word2Vec on the train split, read from a corpus file: gensim's workers then read
-    and train in C without the GIL, instead of waiting on a Python iterator (faster on the
-    20k train reviews: bench/NOTES.md)."""
-    from gensim.models import Word2Vec
-
-    model = Word2Vec(
-        vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
-        workers=max(1, os.cpu_count() or 1), seed=seed,
-    )
-    with tempfile.TemporaryDirectory(prefix="rnnflow-w2v-") as tmp:
-        corpus = str(Path(tmp) / "train.txt")
-        _write_train_corpus(tokens_path, Path(corpus))
-        model.build_vocab(corpus_file=corpus)
-        if not model.wv.index_to_key:
-            raise EmbeddingError(
-                f"word2vec found no token with at least embedding.min_count={cfg.min_count} "
-                "occurrences in the train split; lower min_count or use more data"
-            )
-        log.info("training word2vec on the train split: %d words, %d epochs",
-                 len(model.wv.index_to_key), cfg.epochs)
-        model.train(corpus_file=corpus, total_examples=model.corpus_count,
-                    total_words=model.corpus_total_words, epochs=cfg.epochs)
-    return model.wv
-
-
 # Hash buckets of FastText's character n-grams. gensim's default, 2 million, is 800 MB of
 # float32 at 100-d before training doubles it; a corpus of the size FastText is meant for here
 # (thousands of texts) has some hundred thousand distinct n-grams, so 2^18 buckets keep
@@ -109,25 +83,32 @@ def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
 FASTTEXT_BUCKETS = 2**18
 
 
-def _train_fasttext(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
-    """gensim FastText on the train split, from a corpus file as for word2vec; its vectors give
-    any token one, from the n-grams the token shares with the train split."""
-    from gensim.models import FastText
+def _train_vectors(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
+    """gensim Word2Vec (`source: train`) or FastText (`fasttext`) on the train split, read
+    from a corpus file: gensim's workers then read and train in C without the GIL, instead of
+    waiting on a Python iterator (faster on the 20k train reviews: bench/NOTES.md). FastText's
+    vectors give any token one, from the n-grams it shares with the train split."""
+    from gensim.models import FastText, Word2Vec
 
-    model = FastText(vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
-                     min_n=cfg.min_n, max_n=cfg.max_n, bucket=FASTTEXT_BUCKETS,
-                     workers=max(1, os.cpu_count() or 1), seed=seed)
-    with tempfile.TemporaryDirectory(prefix="rnnflow-fasttext-") as tmp:
+    if cfg.source == "fasttext":
+        kind, what = FastText, "FastText"
+        extra = {"min_n": cfg.min_n, "max_n": cfg.max_n, "bucket": FASTTEXT_BUCKETS}
+        detail = f", n-grams of {cfg.min_n}-{cfg.max_n} characters"
+    else:
+        kind, what, extra, detail = Word2Vec, "word2vec", {}, ""
+    model = kind(vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
+                 workers=max(1, os.cpu_count() or 1), seed=seed, **extra)
+    with tempfile.TemporaryDirectory(prefix="rnnflow-vectors-") as tmp:
         corpus = str(Path(tmp) / "train.txt")
         _write_train_corpus(tokens_path, Path(corpus))
         model.build_vocab(corpus_file=corpus)
         if not model.wv.index_to_key:
             raise EmbeddingError(
-                f"FastText found no token with at least embedding.min_count={cfg.min_count} "
-                "occurrences in the train split; lower min_count or use more data")
-        log.info("training FastText on the train split: %d words, n-grams of %d-%d "
-                 "characters, %d epochs", len(model.wv.index_to_key), cfg.min_n, cfg.max_n,
-                 cfg.epochs)
+                f"{what} found no token with at least embedding.min_count={cfg.min_count} "
+                "occurrences in the train split; lower min_count or use more data"
+            )
+        log.info("training %s on the train split: %d words%s, %d epochs", what,
+                 len(model.wv.index_to_key), detail, cfg.epochs)
         model.train(corpus_file=corpus, total_examples=model.corpus_count,
                     total_words=model.corpus_total_words, epochs=cfg.epochs)
     return model.wv
@@ -271,7 +252,7 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
         return out
     corpus = _corpus_vocab(tokens_path)
     if cfg.source == "fasttext":
-        wv = _train_fasttext(tokens_path, cfg, seed)
+        wv = _train_vectors(tokens_path, cfg, seed)
         # Every corpus token: those outside FastText's own vocabulary get their n-grams' sum.
         keep = corpus.to_pylist()
         unseen = sum(t not in wv.key_to_index for t in keep)
@@ -279,7 +260,7 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
                  "(%.1f%%) built from n-grams alone", len(keep), unseen,
                  100 * unseen / max(1, len(keep)))
     else:
-        wv = _train_word2vec(tokens_path, cfg, seed) if cfg.source == "train" \
+        wv = _train_vectors(tokens_path, cfg, seed) if cfg.source == "train" \
             else _load_vectors(cfg)
         keep = [t for t in corpus.to_pylist() if t in wv.key_to_index]
         log.info("embeddings: %d of %d distinct corpus tokens have a vector (%.1f%%)",
