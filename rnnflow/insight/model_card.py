@@ -38,7 +38,10 @@ def model_card(findings: Findings) -> str:
     layers = (f"{p['model.num_layers']} x " if p["model.num_layers"] > 1 else "") + (
         f"Bidirectional({cell}({p['model.num_neurons']}))" if p["model.bidirectional"]
         else f"{cell}({p['model.num_neurons']})")
-    out = "every time step, flattened" if p["model.return_sequences"] else "its last state"
+    pooled = p.get("model.pooling", "none")  # runs logged before pooling have no such key
+    out = ("its last state" if not p["model.return_sequences"] else
+           "every time step, flattened" if pooled == "none" else
+           f"the {pooled} of every time step's state")
     sizes = ", ".join(f"{split} {n:,}" for split, n in findings.split_sizes.items())
     neg, pos = findings.names[:2]
     imdb = p["dataset.source"] == "aclimdb"
