@@ -136,27 +136,45 @@ class TokenizeConfig(Section):
 class EmbeddingConfig(Section):
     # `onehot`: no vectors; each token is a one-hot vector over the corpus vocabulary, which the
     # network sees as a trainable row lookup of its input weights (rnnflow/network/model.py).
-    source: Literal["gensim", "file", "train", "onehot"] = "gensim"
+    # `learned`: vectors of `vector_size` learned from scratch with the network (always
+    # trained), over the `max_tokens` most frequent train tokens. `fasttext`: gensim FastText
+    # trained on the train split (the word2vec settings below, plus `min_n`/`max_n`): every
+    # token of the corpus, seen in train or not, gets a vector built from its character n-grams.
+    source: Literal["gensim", "file", "train", "onehot", "learned", "fasttext"] = "gensim"
     name: str = "word2vec-google-news-300"  # gensim-data model name (source: gensim)
     # source: file: a word2vec file by URL or path (`binary` says which format), a fastText
     # .vec text file (binary: false) or a fastText .bin model (recognised by its header)
     url: str | None = None
     binary: bool = True
     limit: int | None = Field(None, ge=1)  # read only the first `limit` vectors of a file
-    # source: train (gensim Word2Vec on the train split only)
+    # source: train (gensim Word2Vec on the train split only), fasttext (the same four settings);
+    # learned: vector_size only
     vector_size: int = Field(300, ge=1, le=4096)
     window: int = Field(5, ge=1)
     min_count: int = Field(5, ge=1)
     epochs: int = Field(5, ge=1)
-    trainable: bool = False  # true fine-tunes the vectors with the network
-    # source: onehot: the vocabulary is the `max_tokens` most frequent tokens of the train split
-    # (the rest are dropped as OOV). Part of the stage key for onehot only.
+    # source: fasttext: the lengths of the character n-grams a word's vector is summed from
+    # (gensim's defaults); a word shorter than min_n gets only its own vector
+    min_n: int = Field(3, ge=1, le=20)
+    max_n: int = Field(6, ge=1, le=20)
+    # true fine-tunes the vectors with the network; source: learned is always trained (its
+    # vectors start random), so there it is set to true whatever the file says
+    trainable: bool = False
+    # source: onehot and learned: the vocabulary is the `max_tokens` most frequent tokens of the
+    # train split (the rest are dropped as OOV). Part of the stage key for those two only.
     max_tokens: int = Field(20_000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _file_needs_url(self) -> EmbeddingConfig:
         if self.source == "file" and not self.url:
             raise ValueError("embedding.source 'file' needs embedding.url (a path or URL)")
+        if self.source == "fasttext" and self.min_n > self.max_n:
+            raise ValueError(f"embedding.min_n ({self.min_n}) is above embedding.max_n "
+                             f"({self.max_n}): no character n-gram would fit; give "
+                             "min_n <= max_n")
+        if self.source == "learned":
+            # Random vectors left frozen would be noise: logged as what the network does.
+            object.__setattr__(self, "trainable", True)
         return self
 
 
@@ -181,6 +199,20 @@ class ModelConfig(Section):
     # weights computed faster on CPU (bench/NOTES.md has the ratios per cell); `keras`: the
     # stock layers, to compare with or fall back to.
     kernel: Literal["fused", "keras"] = "fused"
+    # With return_sequences: true, what the head reads of the last recurrent layer's steps:
+    # `none` flattens them all (the lesson's network, a fixed pad.maxlen), `max` / `mean` pools
+    # them over time (any length; the mean leaves out masked padding): one vector of width
+    # num_neurons (x 2 bidirectional), whatever the length, which on a small corpus is far fewer
+    # head weights to overfit than maxlen x num_neurons.
+    pooling: Literal["none", "max", "mean"] = "none"
+
+    @model_validator(mode="after")
+    def _pooling_reads_every_step(self) -> ModelConfig:
+        if self.pooling != "none" and not self.return_sequences:
+            raise ValueError(f"model.pooling: {self.pooling} pools every time step, but "
+                             "model.return_sequences: false hands on only the last state; set "
+                             "model.return_sequences: true, or model.pooling: none")
+        return self
 
 
 class TrainConfig(Section):
@@ -259,13 +291,14 @@ class Point(Section):
 
     @model_validator(mode="after")
     def _flatten_needs_a_fixed_length(self) -> Point:
-        if self.model.return_sequences and (self.pad.maxlen is None or self.pad.bucket):
+        if self.model.return_sequences and self.model.pooling == "none" and (
+                self.pad.maxlen is None or self.pad.bucket):
             why = "pad.maxlen: null" if self.pad.maxlen is None else "pad.bucket: true"
             raise ValueError(
                 f"{why} gives batches of varying length, but model.return_sequences: true "
                 "flattens every time step into the Dense layer, which needs a fixed length; "
-                "set model.return_sequences: false (the last state) or a fixed pad.maxlen "
-                "without pad.bucket")
+                "set model.return_sequences: false (the last state), model.pooling: max or "
+                "mean, or a fixed pad.maxlen without pad.bucket")
         return self
 
     def flat(self) -> dict[str, Any]:

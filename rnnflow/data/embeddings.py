@@ -5,6 +5,13 @@ Row 0 is reserved for padding (the zero vector), so table rows are numbered 1..V
 `source: onehot` has no vectors: the table is the vocabulary alone (row, token, count), the
 `max_tokens` most frequent tokens of the train split, and the network learns one row of input
 weights per token (rnnflow/network/model.py).
+
+`source: learned` has the same vocabulary, with small random starting vectors that the network
+trains (an ordinary trainable Embedding). They are drawn here, not in the model, so that every
+later step (the fused kernels' lookup, the logged vocabulary, `rnnflow predict`) treats them as
+any other table. `source: fasttext` trains gensim's FastText on the train split and writes a
+vector for every token of the corpus: a token never seen in train (a rare inflection in the test
+split) is summed from its character n-grams instead of being dropped.
 """
 
 from __future__ import annotations
@@ -69,30 +76,57 @@ def _train_vocab(tokens_path: Path, max_tokens: int) -> tuple[pa.Array, pa.Array
     return counts.field("values").take(order), counts.field("counts").take(order)
 
 
-def _train_word2vec(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
-    """gensim Word2Vec on the train split, read from a corpus file: gensim's workers then read
-    and train in C without the GIL, instead of waiting on a Python iterator (faster on the
-    20k train reviews: bench/NOTES.md)."""
-    from gensim.models import Word2Vec
+# Hash buckets of FastText's character n-grams. gensim's default, 2 million, is 800 MB of
+# float32 at 100-d before training doubles it; a corpus of the size FastText is meant for here
+# (thousands of texts) has some hundred thousand distinct n-grams, so 2^18 buckets keep
+# collisions rare at an eighth of the memory.
+FASTTEXT_BUCKETS = 2**18
 
-    model = Word2Vec(
-        vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
-        workers=max(1, os.cpu_count() or 1), seed=seed,
-    )
-    with tempfile.TemporaryDirectory(prefix="rnnflow-w2v-") as tmp:
+
+def _train_vectors(tokens_path: Path, cfg: EmbeddingConfig, seed: int):
+    """gensim Word2Vec (`source: train`) or FastText (`fasttext`) on the train split, read
+    from a corpus file: gensim's workers then read and train in C without the GIL, instead of
+    waiting on a Python iterator (faster on the 20k train reviews: bench/NOTES.md). FastText's
+    vectors give any token one, from the n-grams it shares with the train split."""
+    from gensim.models import FastText, Word2Vec
+
+    if cfg.source == "fasttext":
+        kind, what = FastText, "FastText"
+        extra = {"min_n": cfg.min_n, "max_n": cfg.max_n, "bucket": FASTTEXT_BUCKETS}
+        detail = f", n-grams of {cfg.min_n}-{cfg.max_n} characters"
+    else:
+        kind, what, extra, detail = Word2Vec, "word2vec", {}, ""
+    model = kind(vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
+                 workers=max(1, os.cpu_count() or 1), seed=seed, **extra)
+    with tempfile.TemporaryDirectory(prefix="rnnflow-vectors-") as tmp:
         corpus = str(Path(tmp) / "train.txt")
         _write_train_corpus(tokens_path, Path(corpus))
         model.build_vocab(corpus_file=corpus)
         if not model.wv.index_to_key:
             raise EmbeddingError(
-                f"word2vec found no token with at least embedding.min_count={cfg.min_count} "
+                f"{what} found no token with at least embedding.min_count={cfg.min_count} "
                 "occurrences in the train split; lower min_count or use more data"
             )
-        log.info("training word2vec on the train split: %d words, %d epochs",
-                 len(model.wv.index_to_key), cfg.epochs)
+        log.info("training %s on the train split: %d words%s, %d epochs", what,
+                 len(model.wv.index_to_key), detail, cfg.epochs)
         model.train(corpus_file=corpus, total_examples=model.corpus_count,
                     total_words=model.corpus_total_words, epochs=cfg.epochs)
     return model.wv
+
+
+def _random_vectors(rows: int, dim: int, seed: int) -> np.ndarray:
+    """Starting vectors for `source: learned`: uniform in +-0.05, Keras's Embedding default."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.05, 0.05, size=(rows, dim)).astype(np.float32)
+
+
+def _vector_table(tokens: list[str], vectors: np.ndarray) -> pa.Table:
+    return pa.table({
+        "row": pa.array(np.arange(1, len(tokens) + 1, dtype=np.int32)),
+        "token": pa.array(tokens, type=pa.string()),
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()),
+                                                    vectors.shape[1]),
+    })
 
 
 def _load_vectors(cfg: EmbeddingConfig):
@@ -171,7 +205,17 @@ def embeddings_stage(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
     if cfg.source == "onehot":  # only these two settings shape a one-hot vocabulary
         return stage("embeddings", {"source": "onehot", "max_tokens": cfg.max_tokens},
                      tokens.key, VERSION)
-    section = cfg.model_dump(exclude={"max_tokens"})  # the keys of the tables built before it
+    if cfg.source == "learned":  # the vocabulary, the width and the starting draw
+        return stage("embeddings", {"source": "learned", "max_tokens": cfg.max_tokens,
+                                    "vector_size": cfg.vector_size, "seed": seed},
+                     tokens.key, VERSION)
+    if cfg.source == "fasttext":
+        return stage("embeddings", {"source": "fasttext", "seed": seed, **cfg.model_dump(
+            include={"vector_size", "window", "min_count", "epochs", "min_n", "max_n"})},
+            tokens.key, VERSION)
+    # The keys of the tables built before the learned and fasttext sources, so that their
+    # cached stages keep their keys.
+    section = cfg.model_dump(exclude={"max_tokens", "min_n", "max_n"})
     if cfg.source == "train":
         section["seed"] = seed
     return stage("embeddings", section, tokens.key, VERSION)
@@ -196,25 +240,36 @@ def build_embeddings(tokens: Stage, cfg: EmbeddingConfig, seed: int = 0) -> Stag
                 "token": keep.cast(pa.string()), "count": counts,
             }), tmp / "table.parquet")
         return out
+    if cfg.source == "learned":
+        keep, _ = _train_vocab(tokens_path, cfg.max_tokens)
+        if not len(keep):
+            raise EmbeddingError("the train split has no tokens: no vocabulary to learn")
+        log.info("embeddings: %d-d vectors to learn for the %d most frequent train tokens",
+                 cfg.vector_size, len(keep))
+        with writing(out) as tmp:
+            write_parquet(_vector_table(keep.to_pylist(), _random_vectors(
+                len(keep), cfg.vector_size, seed)), tmp / "table.parquet")
+        return out
     corpus = _corpus_vocab(tokens_path)
-    if cfg.source == "train":
-        wv = _train_word2vec(tokens_path, cfg, seed)
+    if cfg.source == "fasttext":
+        wv = _train_vectors(tokens_path, cfg, seed)
+        # Every corpus token: those outside FastText's own vocabulary get their n-grams' sum.
+        keep = corpus.to_pylist()
+        unseen = sum(t not in wv.key_to_index for t in keep)
+        log.info("embeddings: FastText vectors for all %d distinct corpus tokens, %d of them "
+                 "(%.1f%%) built from n-grams alone", len(keep), unseen,
+                 100 * unseen / max(1, len(keep)))
     else:
-        wv = _load_vectors(cfg)
-    keep = [t for t in corpus.to_pylist() if t in wv.key_to_index]
+        wv = _train_vectors(tokens_path, cfg, seed) if cfg.source == "train" \
+            else _load_vectors(cfg)
+        keep = [t for t in corpus.to_pylist() if t in wv.key_to_index]
+        log.info("embeddings: %d of %d distinct corpus tokens have a vector (%.1f%%)",
+                 len(keep), len(corpus), 100 * len(keep) / max(1, len(corpus)))
     if not keep:
         raise EmbeddingError("no corpus token is in the embedding vocabulary")
-    log.info("embeddings: %d of %d distinct corpus tokens have a vector (%.1f%%)",
-             len(keep), len(corpus), 100 * len(keep) / max(1, len(corpus)))
     vectors = np.asarray(wv[keep], dtype=np.float32)
-    dim = vectors.shape[1]
-    table = pa.table({
-        "row": pa.array(np.arange(1, len(keep) + 1, dtype=np.int32)),
-        "token": pa.array(keep, type=pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim),
-    })
     with writing(out) as tmp:
-        write_parquet(table, tmp / "table.parquet")
+        write_parquet(_vector_table(keep, vectors), tmp / "table.parquet")
     return out
 
 

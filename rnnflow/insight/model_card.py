@@ -25,12 +25,23 @@ def model_card(findings: Findings) -> str:
                          f"{p['embedding.min_count']}, {p['embedding.epochs']} epochs)"),
                "onehot": (f"one-hot over the {p['embedding.max_tokens']:,} most frequent train "
                           "tokens, a trainable row lookup of the input weights"),
+               "learned": (f"{p['embedding.vector_size']}-d vectors learned from scratch with "
+                           f"the network, over the {p['embedding.max_tokens']:,} most frequent "
+                           "train tokens"),
+               "fasttext": (f"gensim FastText trained on the train split "
+                            f"({p['embedding.vector_size']}-d, character n-grams of "
+                            f"{p.get('embedding.min_n')}-{p.get('embedding.max_n')}, window "
+                            f"{p['embedding.window']}, min_count {p['embedding.min_count']}, "
+                            f"{p['embedding.epochs']} epochs), a vector for every corpus token"),
                }[p["embedding.source"]]
     cell = {"simple_rnn": "SimpleRNN", "gru": "GRU", "lstm": "LSTM"}[p["model.cell"]]
     layers = (f"{p['model.num_layers']} x " if p["model.num_layers"] > 1 else "") + (
         f"Bidirectional({cell}({p['model.num_neurons']}))" if p["model.bidirectional"]
         else f"{cell}({p['model.num_neurons']})")
-    out = "every time step, flattened" if p["model.return_sequences"] else "its last state"
+    pooled = p.get("model.pooling", "none")  # runs logged before pooling have no such key
+    out = ("its last state" if not p["model.return_sequences"] else
+           "every time step, flattened" if pooled == "none" else
+           f"the {pooled} of every time step's state")
     sizes = ", ".join(f"{split} {n:,}" for split, n in findings.split_sizes.items())
     neg, pos = findings.names[:2]
     imdb = p["dataset.source"] == "aclimdb"

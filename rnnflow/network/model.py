@@ -34,6 +34,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
 
     from rnnflow.network.fused import TokenVectors, recurrent_layer
     from rnnflow.network.onehot import GATES, OneHotProjection, pinned
+    from rnnflow.network.pooling import MaxOverTime
 
     seeds = layer_seeds(seed)
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
@@ -81,8 +82,14 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
             explicit = select or seed is not None
             x = layers.Bidirectional(make(False), backward_layer=make(True) if explicit else None,
                                      name=f"bi_{name}")(x)
+    if cfg.pooling == "max":
+        # Keras's own layer where nothing is masked, so the exported model stays stock Keras;
+        # with masked padding (bucketed batches, maxlen null) rnnflow's, which leaves it out.
+        x = (MaxOverTime if mask else layers.GlobalMaxPooling1D)(name="max_over_time")(x)
+    elif cfg.pooling == "mean":
+        x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)  # reads the mask
     x = layers.Dropout(cfg.dropout, seed=next(seeds))(x)
-    if cfg.return_sequences:
+    if cfg.return_sequences and cfg.pooling == "none":
         x = layers.Flatten()(x)
     head = {"kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds))}
     if keras.config.dtype_policy().compute_dtype != "float32":
@@ -261,5 +268,6 @@ def load_model(path):
 
     import rnnflow.network.fused  # noqa: F401 - registers the fused layers' names
     import rnnflow.network.onehot  # noqa: F401 - and the one-hot ones
+    import rnnflow.network.pooling  # noqa: F401 - and the max over time
 
     return keras.models.load_model(path, safe_mode=True)

@@ -1,7 +1,8 @@
-"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of four
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of six
 variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
 proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
-input weights, tokens past max_tokens out of vocabulary); `maxlen: null` keeps whole reviews
+input weights, tokens past max_tokens out of vocabulary); FastText vectors for every corpus
+token and vectors learned from scratch, each pooled over time; `maxlen: null` keeps whole reviews
 and masks the padding; bucketed batches with a fixed maxlen; with either, a text scores the
 same alone as in a batch. A maxlen that truncates most reviews shows in what the run reports
 (report.html, model_card.md, the behavioural checks, the traced mistakes) and in
@@ -32,13 +33,20 @@ pytestmark = pytest.mark.slow
 TEXTS = ["wonderful", "The plot was dull and the acting was a mess, boring from start to end. "
          "I hated it, a waste of a film.", "A superb, moving story; I loved it.", "it was"]
 
-# One point each, one run of the command for the four; "truncated" is last, so it is the
+# One point each, one run of the command for the six; "truncated" is last, so it is the
 # experiment's latest run.
 VARIANTS = {
     "one_hot": "{embedding.source: onehot, embedding.max_tokens: 30}",
     "no_maxlen": "{pad.maxlen: null, model.return_sequences: false, model.cell: gru}",
     "bucketed": "{pad.bucket: true, pad.padding: pre, model.return_sequences: false, "
                 "model.kernel: keras, embedding.source: onehot}",
+    # The small-corpus settings: subword vectors, vectors learned from scratch, pooling over
+    # time of a masked bidirectional layer.
+    "fasttext": "{embedding.source: fasttext, embedding.min_count: 1, embedding.epochs: 1, "
+                "pad.maxlen: null, model.pooling: max, model.bidirectional: true, "
+                "model.cell: gru}",
+    "learned": "{embedding.source: learned, embedding.max_tokens: 25, pad.bucket: true, "
+               "model.pooling: mean}",
     # maxlen 12: most synthetic reviews are longer, so the mistakes have truncated tokens.
     "truncated": "{pad.maxlen: 12, evaluate.mistakes: 5}",
 }
@@ -63,6 +71,8 @@ class Scenario:
 
 def _variant(run) -> str:
     params = run.data.params
+    if params["embedding.source"] in ("fasttext", "learned"):
+        return params["embedding.source"]
     if params["pad.bucket"] == "True":
         return "bucketed"
     return {"None": "no_maxlen", "12": "truncated"}.get(params["pad.maxlen"], "one_hot")
@@ -134,6 +144,37 @@ def test_no_maxlen_masks_the_padding(scenario):
 def test_bucketing_with_a_fixed_maxlen(scenario):
     run = scenario.runs["bucketed"]
     assert run.data.params["pad.bucket"] == "True"
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
+
+
+def test_subword_vectors_give_unseen_words_a_vector_and_predict_reads_them(scenario):
+    run = scenario.runs["fasttext"]
+    table = pq.read_table(scenario.stage("fasttext", "embeddings") / "table.parquet")
+    tokens = pq.read_table(scenario.stage("fasttext", "tokens") / "tokens.parquet")
+    train = tokens.filter(pa.compute.equal(tokens["split"], "train"))
+    seen = set(pa.compute.list_flatten(train["tokens"]).to_pylist())
+    corpus = set(pa.compute.list_flatten(tokens["tokens"]).to_pylist())
+    # Every token of the corpus has a vector, the val and test splits' own ones among them.
+    assert set(table["token"].to_pylist()) == corpus and corpus - seen
+    assert run.data.metrics["oov_rate"] == 0
+    text_model = _text_model(scenario.project, run.info.run_id)
+    _scores_do_not_depend_on_the_batch(text_model)  # the max leaves the padding out
+    unseen = sorted(corpus - seen)[0]
+    predicted = rnnflow_cli(scenario.project, "predict", "--run", run.info.run_id,
+                            f"wonderful {unseen}")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert f"wonderful {unseen}" in predicted.stdout
+
+
+def test_learned_vectors_are_trained_over_the_capped_vocabulary(scenario):
+    run = scenario.runs["learned"]
+    table = pq.read_table(scenario.stage("learned", "embeddings") / "table.parquet")
+    assert table.num_rows == 25 and run.data.params["embedding.trainable"] == "True"
+    dim = int(run.data.params["embedding.vector_size"])
+    n = int(run.data.params["model.num_neurons"])
+    # The 26 x dim table (padding row included) is trained with the SimpleRNN and the head
+    # over the mean of its steps: n values, not maxlen x n.
+    assert run.data.metrics["trainable_params"] == 26 * dim + dim * n + n * n + n + n + 1
     _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
 
 

@@ -272,8 +272,12 @@ def test_max_tokens_keys_the_one_hot_vocabulary_only():
         a, b = (embeddings_stage(tokens, EmbeddingConfig(source=source, max_tokens=n))
                 for n in (10, 20))
         assert a.key == b.key
-    # The key of a word2vec table is what it was before max_tokens existed.
-    old = EmbeddingConfig(source="train").model_dump(exclude={"max_tokens"})
+    # The key of a word2vec table is what it was before max_tokens (and the learned and
+    # fasttext sources' settings) existed: these ten settings.
+    old = EmbeddingConfig(source="train").model_dump(include={
+        "source", "name", "url", "binary", "limit", "vector_size", "window", "min_count",
+        "epochs", "trainable"})
+    assert len(old) == 10
     from rnnflow.data.embeddings import VERSION
     from rnnflow.data.storage import stage
     assert embeddings_stage(tokens, EmbeddingConfig(source="train")).key == stage(
@@ -382,3 +386,47 @@ def test_an_unknown_baseline_names_the_closest(tmp_path, text, hint):
     with pytest.raises(ConfigError) as err:
         load_plan(_write(tmp_path, "name: t\n" + text))
     assert hint in str(err.value)
+
+
+def test_learned_and_fasttext_tables_are_keyed_by_what_shapes_them():
+    from rnnflow.config import EmbeddingConfig
+    from rnnflow.data.embeddings import embeddings_stage
+    from rnnflow.data.storage import Stage
+
+    tokens = Stage("tokens", "abc", Path("data"))
+
+    def key(seed=0, **settings):
+        return embeddings_stage(tokens, EmbeddingConfig(**settings), seed).key
+
+    learned = {"source": "learned", "vector_size": 8}
+    assert key(**learned) == key(**learned, window=9, min_count=1, epochs=2, min_n=1)
+    for change in ({"vector_size": 9}, {"max_tokens": 5}):
+        assert key(**learned) != key(**{**learned, **change})
+    assert key(**learned) != key(seed=1, **learned)  # the starting draw
+    fasttext = {"source": "fasttext", "vector_size": 8}
+    assert key(**fasttext) == key(**fasttext, max_tokens=5, name="other", trainable=True)
+    for change in ({"min_n": 2}, {"max_n": 5}, {"window": 2}, {"min_count": 1}, {"epochs": 9}):
+        assert key(**fasttext) != key(**{**fasttext, **change})
+    assert len({key(**learned), key(**fasttext), key(source="train", vector_size=8)}) == 3
+    # n-gram lengths do not shape a word2vec table
+    assert key(source="train") == key(source="train", min_n=1, max_n=2)
+
+
+def test_learned_vectors_are_always_trainable_and_logged_so(tmp_path):
+    path = _write(tmp_path, "name: t\nembedding: {source: learned, trainable: false}\n")
+    assert load_plan(path).base.flat()["embedding.trainable"] is True
+    grid = _write(tmp_path, "name: t\nembedding: {source: train}\n"
+                            "grid: {embedding.source: [train, learned]}\n")
+    assert [p.embedding.trainable for p in load_plan(grid).points] == [False, True]
+
+
+def test_pooling_reads_every_step_and_needs_no_fixed_length(tmp_path):
+    path = _write(tmp_path, "name: t\n")
+    with pytest.raises(ConfigError, match="model.pooling: max pools every time step, but "
+                                          "model.return_sequences: false"):
+        load_plan(path, ["model.pooling=max", "model.return_sequences=false"])
+    with pytest.raises(ConfigError, match="Input should be 'none', 'max' or 'mean'"):
+        load_plan(path, ["model.pooling=sum"])
+    # Pooled steps are one vector whatever the length: bucketing and maxlen null are fine.
+    for sets in (["pad.maxlen=null"], ["pad.bucket=true"]):
+        assert load_plan(path, [*sets, "model.pooling=mean"]).base.model.pooling == "mean"

@@ -133,3 +133,47 @@ def test_fasttext_bin_model_is_recognised_and_read(project, tmp_path):
     limited = build_embeddings(tokens, EmbeddingConfig(source="file", url=str(path), limit=2))
     kept = set(pd.read_parquet(limited.file("table.parquet")).token)
     assert kept <= set(model.wv.index_to_key[:2])
+
+
+def _train_test_tokens(tmp_path, train_words, test_words):
+    files = {f"aclImdb/{s}/{c}/{i}_{r}.txt": " ".join(words)
+             for s, words in (("train", train_words), ("test", test_words))
+             for c, r in (("pos", 9), ("neg", 2)) for i in range(10)}
+    reviews = read_reviews(write_tar(tmp_path / "a.tar.gz", files), "d",
+                           DatasetConfig(validation_split=0.1))
+    return tokenize_reviews(reviews, TokenizeConfig())
+
+
+def test_learned_vectors_start_small_and_random_over_the_capped_train_vocabulary(project,
+                                                                                 tmp_path):
+    toks = _train_test_tokens(tmp_path, ["a", "a", "a", "b", "b", "c"], ["a", "unseen"])
+    cfg = EmbeddingConfig(source="learned", vector_size=6, max_tokens=2)
+    assert cfg.trainable  # always trained: random vectors left frozen would be noise
+    words, weights = load_table(build_embeddings(toks, cfg, seed=3))
+    assert words == ["a", "b"]  # the two most frequent train tokens; test tokens never
+    assert weights.shape == (3, 6) and not weights[0].any()
+    assert np.abs(weights[1:]).max() <= 0.05 and np.unique(weights[1:]).size == 12
+    again = load_table(build_embeddings(toks, cfg.model_copy(update={"max_tokens": 3}),
+                                        seed=3))[1]
+    np.testing.assert_array_equal(again[1:3], weights[1:])  # the same draw, one row more
+    other = load_table(build_embeddings(toks, cfg, seed=4))[1]
+    assert not np.allclose(other, weights)
+
+
+def test_fasttext_gives_a_vector_to_test_words_never_seen_in_train(project, tmp_path):
+    train = ["spielen", "spielte", "gespielt", "laufen", "laufe", "gelaufen"] * 3
+    toks = _train_test_tokens(tmp_path, train, ["spielend", "laufend", "qqq"])
+    cfg = EmbeddingConfig(source="fasttext", vector_size=8, min_count=1, epochs=2,
+                          min_n=3, max_n=5)
+    words, weights = load_table(build_embeddings(toks, cfg))
+    assert {"spielend", "laufend", "qqq", "spielte"} <= set(words)  # every corpus token
+    assert weights.shape == (len(words) + 1, 8)
+    # A test-only word shares n-grams with its train relatives: its vector is not zero.
+    assert np.abs(weights[words.index("spielend") + 1]).sum() > 0
+    assert not cfg.trainable  # fine-tuning stays the user's choice
+
+
+def test_fasttext_n_gram_lengths_are_checked():
+    with pytest.raises(ValueError, match=r"embedding.min_n \(5\) is above embedding.max_n"):
+        EmbeddingConfig(source="fasttext", min_n=5, max_n=3)
+    EmbeddingConfig(source="train", min_n=5, max_n=3)  # read by fasttext only

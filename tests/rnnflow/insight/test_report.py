@@ -169,3 +169,23 @@ def test_the_card_of_k_classes_keeps_the_banner_above_its_description():
     assert lines[2] == f"> **This model learned nothing:** {WHY}."
     assert lines[4].startswith("3 classes (a, b, c)")
     assert VERSUS in card and "| split | accuracy | macro F1" in card
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    ({"embedding.source": "learned", "embedding.vector_size": 24, "model.pooling": "max"},
+     ["24-d vectors learned from scratch", "the max of every time step's state"]),
+    ({"embedding.source": "fasttext", "embedding.min_n": 2, "embedding.max_n": 4},
+     ["gensim FastText", "character n-grams of 2-4", "every time step, flattened"]),
+])
+def test_the_card_says_which_vectors_and_head_a_small_corpus_model_has(sets, expected):
+    from rnnflow.config import with_values
+    from rnnflow.insight.findings import Findings
+    from rnnflow.insight.model_card import model_card
+
+    params = with_values(Point(), sets, "test").flat()
+    card = model_card(Findings(params=params, metrics={}, history={}, split_sizes={"test": 1},
+                               mistakes=pd.DataFrame(), failures=pd.DataFrame(),
+                               classes=["a", "b", "c"], names=["a", "b", "c"], versus=VERSUS,
+                               warnings=[]))
+    for text in expected:
+        assert text in card, text

@@ -236,3 +236,53 @@ def test_a_seed_builds_the_same_model_while_another_thread_draws_from_random(cfg
         blocks = np.split(busy.get_layer("onehot").get_weights()[0], 2 if cfg.bidirectional
                           else 1, axis=1)
         assert all(not np.array_equal(blocks[0], b) for b in blocks[1:])
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_pooling_over_time_reads_the_real_steps_only(pooling, bidirectional):
+    """With masked padding, a text and the same text with more padding score the same (the
+    pool leaves the padding out); the fused layers, the stock twin, the projected inference
+    model and a saved and loaded copy compute one function."""
+    from rnnflow.network.model import inference_model
+
+    cfg = ModelConfig(cell="gru", num_neurons=3, pooling=pooling, bidirectional=bidirectional)
+    rng = np.random.default_rng(2)
+    weights = rng.normal(size=(9, 5)).astype(np.float32)
+    model = build_model(cfg, weights, maxlen=None, mask=True, n_classes=3, seed=4)
+    # Wider than the recurrent layer: the head reads one pooled vector, not the steps.
+    assert model.get_layer("classes").kernel.shape[0] == 3 * (2 if bidirectional else 1)
+    short = rng.integers(1, 9, size=(4, 6)).astype(np.int32)
+    padded = np.concatenate([short, np.zeros((4, 5), np.int32)], axis=1)
+    out = model.predict(short, verbose=0)
+    np.testing.assert_allclose(model.predict(padded, verbose=0), out, rtol=1e-5, atol=1e-6)
+    for other in (stock_twin(model, cfg), inference_model(model)):
+        np.testing.assert_allclose(other.predict(padded, verbose=0), out, rtol=1e-5, atol=1e-6)
+
+
+def test_max_pooling_without_a_mask_is_stock_keras(tmp_path):
+    """Unmasked (a fixed maxlen), the pool is Keras's own layer: the exported model needs no
+    rnnflow code, and a saved model loads back to the same function."""
+    from rnnflow.network.model import load_model
+
+    cfg = ModelConfig(cell="lstm", num_neurons=4, pooling="max")
+    weights = np.random.default_rng(5).normal(size=(7, 3)).astype(np.float32)
+    model = build_model(cfg, weights, maxlen=8, seed=1)
+    twin = stock_twin(model, cfg)
+    assert not any(type(layer).__module__.startswith("rnnflow") for layer in _all_layers(twin))
+    ids = np.random.default_rng(6).integers(0, 7, size=(5, 8)).astype(np.int32)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(ids, verbose=0),
+                               model.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_masked_max_pool_survives_saving(tmp_path):
+    from rnnflow.network.model import load_model
+
+    cfg = ModelConfig(cell="gru", num_neurons=3, pooling="max", bidirectional=True)
+    weights = np.random.default_rng(7).normal(size=(7, 3)).astype(np.float32)
+    model = build_model(cfg, weights, maxlen=None, mask=True, seed=2)
+    ids = np.array([[1, 2, 3, 0, 0], [4, 0, 0, 0, 0]], np.int32)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(ids, verbose=0),
+                               model.predict(ids, verbose=0), rtol=1e-5, atol=1e-6)
