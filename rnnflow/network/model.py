@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
                 trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
                 mask: bool = False, stock: bool = False, n_classes: int = 2,
-                seed: int | None = None):
+                seed: int | None = None, steps: bool = False):
     """The lesson's network over int32 token ids of length `maxlen` (None: any length).
 
     `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
@@ -28,12 +28,16 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     `seed`: every random layer (initial weights, dropout masks) gets its own seed drawn from it,
     so the same seed builds the same model in any process and beside any thread (see
     `layer_seeds`). None leaves Keras's defaults, drawn from Python's global `random`.
+    `steps`: the output after every time step, batch x steps x classes (`train.loss_steps:
+    all`, rnnflow/network/steps.py): the last recurrent layer returns every step and the head
+    reads each one (a Flatten network's head becomes a `PrefixDense`, the same weights).
     """
     import keras
     from keras import layers
 
     from rnnflow.network.fused import TokenVectors, recurrent_layer
     from rnnflow.network.onehot import GATES, OneHotProjection, pinned
+    from rnnflow.network.steps import PrefixDense
 
     seeds = layer_seeds(seed)
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
@@ -58,17 +62,23 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     kernel = "keras" if stock else cfg.kernel
     for i in range(cfg.num_layers):
         # Stacked layers hand every time step on; only the last one may return its last state.
-        sequences = cfg.return_sequences or i < cfg.num_layers - 1
+        sequences = cfg.return_sequences or steps or i < cfg.num_layers - 1
         name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
 
         # Only the first layer reads the one-hot input: its kernel selects its direction's block.
         select = onehot and i == 0 and not stock
 
-        def make(backwards: bool, name=name, sequences=sequences, select=select):
+        # A masked Flatten network must read zeros at padded steps, not the carried state:
+        # only then its head, read after step t, sees the steps so far (steps.py).
+        zeros = {"zero_output_for_mask": True} if (
+            mask and cfg.return_sequences and i == cfg.num_layers - 1) else {}
+
+        def make(backwards: bool, name=name, sequences=sequences, select=select, zeros=zeros):
             rnn, fallback = recurrent_layer(
                 cfg.cell, cfg.num_neurons, return_sequences=sequences, kernel=kernel,
                 name=f"backward_{name}" if backwards else name,
-                **({"go_backwards": True} if backwards else {}), **recurrent_seeds(seeds))
+                **({"go_backwards": True} if backwards else {}), **zeros,
+                **recurrent_seeds(seeds))
             if fallback:  # never fails: a configuration the fused layer cannot do trains stock
                 log.info("%s", fallback)
             return pinned(rnn, int(backwards)) if select else rnn
@@ -82,15 +92,17 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
             x = layers.Bidirectional(make(False), backward_layer=make(True) if explicit else None,
                                      name=f"bi_{name}")(x)
     x = layers.Dropout(cfg.dropout, seed=next(seeds))(x)
-    if cfg.return_sequences:
-        x = layers.Flatten()(x)
     head = {"kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds))}
     if keras.config.dtype_policy().compute_dtype != "float32":
         head["dtype"] = "float32"  # mixed precision: probabilities and the loss in float32
-    if n_classes > 2:
-        outputs = layers.Dense(n_classes, activation="softmax", name="classes", **head)(x)
+    width, activation, head["name"] = ((n_classes, "softmax", "classes") if n_classes > 2
+                                       else (1, "sigmoid", "sentiment"))
+    if cfg.return_sequences and steps:
+        outputs = PrefixDense(width, activation=activation, **head)(x)
     else:
-        outputs = layers.Dense(1, activation="sigmoid", name="sentiment", **head)(x)
+        if cfg.return_sequences:
+            x = layers.Flatten()(x)  # masked (loss_steps: all): padded steps hold zeros
+        outputs = layers.Dense(width, activation=activation, **head)(x)
     model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
     if not onehot:
         # Set after building, not via an initializer: a Constant initializer would copy the
@@ -261,5 +273,6 @@ def load_model(path):
 
     import rnnflow.network.fused  # noqa: F401 - registers the fused layers' names
     import rnnflow.network.onehot  # noqa: F401 - and the one-hot ones
+    import rnnflow.network.steps  # noqa: F401 - and a `loss_steps: all` checkpoint's
 
     return keras.models.load_model(path, safe_mode=True)
