@@ -1,4 +1,4 @@
-"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of four
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of five
 variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
 proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
 input weights, tokens past max_tokens out of vocabulary); `maxlen: null` keeps whole reviews
