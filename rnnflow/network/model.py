@@ -196,6 +196,23 @@ def stock_twin(model, cfg: ModelConfig):
     return twin
 
 
+def prediction_twin(model, cfg):
+    """The network of `model` (a `loss_steps: all` training model, rnnflow/network/steps.py)
+    that outputs its last real step only, with the same weights: what is evaluated, logged and
+    served."""
+    names = [layer.name for layer in model.layers]
+    embed = model.get_layer("onehot" if "onehot" in names else "word2vec")
+    common = {"mask": True, "n_classes": n_classes(model)}
+    if "onehot" in names:
+        twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
+                           **common)
+    else:
+        twin = build_model(cfg, np.zeros(embed.embeddings.shape, dtype="float32"),
+                           model.input_shape[1], embed.trainable, **common)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def inference_model(model):
     """`model`'s function for prediction, with the first recurrent layer's input projection
     looked up instead of computed: the same network when it can be, else `model` itself.

@@ -16,17 +16,16 @@ The loss (`StepLoss`) is the cross-entropy at every step, averaged by Keras over
 at the last real step; training's `accuracy` is measured there (`StepAccuracy`), so its
 history means what a `last` model's does.
 
-`prediction_twin` gives the model the run evaluates, logs and serves: the same weights in the
-network that outputs only that last real step, which is an ordinary rnnflow network of stock
-layer kinds (a masked last-state network; or masked Flatten, the recurrent layer outputting
-zeros at padded steps). So prediction, `mlflow models serve` and the stock twin need nothing
-new.
+`prediction_twin` (model.py) gives the model the run evaluates, logs and serves: the same
+weights in the network that outputs only that last real step, an ordinary rnnflow network of
+stock layer kinds (a masked last-state network; or masked Flatten, the recurrent layer
+outputting zeros at padded steps). So prediction, `mlflow models serve` and the stock twin need
+nothing new.
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
 PACKAGE = "rnnflow"
@@ -124,21 +123,3 @@ class StepAccuracy(keras.metrics.Mean):
 def outputs_every_step(model) -> bool:
     """Whether `model` outputs a value per time step (a `loss_steps: all` training model)."""
     return len(model.output_shape) == 3
-
-
-def prediction_twin(model, cfg):
-    """The network of `model` (a `loss_steps: all` training model) that outputs its last real
-    step only, with the same weights: what is evaluated, logged and served."""
-    from rnnflow.network.model import build_model, n_classes
-
-    names = [layer.name for layer in model.layers]
-    embed = model.get_layer("onehot" if "onehot" in names else "word2vec")
-    common = {"mask": True, "n_classes": n_classes(model)}
-    if "onehot" in names:
-        twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
-                           **common)
-    else:
-        twin = build_model(cfg, np.zeros(embed.embeddings.shape, dtype="float32"),
-                           model.input_shape[1], embed.trainable, **common)
-    twin.set_weights(model.get_weights())
-    return twin

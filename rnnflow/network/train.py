@@ -17,8 +17,8 @@ from rnnflow.data.storage import Stage
 from rnnflow.memory import release_memory
 from rnnflow.network import device
 from rnnflow.network.buckets import TrainBatches, inference_dataset
-from rnnflow.network.model import build_model, kernel_used, load_model
-from rnnflow.network.steps import StepAccuracy, StepLoss, outputs_every_step, prediction_twin
+from rnnflow.network.model import build_model, kernel_used, load_model, prediction_twin
+from rnnflow.network.steps import StepAccuracy, StepLoss, outputs_every_step
 
 log = logging.getLogger(__name__)
 

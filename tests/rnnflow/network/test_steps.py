@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from rnnflow.config import ModelConfig
-from rnnflow.network.model import build_model, load_model
-from rnnflow.network.steps import StepAccuracy, StepLoss, prediction_twin
+from rnnflow.network.model import build_model, load_model, prediction_twin
+from rnnflow.network.steps import StepAccuracy, StepLoss
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "model_keys.json"
 # Two reviews post-padded to 4 steps: 3 real tokens, then 1.
