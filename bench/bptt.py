@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import numpy as np  # noqa: E402
 
@@ -88,7 +89,10 @@ def summary(project: Path, experiment: str = "bptt") -> dict:
     rows, pairs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         right = {}
-        for (network, way), group in sorted(groups.items()):
+        order = list(NETWORKS.values())
+        for (network, way), group in sorted(groups.items(), key=lambda item: (
+                order.index(item[0][0]) if item[0][0] in order else len(order),
+                item[0][0], item[0][1] != "last")):
             found = sorted(group["runs"], key=lambda r: int(r.data.params["train.seed"]))
             m = [r.data.metrics for r in found]
             val = [_history(client, r.info.run_id, "val_accuracy") for r in found]
