@@ -1,6 +1,6 @@
 """The lesson's two ways of backpropagating through time, measured (issue 31).
 
-Two parts:
+Three parts:
 
 * `sitting`: `rnnflow run bench/bptt.yaml` on an archive (the full one for the figures in the
   docs), then `summary` of the experiment it filled;
@@ -10,9 +10,10 @@ Two parts:
   vanilla way on the shared test reviews: paired 95% bootstrap interval of the accuracy
   difference (score: share of seeds right per review) and McNemar's p per seed pair;
 * `throughput`: the fit throughput of the better way against the vanilla way for the same
-  network, with the fused kernel, alternating the two on the same synthetic batches (Zipf
-  token ids as bench/kernels.py draws them, 300-d random vectors, maxlen 400, batch 32), best
-  of --repeat: isolates what the loss at every step costs from the machine's load.
+  network (and against the vanilla way on the masked network, since `all` masks padding), with
+  the fused kernel, alternating them on the same synthetic batches (Zipf token ids as
+  bench/kernels.py draws them, 300-d random vectors, maxlen 400, batch 32), best of --repeat:
+  what the loss at every step costs, apart from the machine's load.
 
     python -m bench.bptt sitting --data ../shared/data/aclImdb_labeled.tar.gz
         [--project DIR] [--json bench/results/bptt.json]
@@ -143,7 +144,9 @@ def summary_tables(found: dict) -> str:
 
 # --- throughput -----------------------------------------------------------------------------------
 def throughput(samples: int, repeat: int, seed: int = 0) -> list[dict]:
-    """Fit samples/s of `last` and `all` for each network, fused kernel, alternating."""
+    """Fit samples/s of `last`, of `last` on the masked network, and of `all` (which masks) for
+    each network, fused kernel, alternating: `all` against `last` is what a user switching
+    pays; against the masked `last`, what the loss at every step itself costs."""
     import keras
 
     from bench.kernels import review_ids
@@ -160,13 +163,13 @@ def throughput(samples: int, repeat: int, seed: int = 0) -> list[dict]:
     configs = {"the lesson: SimpleRNN(50), Flatten": ModelConfig(),
                "SimpleRNN(50), last state": ModelConfig(return_sequences=False),
                "GRU(50), last state": ModelConfig(cell="gru", return_sequences=False)}
+    ways = {"last": (False, False), "last_masked": (True, False), "all": (True, True)}
     rows = []
     for name, cfg in configs.items():
-        best = {"last": 0.0, "all": 0.0}
+        best = dict.fromkeys(ways, 0.0)
         models = {}
-        for way in best:
-            every = way == "all"
-            model = build_model(cfg, vectors, 400, mask=every, steps=every, seed=1)
+        for way, (mask, every) in ways.items():
+            model = build_model(cfg, vectors, 400, mask=mask, steps=every, seed=1)
             model.compile(optimizer="rmsprop", loss=StepLoss() if every else loss_for(2),
                           metrics=[StepAccuracy()] if every else ["accuracy"])
             model.fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=0)  # traced once
@@ -176,17 +179,17 @@ def throughput(samples: int, repeat: int, seed: int = 0) -> list[dict]:
                 started = time.perf_counter()
                 model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
                 best[way] = max(best[way], samples / (time.perf_counter() - started))
-        rows.append({"network": name, "last": best["last"], "all": best["all"],
-                     "ratio": best["all"] / best["last"]})
+        rows.append({"network": name, **best, "ratio": best["all"] / best["last"],
+                     "ratio_masked": best["all"] / best["last_masked"]})
         keras.backend.clear_session()
     return rows
 
 
 def throughput_table(rows: list[dict]) -> str:
-    lines = ["| network (fused kernel) | fit samples/s, `last` | `all` | all / last |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['network']} | {r['last']:.0f} | {r['all']:.0f} | {r['ratio']:.2f} |"
-              for r in rows]
+    lines = ["| network (fused kernel) | fit samples/s, `last` | `last`, masked | `all` | "
+             "all / last | all / last masked |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['network']} | {r['last']:.0f} | {r['last_masked']:.0f} | {r['all']:.0f} | "
+              f"{r['ratio']:.2f} | {r['ratio_masked']:.2f} |" for r in rows]
     return "\n".join(lines)
 
 
