@@ -208,7 +208,17 @@ def _keys():
 
 def test_a_last_model_is_the_model_of_before():
     module = _keys()
-    before = json.loads(FIXTURE.read_text())
+    before = json.loads(FIXTURE.read_text())["models"]
     assert set(before) == set(module.MODELS)
     for name, shape in module.MODELS.items():
         assert module.describe(module.build(*shape)) == before[name], name
+
+
+def test_the_one_param_key_added_is_the_setting():
+    """A run logs every key it logged before, and the setting besides (its value `last` for a
+    vanilla run), so `mlflow ui` can tell the two ways apart."""
+    from rnnflow.config import Point
+
+    before = set(json.loads(FIXTURE.read_text())["params"])
+    assert set(Point().flat()) - before == {"train.loss_steps"}
+    assert before <= set(Point().flat()) and Point().flat()["train.loss_steps"] == "last"
