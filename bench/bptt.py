@@ -111,7 +111,7 @@ def summary(project: Path, experiment: str = "bptt") -> dict:
                 "fit_samples_per_s": [x["train_samples_per_s"] for x in m],
             })
             right[(network, way)] = [_right(client, r, Path(tmp)) for r in found]
-        for network in dict.fromkeys(n for n, _ in groups):
+        for network in dict.fromkeys(r["network"] for r in rows):  # the rows' order
             if (network, "all") not in right or (network, "last") not in right:
                 continue
             every, last = right[(network, "all")], right[(network, "last")]
