@@ -37,7 +37,7 @@ log = logging.getLogger("rnnflow.flow")
 
 # Settings added after runs were logged, with the value those runs trained with: left out of
 # the training key at that value, so an earlier run is still reused or continued.
-_ADDED_LATER = {"train.mixed_precision": False}
+_ADDED_LATER = {"train.mixed_precision": False, "train.loss_steps": "last"}
 
 
 def train_key(point: Point, stages: Stages) -> str:

@@ -365,10 +365,14 @@ def explain(
     target: Annotated[str | None, typer.Option(
         "--class", help="The class whose probability is attributed (models of more than two "
                         "classes; default: each text's predicted class).")] = None,
+    unrolled: Annotated[bool, typer.Option(
+        help="Also show the network unrolled: its probability after each token it read, as a "
+             "table (and a line over the tokens in --html).")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
 ) -> None:
     """Show what the network saw of each text and which words drove its prediction: tokens in
-    order, OOV and truncated ones marked, padding, integrated-gradients attribution per token."""
+    order, OOV and truncated ones marked, padding, integrated-gradients attribution per token;
+    with --unrolled, how its opinion moved token by token."""
     items = _texts(texts, file, "explain", debug)
     _quiet_environment(debug)
     from rnnflow import tracking
@@ -378,6 +382,9 @@ def explain(
         run_id = tracking.resolve_run(run, experiment)
         with _stderr_held_back(unless=debug):  # TensorFlow's notes as it loads
             text_model = tracking.load_text_model_object(run_id)
+        # Runs from before the setting trained the vanilla way.
+        loss_steps = (tracking.load_runs([run_id])[0].params.get("train.loss_steps", "last")
+                      if unrolled else None)
     except tracking.TrackingError as exc:
         _fail(exc, debug)
     if target is not None and getattr(text_model, "classes", None) is None:
@@ -387,7 +394,8 @@ def explain(
                           f"probability of {names[1]!r}"), debug)
     try:
         with _stderr_held_back(unless=debug):  # and as it runs its first operations
-            explanations = explain_texts(text_model, items, steps=steps, target=target)
+            explanations = explain_texts(text_model, items, steps=steps, target=target,
+                                         unrolled=unrolled, loss_steps=loss_steps)
     except ValueError as exc:
         _fail(ConfigError(str(exc)), debug)
     color = sys.stdout.isatty()

@@ -229,6 +229,12 @@ class TrainConfig(Section):
     # float16 compute with float32 variables and head (Keras's mixed_float16), on a GPU only:
     # refused on a CPU (rnnflow/network/device.py).
     mixed_precision: bool = False
+    # Where the loss is computed (the lesson's two ways of backpropagating through time):
+    # `last`, the vanilla way, on the prediction only; `all`, the better way, on the head's
+    # output after every real (unpadded) step, each scored against the review's label and
+    # averaged. `all` masks padding; the prediction stays the output at the last real step
+    # (rnnflow/network/steps.py, which also says what `all` means for a Flatten network).
+    loss_steps: Literal["last", "all"] = "last"
 
 
 # The built-in example sentences: English movie reviews, two each way. They are scored only
@@ -299,6 +305,22 @@ class Point(Section):
                 "flattens every time step into the Dense layer, which needs a fixed length; "
                 "set model.return_sequences: false (the last state), model.pooling: max or "
                 "mean, or a fixed pad.maxlen without pad.bucket")
+        return self
+
+    @model_validator(mode="after")
+    def _every_step_reads_forward(self) -> Point:
+        if self.train.loss_steps == "all" and self.model.bidirectional:
+            raise ValueError(
+                "train.loss_steps: all scores the output after each token, but with "
+                "model.bidirectional: true the backward direction has already read the whole "
+                "review at every step; set model.bidirectional: false or train.loss_steps: last")
+        # A pooled head read after step t would be a running max or mean over the steps so far:
+        # a network the lesson does not have and rnnflow does not build. Refused, not guessed.
+        if self.train.loss_steps == "all" and self.model.pooling != "none":
+            raise ValueError(
+                f"train.loss_steps: all reads the head after each token, but model.pooling: "
+                f"{self.model.pooling} pools every step into one vector first; set "
+                "model.pooling: none or train.loss_steps: last")
         return self
 
     def flat(self) -> dict[str, Any]:

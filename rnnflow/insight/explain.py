@@ -8,7 +8,8 @@
   embedding (all padding, i.e. the empty review), the path integral is the trapezoid rule over
   `steps` intervals. Completeness: the attributions of a text sum to f(x) - f(baseline), where f
   is the sigmoid output, to within the integration error (tests: 1e-2 at 32 steps).
-- `explain`: both, for raw texts through a `TextModel`.
+- `explain`: both, for raw texts through a `TextModel`; with `unrolled`, also the network
+  unrolled (`unroll`): its probability after each token it read.
 - With k > 2 classes (a softmax head) f is the probability of one class: the predicted one,
   or one named; a word's polarity is its largest effect on any class's probability.
 - `word_polarity` and `lost_sentiment`: for the confident mistakes, which of a review's
@@ -27,7 +28,7 @@ so the model cannot rank it: OOV tokens are counted (`oov_tokens`), never ranked
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -197,16 +198,60 @@ class Explanation:
     # with k, where the text has no known token). None only where made by hand without them.
     class_name: str | None = None
     predicted: str | None = None
+    # The network unrolled (`unroll`): the probability of `class_name` after each seen token,
+    # in the order read; None where not asked for. `loss_steps`: where the model's loss was
+    # computed (`train.loss_steps`), which says what those values are.
+    unrolled: list[float] | None = None
+    loss_steps: str | None = None
 
     @property
     def total(self) -> float:
         return float(sum(self.attributions))
 
+    @property
+    def read(self) -> list[str]:
+        """The tokens the network read, in its order (the unrolled view's rows)."""
+        return [self.path.tokens[i] for _, i in _read_order(self.path)]
+
+
+def _read_order(path: TokenPath) -> list[tuple[int, int]]:
+    """(input column, token index) of each seen token, in the order the network reads them."""
+    return sorted((c, i) for i, c in enumerate(path.column) if c >= 0)
+
+
+def unroll(text_model, path: TokenPath, column: int) -> list[float]:
+    """The model's output `column` (0: a sigmoid's, class `column` of a softmax) after each
+    token of `path` it reads: its prediction for the text cut after that token, padded as its
+    prediction of the whole text is. So the last value is the prediction itself; for a network
+    that masks padding (bucketed, `pad.maxlen: null`, `train.loss_steps: all`) or pads before
+    the text, the value after token t is the head read on the state after t; the book's
+    post-padded, unmasked network reads the padding after the cut too, as its prediction does.
+    One batch of as many prefixes as tokens read."""
+    ids = [path.ids[i] for _, i in _read_order(path)]
+    if not ids:
+        return []
+    out = text_model.outputs([ids[:t] for t in range(1, len(ids) + 1)])
+    return [float(v) for v in out[:, column]]
+
 
 def explain(text_model, texts: list[str], steps: int = IG_STEPS,
-            target: str | None = None) -> list[Explanation]:
+            target: str | None = None, unrolled: bool = False,
+            loss_steps: str | None = None) -> list[Explanation]:
     """Trace and attribute each text with the network of `text_model` (a TextModel). With
-    k > 2 classes each text's predicted class is attributed, or the class named `target`."""
+    k > 2 classes each text's predicted class is attributed, or the class named `target`.
+    `unrolled`: each explanation also holds the network unrolled over the text (`unroll`), for
+    the class attributed; `loss_steps` is the model's `train.loss_steps`, kept beside it."""
+    found = _explain(text_model, texts, steps, target)
+    if not unrolled:
+        return found
+    return [replace(e, loss_steps=loss_steps,
+                    unrolled=unroll(text_model, e.path, max(e.label, 0)
+                                    if getattr(text_model, "classes", None) else 0))
+            for e in found]
+
+
+def _explain(text_model, texts: list[str], steps: int, target: str | None
+             ) -> list[Explanation]:
     texts = ["" if t is None else str(t) for t in texts]
     x, _known = text_model.ids(texts)
     rows = text_model._rows

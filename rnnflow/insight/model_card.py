@@ -93,6 +93,7 @@ def model_card(findings: Findings) -> str:
            if p.get("train.early_stopping") else "")
         + (f"; the model is epoch {_f(finals['restored_epoch'], 0)}'s (the best val_loss) "
            f"of {_f(finals['stopped_epoch'], 0)} trained" if "restored_epoch" in finals else ""),
+        _loss_line(p),
         "",
         "## Metrics",
         *([f"Beside the baselines fitted on the same splits: {findings.versus} (the difference "
@@ -162,6 +163,16 @@ def model_card(findings: Findings) -> str:
         lines[2:2] = ["> **This model learned nothing:** " + "; ".join(findings.warnings) + ".",
                       ""]
     return "\n".join(lines)
+
+
+def _loss_line(p: dict[str, Any]) -> str:
+    """Where the loss was computed (`train.loss_steps`; a run from before it: the last step)."""
+    if p.get("train.loss_steps", "last") == "all":
+        return ("- Loss: at every step (`train.loss_steps: all`, the lesson's better way): the "
+                "output after each real token scored against the label, averaged over the real "
+                "steps, padding masked; the prediction is the output after the last token")
+    return ("- Loss: at the last step only (`train.loss_steps: last`, the vanilla way of "
+            "backpropagating through time): only the prediction is scored")
 
 
 def _failure_patterns(finals: dict[str, float], mistakes: pd.DataFrame,

@@ -33,7 +33,7 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 details{margin:6px 0}summary{cursor:pointer;color:#0969da}
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #d0d7de}
-figcaption{color:#57606a;font-size:13px}
+figcaption{color:#57606a;font-size:13px}figure.unrolled{overflow-x:auto}
 .text{border:1px solid #d0d7de;border-radius:6px;padding:10px 12px;margin:10px 0}
 .text h3{margin-top:0}.meta{font-size:13px;color:#57606a;margin-bottom:6px}
 .meta b.pos{color:#1a7f37}.meta b.neg{color:#cf222e}
@@ -115,7 +115,69 @@ def explanation_html(explanation: Explanation, heading: str = "") -> str:
             f'({p.padding}) &middot; attributions sum {explanation.total:+.4f} '
             f'(f(x) {explanation.output:.4f} &minus; f(empty) {explanation.baseline:.4f})')
     head = f"<h3>{html.escape(heading)}</h3>" if heading else ""
-    return f'<div class="text">{head}<div class="meta">{meta}</div>{tokens_html(explanation)}</div>'
+    return (f'<div class="text">{head}<div class="meta">{meta}</div>{tokens_html(explanation)}'
+            f'{unrolled_html(explanation)}</div>')
+
+
+# --- the network unrolled -------------------------------------------------------------------------
+def unrolled_note(loss_steps: str | None) -> str:
+    """What the values after each token are, by where the model's loss was computed."""
+    if loss_steps == "all":
+        return ("trained at every step (train.loss_steps: all): each value is an output the "
+                "loss scored against the label")
+    return ("trained at the last step only (train.loss_steps: last): the head was never "
+            "trained on the steps before; they are the same head read there, the network's "
+            "opinion so far")
+
+
+def _unrolled_what(explanation: Explanation) -> str:
+    return f"p({explanation.class_name or 'pos'}) after each token read"
+
+
+def unrolled_rows(explanation: Explanation) -> list[str]:
+    """The unrolled view as plain-text lines: a heading, then step, token and probability."""
+    if explanation.unrolled is None:
+        return []
+    lines = [f"  unrolled: {_unrolled_what(explanation)}; "
+             f"{unrolled_note(explanation.loss_steps)}"]
+    if not explanation.unrolled:
+        return [*lines, "  (no token read)"]
+    lines.append(f"  {'step':>5}  {'token':<20} probability")
+    lines += [f"  {t:>5}  {token:<20} {value:.4f}" for t, (token, value) in
+              enumerate(zip(explanation.read, explanation.unrolled, strict=True), start=1)]
+    return lines
+
+
+def unrolled_html(explanation: Explanation) -> str:
+    """The unrolled view as a line over the tokens (inline SVG, no script): the probability
+    after each token, 0.5 dashed; hover a point for its value."""
+    values = explanation.unrolled
+    if not values:
+        return ""
+    dx, height, top, left, below = 36, 120, 8, 34, 70
+    width = left + dx * len(values) + 10
+    def y(v: float) -> float:
+        return top + (1 - v) * height
+    points = " ".join(f"{left + dx * t + dx / 2:.1f},{y(v):.1f}" for t, v in enumerate(values))
+    parts = [f'<line x1="{left}" x2="{width - 10}" y1="{y(0.5):.1f}" y2="{y(0.5):.1f}" '
+             'stroke="#8c959f" stroke-dasharray="4 3"/>',
+             f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + height}" stroke="#d0d7de"/>',
+             *(f'<text x="{left - 4}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">'
+               f'{v:g}</text>' for v in (0, 0.5, 1)),
+             f'<polyline points="{points}" fill="none" stroke="#0969da" stroke-width="2"/>']
+    for t, (token, v) in enumerate(zip(explanation.read, values, strict=True)):
+        x = left + dx * t + dx / 2
+        word = html.escape(token)
+        parts.append(f'<circle cx="{x:.1f}" cy="{y(v):.1f}" r="3" fill="#0969da" '
+                     f'data-p="{v:.6f}"><title>{t + 1}: {word} {v:.4f}</title></circle>')
+        parts.append(f'<text x="{x:.1f}" y="{top + height + 12}" font-size="11" '
+                     f'text-anchor="end" transform="rotate(-45 {x:.1f} {top + height + 12})">'
+                     f'{word}</text>')
+    caption = (f"Unrolled: {html.escape(_unrolled_what(explanation))}; "
+               f"{html.escape(unrolled_note(explanation.loss_steps))}.")
+    return (f'<figure class="unrolled"><svg xmlns="http://www.w3.org/2000/svg" width="{width}" '
+            f'height="{top + height + below}" role="img">{"".join(parts)}</svg>'
+            f"<figcaption>{caption}</figcaption></figure>")
 
 
 def attributed(explanations: list[Explanation]) -> str:
@@ -178,7 +240,7 @@ def terminal(explanation: Explanation, color: bool) -> str:
         lines.append(row)
     if p.pad_count and p.padding == "post":
         lines.append(f"  {'<pad>':<20} {p.pad_count} positions")
-    return "\n".join(lines)
+    return "\n".join(lines + unrolled_rows(explanation))
 
 
 # --- report.html ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
                 trainable_embedding: bool = False, *, onehot_tokens: int | None = None,
                 mask: bool = False, stock: bool = False, n_classes: int = 2,
-                seed: int | None = None):
+                seed: int | None = None, steps: bool = False):
     """The lesson's network over int32 token ids of length `maxlen` (None: any length).
 
     `weights` is the (V+1) x dim vector table, row 0 the padding vector; with `weights` None the
@@ -28,6 +28,9 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     `seed`: every random layer (initial weights, dropout masks) gets its own seed drawn from it,
     so the same seed builds the same model in any process and beside any thread (see
     `layer_seeds`). None leaves Keras's defaults, drawn from Python's global `random`.
+    `steps`: the output after every time step, batch x steps x classes (`train.loss_steps:
+    all`, rnnflow/network/steps.py): the last recurrent layer returns every step and the head
+    reads each one (a Flatten network's head becomes a `PrefixDense`, the same weights).
     """
     import keras
     from keras import layers
@@ -35,6 +38,7 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     from rnnflow.network.fused import TokenVectors, recurrent_layer
     from rnnflow.network.onehot import GATES, OneHotProjection, pinned
     from rnnflow.network.pooling import MaxOverTime
+    from rnnflow.network.steps import PrefixDense
 
     seeds = layer_seeds(seed)
     inputs = keras.Input(shape=(maxlen,), dtype="int32", name="token_ids")
@@ -59,17 +63,23 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     kernel = "keras" if stock else cfg.kernel
     for i in range(cfg.num_layers):
         # Stacked layers hand every time step on; only the last one may return its last state.
-        sequences = cfg.return_sequences or i < cfg.num_layers - 1
+        sequences = cfg.return_sequences or steps or i < cfg.num_layers - 1
         name = cfg.cell if i == 0 else f"{cfg.cell}_{i + 1}"
 
         # Only the first layer reads the one-hot input: its kernel selects its direction's block.
         select = onehot and i == 0 and not stock
 
-        def make(backwards: bool, name=name, sequences=sequences, select=select):
+        # A masked Flatten network must read zeros at padded steps, not the carried state:
+        # only then its head, read after step t, sees the steps so far (steps.py).
+        zeros = {"zero_output_for_mask": True} if (
+            mask and cfg.return_sequences and i == cfg.num_layers - 1) else {}
+
+        def make(backwards: bool, name=name, sequences=sequences, select=select, zeros=zeros):
             rnn, fallback = recurrent_layer(
                 cfg.cell, cfg.num_neurons, return_sequences=sequences, kernel=kernel,
                 name=f"backward_{name}" if backwards else name,
-                **({"go_backwards": True} if backwards else {}), **recurrent_seeds(seeds))
+                **({"go_backwards": True} if backwards else {}), **zeros,
+                **recurrent_seeds(seeds))
             if fallback:  # never fails: a configuration the fused layer cannot do trains stock
                 log.info("%s", fallback)
             return pinned(rnn, int(backwards)) if select else rnn
@@ -89,15 +99,17 @@ def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None
     elif cfg.pooling == "mean":
         x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)  # reads the mask
     x = layers.Dropout(cfg.dropout, seed=next(seeds))(x)
-    if cfg.return_sequences and cfg.pooling == "none":
-        x = layers.Flatten()(x)
     head = {"kernel_initializer": keras.initializers.GlorotUniform(seed=next(seeds))}
     if keras.config.dtype_policy().compute_dtype != "float32":
         head["dtype"] = "float32"  # mixed precision: probabilities and the loss in float32
-    if n_classes > 2:
-        outputs = layers.Dense(n_classes, activation="softmax", name="classes", **head)(x)
+    width, activation, head["name"] = ((n_classes, "softmax", "classes") if n_classes > 2
+                                       else (1, "sigmoid", "sentiment"))
+    if cfg.return_sequences and steps:  # the Flatten head after each step (config: unpooled)
+        outputs = PrefixDense(width, activation=activation, **head)(x)
     else:
-        outputs = layers.Dense(1, activation="sigmoid", name="sentiment", **head)(x)
+        if cfg.return_sequences and cfg.pooling == "none":
+            x = layers.Flatten()(x)  # masked (loss_steps: all): padded steps hold zeros
+        outputs = layers.Dense(width, activation=activation, **head)(x)
     model = keras.Model(inputs, outputs, name=f"rnnflow_{cfg.cell}")
     if not onehot:
         # Set after building, not via an initializer: a Constant initializer would copy the
@@ -191,6 +203,23 @@ def stock_twin(model, cfg: ModelConfig):
     return twin
 
 
+def prediction_twin(model, cfg):
+    """The network of `model` (a `loss_steps: all` training model, rnnflow/network/steps.py)
+    that outputs its last real step only, with the same weights: what is evaluated, logged and
+    served."""
+    names = [layer.name for layer in model.layers]
+    embed = model.get_layer("onehot" if "onehot" in names else "word2vec")
+    common = {"mask": True, "n_classes": n_classes(model)}
+    if "onehot" in names:
+        twin = build_model(cfg, None, model.input_shape[1], onehot_tokens=embed.vocab_size,
+                           **common)
+    else:
+        twin = build_model(cfg, np.zeros(embed.embeddings.shape, dtype="float32"),
+                           model.input_shape[1], embed.trainable, **common)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
 def inference_model(model):
     """`model`'s function for prediction, with the first recurrent layer's input projection
     looked up instead of computed: the same network when it can be, else `model` itself.
@@ -269,5 +298,6 @@ def load_model(path):
     import rnnflow.network.fused  # noqa: F401 - registers the fused layers' names
     import rnnflow.network.onehot  # noqa: F401 - and the one-hot ones
     import rnnflow.network.pooling  # noqa: F401 - and the max over time
+    import rnnflow.network.steps  # noqa: F401 - and a `loss_steps: all` checkpoint's
 
     return keras.models.load_model(path, safe_mode=True)

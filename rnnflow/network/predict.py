@@ -85,22 +85,27 @@ class TextModel:
         known = np.array([len(ids) for ids in lists], dtype=np.int64)
         return pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad), known
 
+    def outputs(self, lists: list[list[int]]) -> np.ndarray:
+        """The network's outputs for vocabulary-row lists (each with at least one id), one row
+        of width 1 (a sigmoid) or k (a softmax) per list: padded to maxlen as in training, or,
+        with `pad.maxlen: null`, whole, in length-sorted batches as in evaluation."""
+        if self.pad.maxlen is None:
+            out = buckets.predict(self.model, Sequences.from_lists(lists, self.pad.padding), 64)
+        else:
+            x = pad_ids(pa.array(lists, type=pa.list_(pa.int32())), self.pad)
+            out = self.model.predict(x, verbose=0, batch_size=64)
+        return np.asarray(out).reshape(len(lists), -1)
+
     def class_probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(texts x k class probabilities, known tokens per text) of a k-class model; a text
         with no known token gets 1 / k for every class."""
         texts = ["" if t is None else str(t) for t in texts]
         k = len(self.classes or ())
         prob = np.full((len(texts), k), 1.0 / max(k, 1), dtype=np.float64)
-        if self.pad.maxlen is None:
-            lists = self._lists(texts)
-            known = np.array([len(ids) for ids in lists], dtype=np.int64)
-            if (known > 0).any():
-                seqs = Sequences.from_lists([ids for ids in lists if ids], self.pad.padding)
-                prob[known > 0] = buckets.predict(self.model, seqs, 64)
-        else:
-            x, known = self.ids(texts)
-            if (known > 0).any():
-                prob[known > 0] = self.model.predict(x[known > 0], verbose=0, batch_size=64)
+        lists = self._lists(texts)
+        known = np.array([len(ids) for ids in lists], dtype=np.int64)
+        if (known > 0).any():
+            prob[known > 0] = self.outputs([ids for ids in lists if ids])
         return prob, known
 
     def predict(self, texts: list[str]) -> pd.DataFrame:
@@ -118,18 +123,10 @@ class TextModel:
             return self._predict_classes(texts)
         texts = ["" if t is None else str(t) for t in texts]
         prob = np.full(len(texts), NO_EVIDENCE_PROBABILITY, dtype=np.float64)
-        if self.pad.maxlen is None:  # whole texts, in length-sorted batches, as in evaluation
-            lists = self._lists(texts)
-            known = np.array([len(ids) for ids in lists], dtype=np.int64)
-            if (known > 0).any():
-                seqs = Sequences.from_lists(
-                    [ids for ids in lists if ids], self.pad.padding)
-                prob[known > 0] = buckets.predict(self.model, seqs, 64)
-        else:
-            x, known = self.ids(texts)
-            if (known > 0).any():
-                scored = self.model.predict(x[known > 0], verbose=0, batch_size=64).ravel()
-                prob[known > 0] = scored
+        lists = self._lists(texts)
+        known = np.array([len(ids) for ids in lists], dtype=np.int64)
+        if (known > 0).any():
+            prob[known > 0] = self.outputs([ids for ids in lists if ids])[:, 0]
         return answer_table(prob, known, None, self.binary_names, threshold=self.threshold)
 
     def _predict_classes(self, texts: list[str]) -> pd.DataFrame:

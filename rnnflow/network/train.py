@@ -17,7 +17,8 @@ from rnnflow.data.storage import Stage
 from rnnflow.memory import release_memory
 from rnnflow.network import device
 from rnnflow.network.buckets import TrainBatches, inference_dataset
-from rnnflow.network.model import build_model, kernel_used, load_model
+from rnnflow.network.model import build_model, kernel_used, load_model, prediction_twin
+from rnnflow.network.steps import StepAccuracy, StepLoss, outputs_every_step
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,15 @@ def train_model(
             log.info("continuing %s from epoch %d", model.name, initial_epoch)
         else:
             vocab, weights = load_table(embeddings)
+            every_step = train_cfg.loss_steps == "all"
             model = build_model(model_cfg, weights, None if layout.bucketed else full_length,
                                 trainable_embedding, onehot_tokens=len(vocab),
-                                mask=layout.bucketed, n_classes=k, seed=train_cfg.seed)
+                                mask=layout.bucketed or every_step, n_classes=k,
+                                seed=train_cfg.seed, steps=every_step)
             # Under mixed_float16 Keras wraps the optimizer in a LossScaleOptimizer here.
-            model.compile(optimizer=optimizer_for(train_cfg), loss=loss_for(k),
-                          metrics=["accuracy"])
+            model.compile(optimizer=optimizer_for(train_cfg),
+                          loss=StepLoss() if every_step else loss_for(k),
+                          metrics=[StepAccuracy()] if every_step else ["accuracy"])
         kernel, why = kernel_used(model, model_cfg, resumed=resume_from is not None)
     log.info("training on %s %s with the %s recurrent kernel (%s)", on.kind, on.name, kernel, why)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +171,8 @@ def train_model(
     # The traced training and validation steps (graphs with their gradients) are not needed
     # again by this model; a later fit traces them anew.
     model.train_function = model.test_function = None
+    if outputs_every_step(model):  # loss_steps: all; the checkpoint keeps every step's output
+        model = prediction_twin(model, model_cfg)
     release_memory()  # training's batches and buffers, before inference allocates its own
     return model, Fit(
         history={k: [float(v) for v in vals] for k, vals in history.history.items()},

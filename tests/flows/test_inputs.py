@@ -1,13 +1,15 @@
-"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of six
+"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of seven
 variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
 proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
 input weights, tokens past max_tokens out of vocabulary); FastText vectors for every corpus
 token and vectors learned from scratch, each pooled over time; `maxlen: null` keeps whole reviews
 and masks the padding; bucketed batches with a fixed maxlen; with either, a text scores the
-same alone as in a batch. A maxlen that truncates most reviews shows in what the run reports
-(report.html, model_card.md, the behavioural checks, the traced mistakes) and in
-`rnnflow explain`. (The refusal of a Flatten head without a fixed length is a check of the
-params: tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py;
+same alone as in a batch; the loss at every step (`train.loss_steps: all`) trains, predicts
+and is explained unrolled, as the vanilla way is. A maxlen that truncates most reviews shows
+in what the run reports (report.html, model_card.md, the behavioural checks, the traced
+mistakes) and in `rnnflow explain`. (The refusal of a Flatten head without a fixed length is
+a check of the params: tests/rnnflow/comparisons/test_plan.py, and its exit code
+tests/rnnflow/test_cli.py;
 the folder's three spellings: tests/rnnflow/data/test_download.py; explain of an unknown run:
 tests/rnnflow/test_cli.py.)"""
 
@@ -47,6 +49,8 @@ VARIANTS = {
                 "model.cell: gru}",
     "learned": "{embedding.source: learned, embedding.max_tokens: 25, pad.bucket: true, "
                "model.pooling: mean}",
+    # The lesson's Flatten network trained with the loss at every step (train.loss_steps).
+    "every_step": "{train.loss_steps: all, pad.maxlen: 20}",
     # maxlen 12: most synthetic reviews are longer, so the mistakes have truncated tokens.
     "truncated": "{pad.maxlen: 12, evaluate.mistakes: 5}",
 }
@@ -73,6 +77,8 @@ def _variant(run) -> str:
     params = run.data.params
     if params["embedding.source"] in ("fasttext", "learned"):
         return params["embedding.source"]
+    if params["train.loss_steps"] == "all":
+        return "every_step"
     if params["pad.bucket"] == "True":
         return "bucketed"
     return {"None": "no_maxlen", "12": "truncated"}.get(params["pad.maxlen"], "one_hot")
@@ -220,3 +226,21 @@ def test_explain_command_prints_tokens_and_writes_html(scenario):
     assert out.count("text ") >= 3 and "tokens seen" in out
     page = out_html.read_text()
     assert page.count('class="text"') == 3 and 'class="tok truncated"' in page
+
+
+def test_the_loss_at_every_step_trains_predicts_and_unrolls(scenario):
+    run = scenario.runs["every_step"]
+    assert 0 <= run.data.metrics["test_accuracy"] <= 1
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(run.data.metrics)
+    _scores_do_not_depend_on_the_batch(_text_model(scenario.project, run.info.run_id))
+    card = scenario.artifact("every_step", "model_card.md").read_text()
+    assert "Loss: at every step" in card
+    for variant, note in (("every_step", "the loss scored"), ("truncated", "never trained")):
+        done = rnnflow_cli(scenario.project, "explain", "--unrolled", "--run",
+                           scenario.runs[variant].info.run_id, "wonderful film , awful")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "unrolled:" in done.stdout and note in done.stdout, variant
+        rows = re.findall(r"^\s+(\d+)  (\S+)\s+(\d\.\d{4})$", done.stdout, re.M)
+        assert [int(r[0]) for r in rows] == list(range(1, len(rows) + 1)) and rows
+        probability = float(re.search(r"^text 1: (\d\.\d{3})", done.stdout, re.M)[1])
+        assert float(rows[-1][2]) == pytest.approx(probability, abs=6e-4)  # the prediction

@@ -280,3 +280,17 @@ def test_an_unknown_baseline_exits_2_before_the_flow(flow_calls):
     result = CliRunner().invoke(app, ["run", QUICK, "--set", "baselines=[majorty]"])
     assert result.exit_code == 2 and flow_calls == []
     assert "unknown baseline 'majorty'. Did you mean 'majority'?" in result.output
+
+
+@pytest.mark.parametrize(("sets", "needle"), [
+    (["train.loss_steps=every"], "'last' or 'all'"),
+    (["train.loss_steps=all", "model.bidirectional=true"], "model.bidirectional: false"),
+    (["train.loss_steps=all", "model.pooling=max"], "model.pooling: none"),
+])
+def test_a_bad_loss_steps_exits_2_naming_what_is_allowed(flow_calls, sets, needle):
+    sets = [arg for value in sets for arg in ("--set", value)]
+    result = CliRunner().invoke(app, ["run", QUICK, *sets])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "train.loss_steps" in result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert flow_calls == []

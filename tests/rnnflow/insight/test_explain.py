@@ -380,8 +380,11 @@ def test_report_html_is_one_self_contained_page(summarized, tmp_path):
                                                                               "tok truncated")]
     assert struck  # "Sadly", "," ... never seen
     for needle in ("Confident mistakes", "Behavioural checks", "boring film", "model.cell",
-                   "test_accuracy", "Example sentences"):
+                   "test_accuracy", "Example sentences", "never trained"):
         assert needle in text, needle
+    # The example sentences unrolled: "great film" and "not great", a point per token read.
+    assert text.count('<figure class="unrolled">') == 2
+    assert len([a for t, a in page.tags if t == "circle"]) == 4
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (.ci/run installs it): the page is not opened "
                     "in a real browser")
@@ -404,7 +407,7 @@ def test_model_card_fields(summarized):
     for fact in ("maxlen 8", "OOV rate 0.2500", "Sizes: train 0, val 0, test 4",
                  "| test | 0.5000 |", "English movie reviews", "mft 0.5000",
                  "plain sentences given the wrong label", '"boring film"',
-                 "NLTK `treebank`", "SimpleRNN(50)"):
+                 "NLTK `treebank`", "SimpleRNN(50)", "Loss: at the last step only"):
         assert fact in card, fact
 
 
@@ -469,3 +472,44 @@ def test_two_named_classes_are_attributed_by_name(hand_model, tmp_path):
     page = explain_page([great, awful], "t")
     assert "attribution to the probability of &lsquo;spam&rsquo;" in page
     assert "positive" not in page
+
+
+# --- the network unrolled ------------------------------------------------------------------------
+def test_unrolled_the_hand_model_reads_its_running_sum(hand_model):
+    """The hand model's output is sigmoid(the sum of the words' scores): after each token,
+    sigmoid(the sum so far); "not" pulls it down, and the last value is the prediction."""
+    (e,) = explain(hand_model, ["great , not great"], unrolled=True, loss_steps="last")
+    assert e.read == ["great", "not", "great"]  # the comma is not in the vocabulary
+    expected = 1 / (1 + np.exp(-np.cumsum([2.0, -3.0, 2.0])))
+    np.testing.assert_allclose(e.unrolled, expected, rtol=1e-5)
+    assert e.unrolled[-1] == pytest.approx(e.probability, abs=1e-6)
+    plain = terminal(e, color=False)
+    assert "never trained" in plain and "step" in plain
+    assert [line.split()[1] for line in plain.splitlines()[-3:]] == e.read
+    page = explain_page([e], "t")
+    assert page.count("<circle") == 3 and "<script" not in page
+    (plain_one,) = explain(hand_model, ["great film"])  # not asked: no view
+    assert plain_one.unrolled is None and "unrolled" not in terminal(plain_one, False)
+
+
+@pytest.mark.parametrize(("maxlen", "mask", "n_classes"), [
+    (12, False, 2),  # the book's Flatten network, post-padded and unmasked
+    (None, True, 2),  # bucketed: any length, masked
+    (12, True, 3),  # a loss_steps: all network of three classes
+])
+def test_a_three_token_text_unrolls_to_three_rows_ending_at_the_prediction(
+        maxlen, mask, n_classes):
+    rng = np.random.default_rng(5)
+    vocab = ["good", "bad", "not", "film"]
+    table = rng.normal(size=(5, 4)).astype("float32")
+    table[0] = 0
+    cfg = ModelConfig(num_neurons=3, return_sequences=maxlen is not None and not mask)
+    model = build_model(cfg, table, maxlen, mask=mask, n_classes=n_classes, seed=1)
+    classes = ["a", "b", "c"] if n_classes == 3 else None
+    text_model = TextModel(model, vocab, TokenizeConfig(), PadConfig(maxlen=maxlen),
+                           classes=classes)
+    (e,) = explain(text_model, ["not good film"], unrolled=True, loss_steps="all")
+    assert e.read == ["not", "good", "film"] and len(e.unrolled) == 3
+    predicted = text_model.predict(["not good film"]).probability.iloc[0]
+    assert e.unrolled[-1] == pytest.approx(predicted, abs=1e-6)
+    assert "the loss scored" in terminal(e, color=False)

@@ -81,3 +81,39 @@ def test_evaluation_through_the_projected_model_scores_as_the_model_does(
             expected = model.predict(x, batch_size=4, verbose=0).ravel()
         np.testing.assert_allclose(got.predictions[split].probability, expected,
                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("maxlen", "cfg"), [
+    (20, ModelConfig(num_neurons=3)),  # the lesson's Flatten network
+    (None, ModelConfig(cell="gru", num_neurons=3, return_sequences=False)),  # bucketed
+])
+def test_loss_at_every_step_trains_continues_and_hands_on_the_prediction_model(
+        project, tiny_archive, tmp_path, maxlen, cfg):
+    """`train.loss_steps: all` logs the history keys a `last` run does, leaves a checkpoint
+    that goes on training, and returns the network of the prediction (one output per review),
+    whose probabilities evaluation takes."""
+    import numpy as np
+
+    from rnnflow.network.evaluate import evaluate_model
+    from rnnflow.network.model import load_model
+
+    padded, emb = build_stages(tiny_archive, maxlen)
+    last_model, last = train_model(padded=padded, embeddings=emb, model_cfg=cfg,
+                                   train_cfg=TrainConfig(epochs=1, batch_size=8),
+                                   checkpoint_dir=tmp_path / "last")
+    every = TrainConfig(epochs=1, batch_size=8, loss_steps="all")
+    model, fit = train_model(padded=padded, embeddings=emb, model_cfg=cfg, train_cfg=every,
+                             checkpoint_dir=tmp_path / "all")
+    assert set(fit.history) == set(last.history) == {"loss", "accuracy", "val_loss",
+                                                     "val_accuracy"}
+    assert model.output_shape == last_model.output_shape == (None, 1)
+    assert [w.shape for w in model.weights] == [w.shape for w in last_model.weights]
+    checkpoint = tmp_path / "all" / "last.keras"
+    assert len(load_model(checkpoint).output_shape) == 3  # every step, to train on
+    more, fit2 = train_model(padded=padded, embeddings=emb, model_cfg=cfg,
+                             train_cfg=every.model_copy(update={"epochs": 2}),
+                             checkpoint_dir=tmp_path / "all", resume_from=checkpoint,
+                             initial_epoch=1)
+    assert fit2.epochs_done == 2 and more.output_shape == (None, 1)
+    probabilities = evaluate_model(more, padded).predictions["test"].probability
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
