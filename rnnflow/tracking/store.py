@@ -60,8 +60,9 @@ def tracking_user() -> str | None:
 def experiment_name(name: str) -> str:
     """The experiment a params file's `name` stands for. On a server with users, `<user>/<name>`:
     every student of a class runs params/quick.yaml, and each gets an experiment of their own
-    instead of writing into the first one's. A name that holds a `/` is used as written: it
-    names one user's experiment (the owner's own, or another's to read)."""
+    instead of writing into the first one's. A name that holds a `/` (`rnnflow compare
+    alice/quick`, `--experiment alice/quick`; a params file's name cannot) is used as written:
+    it names one user's experiment, the user's own or another's to read."""
     user = tracking_user()
     return name if user is None or "/" in name else f"{user}/{name}"
 
@@ -145,10 +146,9 @@ def _check_writable(client: MlflowClient, experiment, uri: str) -> None:
             raise
         user = tracking_user()
         raise TrackingError(
-            f"experiment {experiment.name} on {uri} is not yours to write into (user {user!r} "
-            "may read it): run under a name of your own, e.g. --set name=<name> without a "
-            "'/', which becomes "
-            f"{user}/<name>") from exc
+            f"experiment {experiment.name} on {uri} was made by another user, and user "
+            f"{user!r} may only read it: run under another name (--set name=...), or ask the "
+            "teacher to give you EDIT on it") from exc
 
 
 @contextlib.contextmanager
