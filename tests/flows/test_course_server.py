@@ -240,6 +240,7 @@ def test_the_page_runs_end_to_end_a_students_grid_on_dask(course, sample_cut, tm
         "the-password-from-passwords.csv": course.passwords["alice"], STUDENT_RUN: narrowed})
     env = {k: v for k, v in student_env(course, tmp_path, "alice").items()
            if not k.startswith(("MLFLOW_TRACKING", "PREFECT_API_URL"))}  # the block sets them
+    env["PATH"] = course.env["PATH"]  # `rnnflow` from this .venv, as after `make install`
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
