@@ -171,13 +171,13 @@ class PeakRSS(threading.Thread):
             self.peak = max(self.peak, total)
 
 
-def _start_server(backend_uri: str, auth_uri: str, work: Path, workers: int):
+def _start_server(backend_uri: str, auth_uri: str, work: Path, workers: int, auth_cache: int):
     port = _free_port()
     ini = work / "auth.ini"
     ini.write_text(f"[mlflow]\ndefault_permission = READ\ndatabase_uri = {auth_uri}\n"
                    f"admin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth"
-                   "\n")
+                   f"\nauth_cache_ttl_seconds = {auth_cache}\n")
     env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str(ini),
            "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16),
            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -254,13 +254,13 @@ def _postgres_urls(tag: str) -> tuple[str, str]:
     return f"{base}/bench_{tag}", f"{base}/bench_{tag}_auth"
 
 
-def measure(backend: str, students: int, spread: float, workers: int) -> dict:
+def measure(backend: str, students: int, spread: float, workers: int, auth_cache: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"class-load-{backend}-"))
     if backend == "sqlite":
         store, auth = f"sqlite:///{work / 'mlflow.db'}", f"sqlite:///{work / 'auth.db'}"
     else:
         store, auth = _postgres_urls(time.strftime("%H%M%S"))
-    proc, url = _start_server(store, auth, work, workers)
+    proc, url = _start_server(store, auth, work, workers, auth_cache)
     peak = PeakRSS(proc.pid)
     peak.start()
     try:
@@ -292,12 +292,16 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=60.0)
     parser.add_argument("--workers", type=int, default=4, help="the server's uvicorn workers")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--auth-cache", type=int, default=60,
+                        help="auth_cache_ttl_seconds of the server (0: every request checks "
+                             "the password hash again)")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "class_load.json")
     args = parser.parse_args()
     results = {"date": time.strftime("%Y-%m-%d %H:%M"), "load_average": os.getloadavg(),
-               "students": args.students, "workers": args.workers, "backends": []}
+               "students": args.students, "workers": args.workers,
+               "auth_cache_ttl_seconds": args.auth_cache, "backends": []}
     for backend in args.backends.split(","):
-        result = measure(backend, args.students, args.spread, args.workers)
+        result = measure(backend, args.students, args.spread, args.workers, args.auth_cache)
         results["backends"].append(result)
         for name, r in result["rounds"].items():
             print(f"{backend:10s} {name:10s} lost/failed {r['lost_or_failed']}/{r['students']}"
