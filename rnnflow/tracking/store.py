@@ -117,7 +117,7 @@ def use_experiment(name: str) -> str:
                 f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
             ) from exc
         if experiment is not None:
-            if uri.startswith(("http://", "https://")):
+            if tracking_user() is not None:  # a server with users: is it this user's?
                 _check_writable(client, experiment, uri)
             return experiment.experiment_id
         # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside
