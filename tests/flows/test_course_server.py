@@ -259,6 +259,8 @@ def test_the_page_runs_end_to_end_a_students_grid_on_dask(course, sample_cut, tm
     (version,) = client.search_model_versions("name = 'alice.tiny-grid'")
     assert version.run_id in {c.info.run_id for c in children}
 
+    # The Prefect server kept its state in PostgreSQL: no SQLite file in its home.
+    assert not list((course.root / "prefect-home").glob("*.db"))
     flow_runs = prefect_post(course, "flow_runs/filter", {})
     assert [r["state_type"] for r in flow_runs if r["name"] == "tiny-grid"] == ["COMPLETED"]
     task_runs = prefect_post(course, "task_runs/filter", {})
