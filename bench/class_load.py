@@ -252,10 +252,15 @@ def _round(url: str, users: dict[str, str], tag: str, spread: float, seed: int) 
             "epochs": sum(s.epochs for s in students), "model_create_retried": recreated}
 
 
-def _postgres_urls(tag: str) -> tuple[str, str]:
-    """Two new databases on scripts/postgres-local's cluster (started if needed)."""
-    script = REPO / "scripts" / "postgres-local"
-    if subprocess.run([str(script), "status"], capture_output=True).returncode != 0:
+POSTGRES = REPO / "scripts" / "postgres-local"
+
+
+def _postgres_urls(tag: str) -> tuple[str, str, bool]:
+    """Two new databases on scripts/postgres-local's cluster, and whether it was started here
+    (then `measure` stops it again)."""
+    script = POSTGRES
+    started = subprocess.run([str(script), "status"], capture_output=True).returncode != 0
+    if started:
         subprocess.run([str(script), "start"], check=True)
     env = dict(line.split("=", 1) for line in subprocess.run(
         ["bash", "-c", f'eval "$({script} env)" && env -0'], capture_output=True, text=True,
@@ -266,15 +271,16 @@ def _postgres_urls(tag: str) -> tuple[str, str]:
         subprocess.run(["psql", "-d", "postgres", "-qc", f"CREATE DATABASE {db}"], env=env,
                        check=True)
     base = env["RNNFLOW_PG_URL"].replace("postgresql://", "postgresql+psycopg://")
-    return f"{base}/bench_{tag}", f"{base}/bench_{tag}_auth"
+    return f"{base}/bench_{tag}", f"{base}/bench_{tag}_auth", started
 
 
 def measure(backend: str, students: int, spread: float, workers: int, auth_cache: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"class-load-{backend}-"))
+    started = False
     if backend == "sqlite":
         store, auth = f"sqlite:///{work / 'mlflow.db'}", f"sqlite:///{work / 'auth.db'}"
     else:
-        store, auth = _postgres_urls(time.strftime("%H%M%S"))
+        store, auth, started = _postgres_urls(time.strftime("%H%M%S"))
     proc, url = _start_server(store, auth, work, workers, auth_cache)
     peak = PeakRSS(proc.pid)
     peak.start()
@@ -292,6 +298,8 @@ def measure(backend: str, students: int, spread: float, workers: int, auth_cache
         peak.join()
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
+        if started:
+            subprocess.run([str(POSTGRES), "stop"], check=False)
     server_log = (work / "server.log").read_text(errors="replace")
     return {"backend": backend, "server_peak_rss_mb": peak.peak / 2**20, "rounds": rounds,
             "server_5xx_lines": sum(" 500 " in line or " 503 " in line
