@@ -26,7 +26,7 @@ def register_winner(plan: Plan, run_id: str) -> Registered:
     """`run_id`'s text model as a version of `registry.model_name` (default: the params name),
     alias challenger, champion if it beats the champion; the decision's figures are tags of
     the version, and the decision is logged."""
-    name = plan.registry.model_name or plan.name
+    name = tracking.model_name(plan.registry.model_name or plan.name)  # per user
     min_delta = plan.registry.min_delta
     challenger, champion = tracking.register_version(run_id, name)
     predictions = tracking.load_test_predictions(run_id)

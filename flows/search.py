@@ -56,7 +56,10 @@ def run_search(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str |
     search = plan.search
     assert search is not None
     storage = storage_url(search)
-    study = studies.open_study(plan.name, search, storage, 0)
+    # The study's name, per user on a server with users as the experiment's is: a class's
+    # searches may share one PostgreSQL storage.
+    study_name = tracking.experiment_name(plan.name)
+    study = studies.open_study(study_name, search, storage, 0)
     _recover(study, ctx, plan.name)
     if plan.grid and not study.trials:  # the grid's points are the first trials
         for grid_point in plan.points:
@@ -70,7 +73,7 @@ def run_search(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str |
                             reopen=study.user_attrs.get(PARENT_ATTR)) as parent_id:
         study.set_user_attr(PARENT_ATTR, parent_id)
         link_run(ctx, parent_id, f"{plan.name}-search")
-        calls = [{"base": plan.base, "search": search, "name": plan.name,
+        calls = [{"base": plan.base, "search": search, "name": study_name,
                   "storage": storage, "seed_offset": offset + i}
                  for i in range(remaining)]
         child = ctx.under(parent_id)
@@ -78,7 +81,7 @@ def run_search(plan: Plan, ctx: RunContext) -> tuple[list[dict[str, Any]], str |
             rows = [run_trial(ctx=child, **call) for call in calls]
         else:
             rows = _on_dask(plan, child, calls)
-        study = studies.open_study(plan.name, search, storage, 0)  # every worker's trials
+        study = studies.open_study(study_name, search, storage, 0)  # every worker's trials
         table = studies.trials_table(study)
         best = studies.best_trial(study)
         tracking.log_search(parent_id, table, best and best["run_id"], plan.as_yaml(),

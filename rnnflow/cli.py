@@ -408,6 +408,41 @@ def explain(
         typer.echo(f"# wrote {html}", err=True)
 
 
+@app.command()
+def users(
+    class_list: Annotated[Path, typer.Argument(
+        help="One user per line: a name, or a name and a password (space or comma between); "
+             "`#` starts a comment.")],
+    debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
+) -> None:
+    """For a teacher: create a class's users on the tracking server (MLFLOW_TRACKING_URI, run
+    with `--app-name basic-auth`), as its admin (MLFLOW_TRACKING_USERNAME/PASSWORD). Prints
+    `name,password` for each user created (a random password where the list gives none) to
+    hand out; users the server has already are left as they are."""
+    if not class_list.is_file():
+        _fail(ConfigError(f"{class_list}: not found"), debug)
+    from rnnflow import tracking
+    from rnnflow.tracking.users import parse_users
+
+    try:
+        entries = parse_users(class_list.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        _fail(ConfigError(f"{class_list}: {exc}"), debug)
+    _quiet_environment(debug)
+    try:
+        made = tracking.create_users(entries)
+    except tracking.TrackingError as exc:
+        _fail(exc, debug)
+    typer.echo("name,password")
+    for user in made:
+        if user.created:
+            typer.echo(f"{user.name},{user.password}")
+        else:
+            typer.echo(f"# {user.name}: already a user, password unchanged", err=True)
+    created = sum(u.created for u in made)
+    typer.echo(f"# {created} user(s) created, {len(made) - created} already there", err=True)
+
+
 @contextlib.contextmanager
 def _stderr_held_back(unless: bool) -> Iterator[None]:
     """Hold back what the block writes to file descriptor 2 and let it out only if the block

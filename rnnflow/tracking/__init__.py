@@ -1,7 +1,9 @@
 """Everything rnnflow tells MLflow, by concern. The only package of rnnflow that imports mlflow,
 and it imports nothing else of rnnflow's: what it logs is handed to it as plain values.
 
-- `store`: which tracking store, checking that it answers, the experiment;
+- `store`: which tracking store, checking that it answers, the experiment (per user on a
+  server with users, and refused before any work where the user may not write);
+- `users`: a class's users on a server run with MLflow's authentication app;
 - `runs`: a run's lifecycle (`RunContext`, `start_run`, `group_run`), its params, metrics,
   report and tables;
 - `resume`: reuse of finished runs and continued training (`find_finished`, `find_resume`);
@@ -70,11 +72,15 @@ from rnnflow.tracking.runs import (
 )
 from rnnflow.tracking.store import (
     TrackingError,
+    experiment_name,
     git_commit,
+    model_name,
     tracking_uri,
+    tracking_user,
     use_experiment,
     use_tracking_uri,
 )
+from rnnflow.tracking.users import create_users
 from rnnflow.tracking.view import (
     MLFLOW_UI,
     comparison_command,
@@ -95,5 +101,5 @@ __all__ = [
     "log_text_model",
     "model_uri", "promote", "record_decision", "register_version", "resolve_run",
     "save_comparison_view", "set_tags", "start_run", "tracking_uri", "use_experiment",
-    "use_tracking_uri",
+    "use_tracking_uri", "experiment_name", "model_name", "tracking_user", "create_users",
 ]

@@ -12,7 +12,7 @@ from rnnflow.tracking.baselines import BASELINE, BASELINE_TAG, KIND_TAG, REVIEWS
 from rnnflow.tracking.models import TEXT_MODEL, TEXT_MODEL_TAG
 from rnnflow.tracking.resume import TRAIN_KEY_TAG
 from rnnflow.tracking.runs import load_test_predictions
-from rnnflow.tracking.store import TrackingError, tracking_uri
+from rnnflow.tracking.store import TrackingError, experiment_name, tracking_uri
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
 
@@ -39,7 +39,7 @@ def load_runs(refs: list[str]) -> list[RunRecord]:
             continue
         except Exception:  # not a run id: an experiment name?
             pass
-        experiment = client.get_experiment_by_name(ref)
+        experiment = client.get_experiment_by_name(experiment_name(ref))
         if experiment is None:
             raise TrackingError(f"{ref}: no run with this id and no experiment with this name "
                                 f"in {tracking_uri()}")
@@ -108,7 +108,7 @@ def resolve_run(which: str, experiment: str | None = None) -> str:
         except Exception as exc:
             raise TrackingError(f"--run {which}: no such MLflow run in {tracking_uri()}") from exc
     if experiment is not None:
-        found = client.get_experiment_by_name(experiment)
+        found = client.get_experiment_by_name(experiment_name(experiment))
         if found is None:
             raise TrackingError(f"--experiment {experiment}: no such experiment")
         ids = [found.experiment_id]

@@ -41,28 +41,114 @@ def use_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+# MLflow's clients send these as HTTP basic auth to a server run with its authentication app
+# (`mlflow server --app-name basic-auth`); rnnflow reads the same two.
+USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"
+# Set on every experiment rnnflow makes: without it `mlflow ui` opens the experiment on its
+# GenAI traces page, not on its runs.
+_KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def tracking_user() -> str | None:
+    """The user this process logs as on a tracking server with users, if any."""
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return None
+    return os.environ.get(USERNAME_ENV) or None
+
+
+def experiment_name(name: str) -> str:
+    """The experiment a params file's `name` stands for. On a server with users, `<user>/<name>`:
+    every student of a class runs params/quick.yaml, and each gets an experiment of their own
+    instead of writing into the first one's. A name that holds a `/` (`rnnflow compare
+    alice/quick`, `--experiment alice/quick`; a params file's name cannot) is used as written:
+    it names one user's experiment, the user's own or another's to read."""
+    user = tracking_user()
+    return name if user is None or "/" in name else f"{user}/{name}"
+
+
+def model_name(name: str) -> str:
+    """A registered model's name, per user on a server with users, like `experiment_name`:
+    `<user>.<name>` (MLflow refuses a `/` in a model's name); a name already so prefixed is
+    kept."""
+    user = tracking_user()
+    return name if user is None or name.startswith(f"{user}.") else f"{user}.{name}"
+
+
+def _refused(exc: Exception) -> int | None:
+    """401 (unknown user or wrong password) or 403 (no permission), if the server said so."""
+    code = getattr(exc, "error_code", "")
+    text = str(exc)
+    if code == "UNAUTHENTICATED" or "error code 401" in text:
+        return 401
+    if code == "PERMISSION_DENIED" or "error code 403" in text:
+        return 403
+    return None
+
+
+def _credentials_refused(uri: str) -> TrackingError:
+    user = os.environ.get(USERNAME_ENV)
+    who = f"user {user!r}" if user else f"no user ({USERNAME_ENV} is not set)"
+    return TrackingError(
+        f"MLflow tracking server {uri} refused the credentials of {who}: a wrong "
+        f"{PASSWORD_ENV}, or no such user; ask the teacher who runs the server")
+
+
 def use_experiment(name: str) -> str:
-    """Point MLflow at the tracking store, check it answers, and return the experiment's id."""
+    """Point MLflow at the tracking store, check it answers, and return the experiment's id.
+
+    On a server with users this is also where a run stops before any work when it may not
+    write (TrackingError, exit 2): credentials the server refuses, or an experiment of another
+    user. Nothing is created in either case."""
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
         check_server(uri)
+    name = experiment_name(name)
     mlflow.set_tracking_uri(uri)
     with _sqlite_init_lock(uri):
         try:
             client = MlflowClient(uri)
             experiment = client.get_experiment_by_name(name)
         except Exception as exc:
+            if _refused(exc) == 401:
+                raise _credentials_refused(uri) from exc
             raise TrackingError(
                 f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
                 f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
             ) from exc
         if experiment is not None:
+            if tracking_user() is not None:  # a server with users: is it this user's?
+                _check_writable(client, experiment, uri)
             return experiment.experiment_id
         # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside
-        # mlflow.db. Without this tag `mlflow ui` opens the experiment on its GenAI traces
-        # page, not on its runs.
-        return client.create_experiment(
-            name, tags={"mlflow.experimentKind": "custom_model_development"})
+        # mlflow.db.
+        try:
+            return client.create_experiment(name, tags={_KIND_TAG: _KIND})
+        except MlflowException as exc:
+            if _refused(exc) == 403:
+                raise TrackingError(f"experiment {name}: user {tracking_user()!r} may not "
+                                    f"create experiments on {uri}") from exc
+            if lost_an_insert_race(exc) or exc.error_code == "RESOURCE_ALREADY_EXISTS":
+                return client.get_experiment_by_name(name).experiment_id  # made meanwhile
+            raise
+
+
+def _check_writable(client: MlflowClient, experiment, uri: str) -> None:
+    """Whether this user may write into `experiment`, asked before any work: set its kind tag
+    to the value it has (an update the authentication app allows with the EDIT permission a
+    run's writes need, and which changes nothing). A refusal is a TrackingError naming the
+    owner's experiment, so the run ends before it made a run it could not finish."""
+    try:
+        client.set_experiment_tag(experiment.experiment_id, _KIND_TAG,
+                                  experiment.tags.get(_KIND_TAG, _KIND))
+    except MlflowException as exc:
+        if _refused(exc) != 403:
+            raise
+        user = tracking_user()
+        raise TrackingError(
+            f"experiment {experiment.name} on {uri} was made by another user, and user "
+            f"{user!r} may only read it: run under another name (--set name=...), or ask the "
+            "teacher to give you EDIT on it") from exc
 
 
 @contextlib.contextmanager

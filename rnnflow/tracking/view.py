@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from rnnflow.tracking.store import experiment_name as scoped
 from rnnflow.tracking.store import tracking_uri
 
 # Where `mlflow ui` serves a local store (its default address).
@@ -137,5 +138,5 @@ def link_for(experiment_name: str) -> str | None:
     """`comparison_command` for an experiment of the tracking store, by name; None if the
     store holds no such experiment."""
     uri = tracking_uri()
-    experiment = MlflowClient(uri).get_experiment_by_name(experiment_name)
+    experiment = MlflowClient(uri).get_experiment_by_name(scoped(experiment_name))
     return experiment and comparison_command(experiment.experiment_id, uri)
