@@ -94,9 +94,7 @@ def test_every_docs_page_is_linked_from_the_readme():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     linked = {(REPO / t.partition("#")[0]).resolve()
               for _, line in prose_lines(readme) for t in _LINK.findall(_CODE_SPAN.sub("", line))}
-    # docs/incoming-*.md are a helper's text waiting to be ported into the pages, not pages.
-    assert [p.name for p in pages()[1:] if p.resolve() not in linked
-            and not p.name.startswith("incoming-")] == []
+    assert [p.name for p in pages()[1:] if p.resolve() not in linked] == []
 
 
 def test_the_readme_stays_a_map():

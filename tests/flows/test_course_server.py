@@ -4,9 +4,8 @@ users, all started once for the module by running the page's own `sh` blocks; th
 Dask grid (the page's last block), the refusals, a search whose study is on PostgreSQL, and
 restarts of the MLflow server and of the database in the middle of a run.
 
-The page is docs/course-server.md once it exists, else the "Running a course server" section of
-docs/incoming-pg.md, so that the page and this test cannot drift apart. The tests skip where
-PostgreSQL cannot be installed (not root, not installed), and never in CI (CI=true).
+The commands are the page's own, so that the page and this test cannot drift apart. The tests
+skip where PostgreSQL cannot be installed (not root, not installed), and never in CI (CI=true).
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from tests.helpers import REPO, TINY_GRID, free_port, project_env, stop_group, w
 pytestmark = pytest.mark.slow
 
 POSTGRES = REPO / "scripts" / "postgres-local"
-SECTION = "## Running a course server"
 SERVER_BLOCK = "# in a terminal of its own"
 STUDENT_RUN = "rnnflow run params/tiny-grid.yaml"
 TEACHER = ("teacher", "change-this-teacher-password")
@@ -38,14 +36,7 @@ COURSE_DATABASES = ("course_mlflow", "course_auth", "course_prefect", "course_op
 
 
 def page_text() -> str:
-    """docs/course-server.md, else its section of docs/incoming-pg.md."""
-    page = REPO / "docs" / "course-server.md"
-    if page.is_file():
-        return page.read_text(encoding="utf-8")
-    text = (REPO / "docs" / "incoming-pg.md").read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    return text[start:] if end < 0 else text[start:end]
+    return (REPO / "docs" / "course-server.md").read_text(encoding="utf-8")
 
 
 def sh_blocks(text: str) -> list[str]:
