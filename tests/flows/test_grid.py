@@ -317,11 +317,14 @@ def test_the_baselines_are_fitted_once_and_their_runs_reused(scenario):
     assert best not in {r.info.run_id for r in baselines}
 
 
-def test_a_baseline_run_predicts_raw_text_as_it_scored_its_test_reviews(scenario):
+def test_a_baseline_run_predicts_raw_text_as_it_scored_its_test_reviews(scenario, monkeypatch):
     """`rnnflow predict --run <baseline run>` and `mlflow models serve` load the baseline's
     text model: on the test reviews' raw text it gives the probabilities the baseline run
     stored for them. `--run latest` still means a trained model, and the registry refuses a
     baseline."""
+    # rnnflow's tracking calls read the store from the environment (else ./mlflow.db): this
+    # scenario's, whatever an earlier test of this process left in place.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{scenario.project / 'mlflow.db'}")
     baselines = {r.data.tags["rnnflow.baseline"]: r for r in scenario.runs(scenario.grid)
                  if r.data.tags.get("rnnflow.kind") == "baseline"}
     (reviews,) = (scenario.project / "data" / "reviews").glob("*/reviews.parquet")
