@@ -71,7 +71,10 @@ def _rnnflow_sets(args: argparse.Namespace, neurons: int, kernel: str,
     sets = {"dataset.url": Path(args.data).resolve().as_uri(), "embedding.source": "train",
             "pad.maxlen": args.maxlen, "embedding.vector_size": args.dim,
             "train.epochs": args.epochs, "model.num_neurons": neurons, "model.kernel": kernel,
-            **(extra or {})}
+            # The contenders are the lesson's pipeline alone: the baselines, which a run fits
+            # first and which would tokenize for the point, have their own bench
+            # (bench/baselines.py) and their cost within a run its own figure (bench/NOTES.md).
+            "baselines": "none", **(extra or {})}
     if args.limit:
         sets["dataset.limit"] = args.limit
     return [a for k, v in sets.items() for a in ("--set", f"{k}={v}")]
