@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import shlex
@@ -146,17 +147,18 @@ def run(
     from flows.local_server import prefect_api
 
     def load_flow():
-        import gc
-
         from flows.train_rnn import train_rnn
 
-        # Prefect, MLflow and pandas leave ~1M long-lived objects; frozen, the collector skips
-        # them instead of walking them on every full collection during the run.
-        gc.freeze()
         return train_rnn
 
     # Without PREFECT_API_URL a temporary Prefect server boots while the flow is imported.
     with prefect_api(meanwhile=load_flow) as train_rnn:
+        # The flow's modules (Prefect, MLflow, TensorFlow, pandas) and the temporary server's
+        # leave ~1M objects that live as long as the process. Frozen, the collector skips them:
+        # each of the run's full collections (rnnflow.memory.release_memory, about ten a run)
+        # then takes well under 0.1 s instead of 0.3-0.45 s. No model exists yet, so nothing
+        # frozen here is a cycle that would need the collector later.
+        gc.freeze()
         try:
             results = train_rnn(str(params_file), overrides, fresh=fresh)
         except _user_errors() as exc:
