@@ -121,11 +121,17 @@ class BaselineModel:
                             no_evidence=np.zeros(len(known), dtype=bool))
 
 
+def baseline_model_files(folder: Path) -> dict[str, Path]:
+    """The files a baseline model in `folder` is saved as, by the keys its loader reads: its
+    settings and its fitted state, JSON."""
+    return {"baseline_config": folder / "baseline_config.json",
+            "baseline_state": folder / "baseline_state.json"}
+
+
 def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
-    """The files a baseline model is saved as: its settings and its fitted state, JSON."""
+    """Write `model` as `baseline_model_files(folder)`."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"baseline_config": folder / "baseline_config.json",
-             "baseline_state": folder / "baseline_state.json"}
+    files = baseline_model_files(folder)
     config = {"baseline": model.baseline, "k": model.k,
               "tokenize": model.tokenize.model_dump(), "classes": model.classes,
               "binary_names": model.binary_names}

@@ -62,6 +62,9 @@ from rnnflow.network.baseline_model import (
     load_baseline_model,
     save_baseline_model,
 )
+from rnnflow.network.baseline_model import (
+    baseline_model_files as model_files,  # by folder; this module's takes the stage
+)
 from rnnflow.network.evaluate import Evaluation, prediction_table, scored
 
 log = logging.getLogger(__name__)
@@ -165,9 +168,7 @@ def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stag
 
 def baseline_model_files(out: Stage) -> dict[str, str]:
     """The files of the fitted baseline's raw-text model, by the keys its loader reads."""
-    folder = out.path / MODEL_DIR
-    return {"baseline_config": str(folder / "baseline_config.json"),
-            "baseline_state": str(folder / "baseline_state.json")}
+    return {key: str(path) for key, path in model_files(out.path / MODEL_DIR).items()}
 
 
 def baseline_model(out: Stage) -> BaselineModel:
