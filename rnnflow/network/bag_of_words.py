@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import sparse
 
-# A bigram's code is NGRAM_BASE * (first token's id + 1) + second token's id, a unigram's its
-# token's id: one int64 space for both while the token vocabulary is below 2**31 / 2 ids.
+# A unigram's code is its token's id, a bigram's n * (first token's id + 1) + second token's id
+# for a vocabulary of n tokens (`_codes`): one int64 space for both while n * (n + 1) fits,
+# which a vocabulary below 2**30 tokens keeps far from the int64 limit.
 _MAX_TOKENS = 2**30
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import sparse
+from scipy import sparse, special
 
 from rnnflow.config import TokenizeConfig
 from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer, tfidf
@@ -45,12 +45,10 @@ class Linear:
         scores = np.asarray(x @ self.coef.T, dtype=np.float64) + self.intercept
         out = np.zeros((x.shape[0], k))
         if self.coef.shape[0] == 1:  # two classes: the sigmoid of the one score
-            p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            p = special.expit(scores[:, 0])
             out[:, self.labels[0]], out[:, self.labels[1]] = 1.0 - p, p
-        else:  # the softmax over the classes
-            scores -= scores.max(axis=1, keepdims=True)
-            e = np.exp(scores)
-            out[:, self.labels] = e / e.sum(axis=1, keepdims=True)
+        else:
+            out[:, self.labels] = special.softmax(scores, axis=1)
         return out
 
     def state(self) -> dict[str, Any]:
