@@ -47,6 +47,8 @@ USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWO
 # Set on every experiment rnnflow makes: without it `mlflow ui` opens the experiment on its
 # GenAI traces page, not on its runs.
 _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
+# The tag `_check_writable` asks to delete: rnnflow never sets it, so no experiment has it.
+_PROBE_TAG = "rnnflow.write_check"
 
 
 def tracking_user() -> str | None:
@@ -134,14 +136,19 @@ def use_experiment(name: str) -> str:
 
 
 def _check_writable(client: MlflowClient, experiment, uri: str) -> None:
-    """Whether this user may write into `experiment`, asked before any work: set its kind tag
-    to the value it has (an update the authentication app allows with the EDIT permission a
-    run's writes need, and which changes nothing). A refusal is a TrackingError naming the
-    owner's experiment, so the run ends before it made a run it could not finish."""
+    """Whether this user may write into `experiment`, asked before any work and changing
+    nothing: delete a tag no experiment has (`_PROBE_TAG`). The authentication app asks for the
+    EDIT permission a run's writes need before the store looks for the tag, so an allowed user
+    is told there is no such tag, a refused one 403. A refusal is a TrackingError naming the
+    owner's experiment, so the run ends before it made a run it could not finish.
+
+    Not a tag set to the value it has: where the experiment lacks the tag, that write would add
+    it, a change made by a check, and on servers with users only."""
     try:
-        client.set_experiment_tag(experiment.experiment_id, _KIND_TAG,
-                                  experiment.tags.get(_KIND_TAG, _KIND))
+        client.delete_experiment_tag(experiment.experiment_id, _PROBE_TAG)
     except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return  # allowed; nothing was there to delete
         if _refused(exc) != 403:
             raise
         user = tracking_user()
