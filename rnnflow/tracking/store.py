@@ -77,7 +77,7 @@ def model_name(name: str) -> str:
     return name if user is None or name.startswith(f"{user}.") else f"{user}.{name}"
 
 
-def _refused(exc: Exception) -> int | None:
+def refusal(exc: Exception) -> int | None:
     """401 (unknown user or wrong password) or 403 (no permission), if the server said so."""
     code = getattr(exc, "error_code", "")
     text = str(exc)
@@ -88,7 +88,8 @@ def _refused(exc: Exception) -> int | None:
     return None
 
 
-def _credentials_refused(uri: str) -> TrackingError:
+def credentials_refused(uri: str) -> TrackingError:
+    """The error for credentials the server refused (401), naming the user they are of."""
     user = os.environ.get(USERNAME_ENV)
     who = f"user {user!r}" if user else f"no user ({USERNAME_ENV} is not set)"
     return TrackingError(
@@ -112,8 +113,8 @@ def use_experiment(name: str) -> str:
             client = MlflowClient(uri)
             experiment = client.get_experiment_by_name(name)
         except Exception as exc:
-            if _refused(exc) == 401:
-                raise _credentials_refused(uri) from exc
+            if refusal(exc) == 401:
+                raise credentials_refused(uri) from exc
             raise TrackingError(
                 f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
                 f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
@@ -127,7 +128,7 @@ def use_experiment(name: str) -> str:
         try:
             return client.create_experiment(name, tags={_KIND_TAG: _KIND})
         except MlflowException as exc:
-            if _refused(exc) == 403:
+            if refusal(exc) == 403:
                 raise TrackingError(f"experiment {name}: user {tracking_user()!r} may not "
                                     f"create experiments on {uri}") from exc
             if lost_an_insert_race(exc) or exc.error_code == "RESOURCE_ALREADY_EXISTS":
@@ -149,7 +150,7 @@ def _check_writable(client: MlflowClient, experiment, uri: str) -> None:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return  # allowed; nothing was there to delete
-        if _refused(exc) != 403:
+        if refusal(exc) != 403:
             raise
         user = tracking_user()
         raise TrackingError(
