@@ -254,17 +254,22 @@ def _fitted(model: BaselineModel, vectorizer: dict[str, Any], x_train, y: dict[s
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted baseline: its name, stage, what it chose (`params`) and its scores, in the
-    network's Evaluation form."""
+    """A fitted baseline: its name, stage, what its fit wrote down (`info`, the stage's
+    baseline.json) and its scores, in the network's Evaluation form."""
 
     name: str
     stage: Stage
-    params: dict[str, Any]
+    info: dict[str, Any]
     evaluation: Evaluation
 
     @property
     def title(self) -> str:
         return TITLES[self.name]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What the fit chose (the majority class, the bag-of-words' analyzer)."""
+        return self.info.get("params", {})
 
 
 def fitted_baselines(reviews: Stage, names: tuple[str, ...] | list[str]) -> list[Baseline]:
@@ -282,4 +287,4 @@ def load_baseline(out: Stage, reviews: Stage) -> Baseline:
     predictions = {s: pd.read_parquet(out.file(f"{s}_predictions.parquet"))
                    for s in ("val", "test")}
     evaluation = scored(predictions, classes if len(classes) > 2 else None)
-    return Baseline(info["baseline"], out, info.get("params", {}), evaluation)
+    return Baseline(info["baseline"], out, info, evaluation)
