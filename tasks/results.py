@@ -163,8 +163,8 @@ def _log_baseline(baseline: Baseline, point: Point, reviews: Stage, ctx: trackin
         # network's: `rnnflow predict --run <this run>` and `mlflow models serve` answer with
         # it. Not findable by `--run latest`/`best`, which mean a trained model.
         tracking.log_text_model(
-            {k: Path(v) for k, v in baselines.baseline_model_files(baseline.stage).items()},
-            api.LOADER, predict.outputs(baselines.baseline_model(baseline.stage)),
+            baselines.baseline_model_files(baseline.stage), api.LOADER,
+            predict.outputs(baselines.baseline_model(baseline.stage)),
             code_paths=[str(Path(rnnflow.__file__).parent)], findable=False,
             requirements=("scikit-learn", "scipy"))
     return {"run_id": run_id, "reused": False, **evaluation.metrics}

@@ -18,6 +18,7 @@ character candidate: how many distinct n-grams).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
     return files
 
 
-def load_baseline_model(files: dict[str, str]) -> BaselineModel:
+def load_baseline_model(files: Mapping[str, str | Path]) -> BaselineModel:
     """The BaselineModel of `save_baseline_model`'s files."""
     config = json.loads(Path(files["baseline_config"]).read_text(encoding="utf-8"))
     state = json.loads(Path(files["baseline_state"]).read_text(encoding="utf-8"))

@@ -43,6 +43,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -166,9 +167,9 @@ def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stag
     return out
 
 
-def baseline_model_files(out: Stage) -> dict[str, str]:
+def baseline_model_files(out: Stage) -> dict[str, Path]:
     """The files of the fitted baseline's raw-text model, by the keys its loader reads."""
-    return {key: str(path) for key, path in model_files(out.path / MODEL_DIR).items()}
+    return model_files(out.path / MODEL_DIR)
 
 
 def baseline_model(out: Stage) -> BaselineModel:
