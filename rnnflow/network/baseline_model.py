@@ -120,7 +120,7 @@ class BaselineModel:
                             no_evidence=np.zeros(len(known), dtype=bool))
 
 
-def baseline_model_files(folder: Path) -> dict[str, Path]:
+def model_files(folder: Path) -> dict[str, Path]:
     """The files a baseline model in `folder` is saved as, by the keys its loader reads: its
     settings and its fitted state, JSON."""
     return {"baseline_config": folder / "baseline_config.json",
@@ -128,9 +128,9 @@ def baseline_model_files(folder: Path) -> dict[str, Path]:
 
 
 def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
-    """Write `model` as `baseline_model_files(folder)`."""
+    """Write `model` as `model_files(folder)`."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = baseline_model_files(folder)
+    files = model_files(folder)
     config = {"baseline": model.baseline, "k": model.k,
               "tokenize": model.tokenize.model_dump(), "classes": model.classes,
               "binary_names": model.binary_names}

@@ -61,10 +61,8 @@ from rnnflow.network.baseline_model import (
     BaselineModel,
     Linear,
     load_baseline_model,
+    model_files,
     save_baseline_model,
-)
-from rnnflow.network.baseline_model import (
-    baseline_model_files as model_files,  # by folder; this module's takes the stage
 )
 from rnnflow.network.evaluate import Evaluation, prediction_table, scored
 
