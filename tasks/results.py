@@ -113,7 +113,7 @@ def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation
     return predict.TextModel(
         model, load_vocab(stages.embeddings), point.tokenize, point.pad,
         classes=labels.classes if evaluation.multiclass else None,
-        binary_names=labels.classes if labels.binary and not labels.sentiment else None)
+        binary_names=labels.binary_names)
 
 
 def _log_text_model(text_model: predict.TextModel) -> None:

@@ -146,8 +146,7 @@ def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stag
     started = time.perf_counter()
     names = classes if len(classes) > 2 else None
     model = BaselineModel(name, len(classes), TOKENIZE, classes=names,
-                          binary_names=classes if labels.binary and not labels.sentiment
-                          else None)
+                          binary_names=labels.binary_names)
     if name == "majority":
         probs, info = _majority(model, y)
     else:
