@@ -88,7 +88,6 @@ def main() -> None:
         out = baselines.fit_baseline(reviews, "bag_of_words", tokens)
         now_s = time.perf_counter() - started
         fitted = baselines.load_baseline(out, reviews)
-        info = json.loads(out.file(baselines.INFO_FILE).read_text())
     result = {
         "data": path.name, "read_s": round(read_s, 1), "tokenize_s": round(tokenize_s, 1),
         "before": {k: round(v, 4) for k, v in before.items()},
@@ -96,7 +95,7 @@ def main() -> None:
                 "val_accuracy": round(fitted.evaluation.metrics["val_accuracy"], 4),
                 "test_accuracy": round(fitted.evaluation.metrics["test_accuracy"], 4),
                 "seconds_by_analyzer": {k: round(v, 1)
-                                        for k, v in info["seconds_by_analyzer"].items()}},
+                                        for k, v in fitted.info["seconds_by_analyzer"].items()}},
     }
     if before:
         result["now_over_before"] = round(now_s / before["seconds"], 3)

@@ -50,13 +50,15 @@ NETWORKS = {  # (cell, return_sequences): the name in the tables
 def _training_runs(project: Path, experiment: str):
     from mlflow.tracking import MlflowClient
 
+    from rnnflow.tracking import BASELINE, KIND_TAG
+
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise SystemExit(f"no experiment {experiment!r} in {project / 'mlflow.db'}")
     runs = client.search_runs([found.experiment_id], "attributes.status = 'FINISHED'")
     return client, [r for r in runs if "train.loss_steps" in r.data.params
-                    and r.data.tags.get("rnnflow.kind") != "baseline"
+                    and r.data.tags.get(KIND_TAG) != BASELINE
                     and "test_accuracy" in r.data.metrics]
 
 

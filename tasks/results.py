@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import yaml
 from prefect import task
 from prefect.cache_policies import NONE
@@ -114,7 +113,7 @@ def text_model_of(point: Point, stages: Stages, model, evaluation: Evaluation
     return predict.TextModel(
         model, load_vocab(stages.embeddings), point.tokenize, point.pad,
         classes=labels.classes if evaluation.multiclass else None,
-        binary_names=labels.classes if labels.binary and not labels.sentiment else None)
+        binary_names=labels.binary_names)
 
 
 def _log_text_model(text_model: predict.TextModel) -> None:
@@ -152,22 +151,20 @@ def _log_baseline(baseline: Baseline, point: Point, reviews: Stage, ctx: trackin
         tracking.log_labels(None if labels.sentiment else labels.classes, labels.dropped_rows)
         tracking.log_inputs({"reviews": reviews.key, "baseline": baseline.stage.key},
                             reviews.file("reviews.parquet"), point.name)
-        info = json.loads(baseline.stage.file("baseline.json").read_text(encoding="utf-8"))
         frames = {"test_predictions.parquet": evaluation.predictions["test"]}
         if evaluation.multiclass:
-            frames["per_class.csv"] = pd.concat(
-                [table.assign(split=split)[["split", *table.columns]]
-                 for split, table in (evaluation.per_class or {}).items()], ignore_index=True)
+            frames["per_class.csv"] = evaluation.per_class_frame()
         figure = plots.plot_confusion(evaluation.confusion, evaluation.classes)
-        tracking.log_report({**evaluation.metrics, "fit_seconds": info["fit_seconds"]},
+        tracking.log_report({**evaluation.metrics, "fit_seconds": baseline.info["fit_seconds"]},
                             {"confusion_matrix.png": figure}, frames,
-                            {"baseline.json": json.dumps(info, indent=2, ensure_ascii=False)})
+                            {baselines.INFO_FILE: json.dumps(baseline.info, indent=2,
+                                                             ensure_ascii=False)})
         # The fitted baseline as a raw-text model, loaded by the same public loader as a
         # network's: `rnnflow predict --run <this run>` and `mlflow models serve` answer with
         # it. Not findable by `--run latest`/`best`, which mean a trained model.
         tracking.log_text_model(
-            {k: Path(v) for k, v in baselines.baseline_model_files(baseline.stage).items()},
-            api.LOADER, predict.outputs(baselines.baseline_model(baseline.stage)),
+            baselines.baseline_model_files(baseline.stage), api.LOADER,
+            predict.outputs(baselines.baseline_model(baseline.stage)),
             code_paths=[str(Path(rnnflow.__file__).parent)], findable=False,
             requirements=("scikit-learn", "scipy"))
     return {"run_id": run_id, "reused": False, **evaluation.metrics}

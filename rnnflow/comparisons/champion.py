@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rnnflow.comparisons.stats import correct, mcnemar_exact, paired_bootstrap
+from rnnflow.comparisons.stats import predicted as predicted_classes
 
 LEVEL = 0.95
 TEST = "paired_bootstrap"
@@ -112,10 +113,8 @@ def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def _predicted(frame: pd.DataFrame) -> np.ndarray:
-    frame = frame.sort_values("id", kind="stable")
-    if "predicted" in frame.columns:
-        return frame.predicted.to_numpy()
-    return (frame.probability.to_numpy() >= 0.5).astype(int)
+    """Each review's class, in the id order `_right` reads the reviews in."""
+    return predicted_classes(frame.sort_values("id", kind="stable"))
 
 
 def _decide_macro_f1(challenger, champion, min_delta, resamples=2000, seed=0) -> Decision:

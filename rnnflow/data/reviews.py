@@ -326,6 +326,12 @@ class Labels:
         """Binary sentiment: the labels of today's IMDB task and its built-in checks."""
         return tuple(self.classes) == SENTIMENT
 
+    @property
+    def binary_names(self) -> list[str] | None:
+        """The two class names a two-class raw-text model answers with, where they are not
+        the sentiment pair (which it answers in words); None otherwise."""
+        return self.classes if self.binary and not self.sentiment else None
+
 
 def read_labels(reviews: Stage) -> Labels:
     """The reviews stage's labels (a stage written before there were classes is sentiment)."""

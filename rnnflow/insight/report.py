@@ -130,9 +130,7 @@ def summarize(run: FinishedRun) -> RunReport:
         frames["examples.csv"] = pd.concat([pd.DataFrame({"text": sentences}),
                                             run.text_model.predict(sentences)], axis=1)
     if evaluation.multiclass:
-        frames["per_class.csv"] = pd.concat(
-            [table.assign(split=split)[["split", *table.columns]]
-             for split, table in (evaluation.per_class or {}).items()], ignore_index=True)
+        frames["per_class.csv"] = evaluation.per_class_frame()
     return RunReport({**metrics, **insight}, figures, frames,
                      {"report.html": report_page(findings, images),
                       "model_card.md": model_card(findings)},

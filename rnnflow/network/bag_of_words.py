@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from scipy import sparse
 
-# A bigram's code is NGRAM_BASE * (first token's id + 1) + second token's id, a unigram's its
-# token's id: one int64 space for both while the token vocabulary is below 2**31 / 2 ids.
+# A unigram's code is its token's id, a bigram's n * (first token's id + 1) + second token's id
+# for a vocabulary of n tokens (`_codes`): one int64 space for both while n * (n + 1) fits,
+# which a vocabulary below 2**30 tokens keeps far from the int64 limit.
 _MAX_TOKENS = 2**30
 
 
@@ -95,12 +96,17 @@ class WordVectorizer:
     bigrams: bool
     lowercase: bool
 
+    def _ids(self, lists: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+        """Each token's id in the vocabulary (-1: not in it), and its document."""
+        values, docs = _flat(lists, self.lowercase)
+        ids = pc.fill_null(pc.index_in(values, value_set=pa.array(self.tokens, pa.string())),
+                           -1).to_numpy(zero_copy_only=False)
+        return ids, docs
+
     def counts(self, lists: pa.Array | pa.ChunkedArray) -> sparse.csr_matrix:
         """Documents x columns: how often each feature occurs in each token list."""
-        values, docs = _flat(lists, self.lowercase)
+        ids, docs = self._ids(lists)
         n_docs = len(lists)
-        ids = pc.fill_null(pc.index_in(values, value_set=pa.array(self.tokens, pa.string())),
-                           -1).to_numpy()
         codes, where = _codes(ids, docs, len(self.tokens), self.bigrams)
         column = pd.Index(self.codes).get_indexer(codes)
         keep = column >= 0
@@ -113,10 +119,8 @@ class WordVectorizer:
 
     def known_tokens(self, lists: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """How many of each list's tokens the vocabulary has."""
-        values, docs = _flat(lists, self.lowercase)
-        known = pc.is_in(values, value_set=pa.array(self.tokens, pa.string())).to_numpy(
-            zero_copy_only=False)
-        return np.bincount(docs[known], minlength=len(lists)).astype(np.int64)
+        ids, docs = self._ids(lists)
+        return np.bincount(docs[ids >= 0], minlength=len(lists)).astype(np.int64)
 
     def feature_names(self) -> list[str]:
         """Each column as scikit-learn names it: the token, or the two tokens and a space."""

@@ -18,6 +18,7 @@ character candidate: how many distinct n-grams).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import sparse
+from scipy import sparse, special
 
 from rnnflow.config import TokenizeConfig
 from rnnflow.network.bag_of_words import CharVectorizer, WordVectorizer, tfidf
@@ -45,12 +46,10 @@ class Linear:
         scores = np.asarray(x @ self.coef.T, dtype=np.float64) + self.intercept
         out = np.zeros((x.shape[0], k))
         if self.coef.shape[0] == 1:  # two classes: the sigmoid of the one score
-            p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            p = special.expit(scores[:, 0])
             out[:, self.labels[0]], out[:, self.labels[1]] = 1.0 - p, p
-        else:  # the softmax over the classes
-            scores -= scores.max(axis=1, keepdims=True)
-            e = np.exp(scores)
-            out[:, self.labels] = e / e.sum(axis=1, keepdims=True)
+        else:
+            out[:, self.labels] = special.softmax(scores, axis=1)
         return out
 
     def state(self) -> dict[str, Any]:
@@ -121,11 +120,17 @@ class BaselineModel:
                             no_evidence=np.zeros(len(known), dtype=bool))
 
 
+def model_files(folder: Path) -> dict[str, Path]:
+    """The files a baseline model in `folder` is saved as, by the keys its loader reads: its
+    settings and its fitted state, JSON."""
+    return {"baseline_config": folder / "baseline_config.json",
+            "baseline_state": folder / "baseline_state.json"}
+
+
 def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
-    """The files a baseline model is saved as: its settings and its fitted state, JSON."""
+    """Write `model` as `model_files(folder)`."""
     folder.mkdir(parents=True, exist_ok=True)
-    files = {"baseline_config": folder / "baseline_config.json",
-             "baseline_state": folder / "baseline_state.json"}
+    files = model_files(folder)
     config = {"baseline": model.baseline, "k": model.k,
               "tokenize": model.tokenize.model_dump(), "classes": model.classes,
               "binary_names": model.binary_names}
@@ -144,7 +149,7 @@ def save_baseline_model(model: BaselineModel, folder: Path) -> dict[str, Path]:
     return files
 
 
-def load_baseline_model(files: dict[str, str]) -> BaselineModel:
+def load_baseline_model(files: Mapping[str, str | Path]) -> BaselineModel:
     """The BaselineModel of `save_baseline_model`'s files."""
     config = json.loads(Path(files["baseline_config"]).read_text(encoding="utf-8"))
     state = json.loads(Path(files["baseline_state"]).read_text(encoding="utf-8"))

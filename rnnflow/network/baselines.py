@@ -43,6 +43,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ from rnnflow.network.baseline_model import (
     BaselineModel,
     Linear,
     load_baseline_model,
+    model_files,
     save_baseline_model,
 )
 from rnnflow.network.evaluate import Evaluation, prediction_table, scored
@@ -144,8 +146,7 @@ def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stag
     started = time.perf_counter()
     names = classes if len(classes) > 2 else None
     model = BaselineModel(name, len(classes), TOKENIZE, classes=names,
-                          binary_names=classes if labels.binary and not labels.sentiment
-                          else None)
+                          binary_names=labels.binary_names)
     if name == "majority":
         probs, info = _majority(model, y)
     else:
@@ -163,11 +164,9 @@ def fit_baseline(reviews: Stage, name: str, tokens: Stage | None = None) -> Stag
     return out
 
 
-def baseline_model_files(out: Stage) -> dict[str, str]:
+def baseline_model_files(out: Stage) -> dict[str, Path]:
     """The files of the fitted baseline's raw-text model, by the keys its loader reads."""
-    folder = out.path / MODEL_DIR
-    return {"baseline_config": str(folder / "baseline_config.json"),
-            "baseline_state": str(folder / "baseline_state.json")}
+    return model_files(out.path / MODEL_DIR)
 
 
 def baseline_model(out: Stage) -> BaselineModel:
@@ -253,17 +252,22 @@ def _fitted(model: BaselineModel, vectorizer: dict[str, Any], x_train, y: dict[s
 
 @dataclass(frozen=True)
 class Baseline:
-    """A fitted baseline: its name, stage, what it chose (`params`) and its scores, in the
-    network's Evaluation form."""
+    """A fitted baseline: its name, stage, what its fit wrote down (`info`, the stage's
+    baseline.json) and its scores, in the network's Evaluation form."""
 
     name: str
     stage: Stage
-    params: dict[str, Any]
+    info: dict[str, Any]
     evaluation: Evaluation
 
     @property
     def title(self) -> str:
         return TITLES[self.name]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What the fit chose (the majority class, the bag-of-words' analyzer)."""
+        return self.info.get("params", {})
 
 
 def fitted_baselines(reviews: Stage, names: tuple[str, ...] | list[str]) -> list[Baseline]:
@@ -281,4 +285,4 @@ def load_baseline(out: Stage, reviews: Stage) -> Baseline:
     predictions = {s: pd.read_parquet(out.file(f"{s}_predictions.parquet"))
                    for s in ("val", "test")}
     evaluation = scored(predictions, classes if len(classes) > 2 else None)
-    return Baseline(info["baseline"], out, info.get("params", {}), evaluation)
+    return Baseline(info["baseline"], out, info, evaluation)

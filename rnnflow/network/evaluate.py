@@ -86,6 +86,13 @@ class Evaluation:
     def multiclass(self) -> bool:
         return self.classes is not None and len(self.classes) > 2
 
+    def per_class_frame(self) -> pd.DataFrame:
+        """Every split's `per_class` table in one, a `split` column first: the per_class.csv
+        a run logs (k > 2 classes)."""
+        return pd.concat([table.assign(split=split)[["split", *table.columns]]
+                          for split, table in (self.per_class or {}).items()],
+                         ignore_index=True)
+
 
 def evaluate_model(model, padded: Stage, batch_size: int | None = None,
                    classes: list[str] | None = None) -> Evaluation:

@@ -116,9 +116,6 @@ class StepAccuracy(keras.metrics.Mean):
             said = ops.cast(ops.argmax(last, axis=-1), "int32")
         return super().update_state(ops.cast(ops.equal(said, y), self.dtype), sample_weight)
 
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
-
 
 def outputs_every_step(model) -> bool:
     """Whether `model` outputs a value per time step (a `loss_steps: all` training model)."""

@@ -47,6 +47,8 @@ USERNAME_ENV, PASSWORD_ENV = "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWO
 # Set on every experiment rnnflow makes: without it `mlflow ui` opens the experiment on its
 # GenAI traces page, not on its runs.
 _KIND_TAG, _KIND = "mlflow.experimentKind", "custom_model_development"
+# The tag `_check_writable` asks to delete: rnnflow never sets it, so no experiment has it.
+_PROBE_TAG = "rnnflow.write_check"
 
 
 def tracking_user() -> str | None:
@@ -75,7 +77,7 @@ def model_name(name: str) -> str:
     return name if user is None or name.startswith(f"{user}.") else f"{user}.{name}"
 
 
-def _refused(exc: Exception) -> int | None:
+def refusal(exc: Exception) -> int | None:
     """401 (unknown user or wrong password) or 403 (no permission), if the server said so."""
     code = getattr(exc, "error_code", "")
     text = str(exc)
@@ -86,7 +88,8 @@ def _refused(exc: Exception) -> int | None:
     return None
 
 
-def _credentials_refused(uri: str) -> TrackingError:
+def credentials_refused(uri: str) -> TrackingError:
+    """The error for credentials the server refused (401), naming the user they are of."""
     user = os.environ.get(USERNAME_ENV)
     who = f"user {user!r}" if user else f"no user ({USERNAME_ENV} is not set)"
     return TrackingError(
@@ -110,8 +113,8 @@ def use_experiment(name: str) -> str:
             client = MlflowClient(uri)
             experiment = client.get_experiment_by_name(name)
         except Exception as exc:
-            if _refused(exc) == 401:
-                raise _credentials_refused(uri) from exc
+            if refusal(exc) == 401:
+                raise credentials_refused(uri) from exc
             raise TrackingError(
                 f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
                 f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
@@ -125,7 +128,7 @@ def use_experiment(name: str) -> str:
         try:
             return client.create_experiment(name, tags={_KIND_TAG: _KIND})
         except MlflowException as exc:
-            if _refused(exc) == 403:
+            if refusal(exc) == 403:
                 raise TrackingError(f"experiment {name}: user {tracking_user()!r} may not "
                                     f"create experiments on {uri}") from exc
             if lost_an_insert_race(exc) or exc.error_code == "RESOURCE_ALREADY_EXISTS":
@@ -134,15 +137,20 @@ def use_experiment(name: str) -> str:
 
 
 def _check_writable(client: MlflowClient, experiment, uri: str) -> None:
-    """Whether this user may write into `experiment`, asked before any work: set its kind tag
-    to the value it has (an update the authentication app allows with the EDIT permission a
-    run's writes need, and which changes nothing). A refusal is a TrackingError naming the
-    owner's experiment, so the run ends before it made a run it could not finish."""
+    """Whether this user may write into `experiment`, asked before any work and changing
+    nothing: delete a tag no experiment has (`_PROBE_TAG`). The authentication app asks for the
+    EDIT permission a run's writes need before the store looks for the tag, so an allowed user
+    is told there is no such tag, a refused one 403. A refusal is a TrackingError naming the
+    owner's experiment, so the run ends before it made a run it could not finish.
+
+    Not a tag set to the value it has: where the experiment lacks the tag, that write would add
+    it, a change made by a check, and on servers with users only."""
     try:
-        client.set_experiment_tag(experiment.experiment_id, _KIND_TAG,
-                                  experiment.tags.get(_KIND_TAG, _KIND))
+        client.delete_experiment_tag(experiment.experiment_id, _PROBE_TAG)
     except MlflowException as exc:
-        if _refused(exc) != 403:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return  # allowed; nothing was there to delete
+        if refusal(exc) != 403:
             raise
         user = tracking_user()
         raise TrackingError(

@@ -17,9 +17,9 @@ from mlflow.exceptions import MlflowException
 
 from rnnflow.tracking.store import (
     TrackingError,
-    _credentials_refused,
-    _refused,
     check_server,
+    credentials_refused,
+    refusal,
     tracking_uri,
 )
 
@@ -72,22 +72,31 @@ def create_users(entries: list[tuple[str, str | None]]) -> list[User]:
     done = []
     for name, password in entries:
         try:
-            try:
-                client.get_user(name)
+            if _has_user(client, name):
                 done.append(User(name, None, False))
                 continue
-            except MlflowException as exc:
-                if _refused(exc) is not None:
-                    raise
             password = password or secrets.token_urlsafe(12)
             client.create_user(name, password)
         except MlflowException as exc:
-            code = _refused(exc)
+            code = refusal(exc)
             if code == 401:
-                raise _credentials_refused(uri) from exc
+                raise credentials_refused(uri) from exc
             if code == 403:
                 raise TrackingError(f"{uri}: only the server's admin may create users "
                                     "(MLFLOW_TRACKING_USERNAME is not an admin)") from exc
             raise TrackingError(f"user {name}: {exc.message}") from exc
         done.append(User(name, password, True))
     return done
+
+
+def _has_user(client, name: str) -> bool:
+    """Whether the server has user `name`. A refusal (401, 403) is raised: it is about the
+    caller, not the user. Any other error reads as no such user, and creating it then says
+    what is wrong."""
+    try:
+        client.get_user(name)
+    except MlflowException as exc:
+        if refusal(exc) is not None:
+            raise
+        return False
+    return True

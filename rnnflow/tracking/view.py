@@ -25,8 +25,7 @@ from urllib.parse import urlencode
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from rnnflow.tracking.store import experiment_name as scoped
-from rnnflow.tracking.store import tracking_uri
+from rnnflow.tracking.store import experiment_name, tracking_uri
 
 # Where `mlflow ui` serves a local store (its default address).
 MLFLOW_UI = "http://127.0.0.1:5000"
@@ -134,9 +133,10 @@ def log_best_on_parent(parent_id: str, best_run_id: str) -> None:
         client.log_batch(parent_id, tags=tags)
 
 
-def link_for(experiment_name: str) -> str | None:
-    """`comparison_command` for an experiment of the tracking store, by name; None if the
-    store holds no such experiment."""
+def link_for(name: str) -> str | None:
+    """`comparison_command` for an experiment of the tracking store, by a params file's name
+    (per user on a server with users: `experiment_name`); None if the store holds no such
+    experiment."""
     uri = tracking_uri()
-    experiment = MlflowClient(uri).get_experiment_by_name(scoped(experiment_name))
+    experiment = MlflowClient(uri).get_experiment_by_name(experiment_name(name))
     return experiment and comparison_command(experiment.experiment_id, uri)

@@ -6,7 +6,7 @@ import pytest
 
 from rnnflow.config import DatasetConfig
 from rnnflow.data.download import download_dataset
-from rnnflow.data.reviews import DatasetError, read_reviews
+from rnnflow.data.reviews import DatasetError, Labels, read_reviews
 from tests.helpers import synthetic_reviews, write_folder, write_tar
 
 
@@ -194,3 +194,12 @@ def test_texts_by_id_reads_what_a_whole_read_has(project, tiny_archive, batch_si
     short = texts_by_id(path, ids, excerpt=12, batch_size=batch_size)
     assert short == {i: full[i][:12] for i in ids[:3]}
     assert texts_by_id(path, []) == {}
+
+
+@pytest.mark.parametrize("classes, names", [
+    (["neg", "pos"], None),  # the sentiment pair: answered in words
+    (["no", "yes"], ["no", "yes"]),
+    (["a", "b", "c"], None),  # more than two: the model's `classes`
+])
+def test_a_two_class_model_answers_with_its_own_names_unless_sentiment(classes, names):
+    assert Labels(classes).binary_names == names

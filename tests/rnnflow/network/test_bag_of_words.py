@@ -61,6 +61,13 @@ def test_a_cut_vocabulary_keeps_the_most_frequent_features():
     assert sorted(kept.ravel().tolist(), reverse=True) == frequency[:5].tolist()
 
 
+def test_known_tokens_counts_each_lists_tokens_in_the_vocabulary():
+    ours, _ = fit_words(_tokens(["the cat sat", "a dog"]), (1, 2))
+    lists = pa.array([["The", "CAT", "flew", "cat"], [], None, ["zebra"]],
+                     type=pa.list_(pa.string()))
+    assert ours.known_tokens(lists).tolist() == [3, 0, 0, 0]  # lowercased, as fitted
+
+
 def test_the_saved_state_transforms_alike():
     train = _texts(100, 4)
     ours, matrix = fit_words(_tokens(train), (1, 2))

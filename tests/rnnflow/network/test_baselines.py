@@ -151,3 +151,23 @@ def test_the_character_candidate_is_fitted_on_small_train_splits_only(project, m
     info = json.loads(fit_baseline(reviews, "bag_of_words").file("baseline.json").read_text())
     assert set(info["val_accuracy_by_analyzer"]) == {"word"}  # 40 train texts > 39
     assert info["params"]["analyzer"] == "word"
+
+
+@pytest.mark.parametrize("labels", [[0, 2], [0, 1, 3]])
+def test_the_saved_weights_give_the_regressions_probabilities(labels):
+    """The baseline model applies the logistic regression's weights itself (nothing pickled):
+    its probabilities are scikit-learn's, with 0 for a class the train split lacked (k = 4)."""
+    import numpy as np
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    from rnnflow.network.baseline_model import Linear
+
+    rng = np.random.default_rng(0)
+    x = sparse.csr_matrix(rng.random((60, 7)))
+    y = np.array(labels)[rng.integers(0, len(labels), 60)]
+    regression = LogisticRegression().fit(x, y)
+    ours = Linear(regression.coef_, regression.intercept_, regression.classes_).probabilities(x, 4)
+    np.testing.assert_allclose(ours[:, labels], regression.predict_proba(x), rtol=1e-12)
+    absent = [c for c in range(4) if c not in labels]
+    assert (ours[:, absent] == 0).all()

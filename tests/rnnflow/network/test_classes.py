@@ -97,6 +97,23 @@ def test_k_class_scores_agree_with_the_per_class_table():
     assert 0.5 < scores["auc"] <= 1.0 and list(table.support) == [6] * K
 
 
+def test_the_logged_per_class_table_holds_every_split_under_its_name():
+    from rnnflow.network.evaluate import prediction_table, scored
+
+    rng = np.random.default_rng(1)
+    names = [f"c{i}" for i in range(K)]
+    predictions = {}
+    for split, n in (("val", 8), ("test", 12)):
+        prob = rng.dirichlet(np.ones(K), size=n)
+        predictions[split] = prediction_table(list(range(n)), rng.integers(0, K, n), prob, names)
+    evaluation = scored(predictions, names)
+    frame = evaluation.per_class_frame()
+    assert list(frame.columns) == ["split", *evaluation.per_class["val"].columns]
+    for split in ("val", "test"):
+        rows = frame[frame.split == split].drop(columns="split").reset_index(drop=True)
+        assert rows.equals(evaluation.per_class[split].reset_index(drop=True))
+
+
 def test_class_weights_balanced_and_by_name():
     y = np.array([0, 0, 0, 1, 2, 2], dtype="float32")
     balanced = class_weights("balanced", y, ["a", "b", "c"])

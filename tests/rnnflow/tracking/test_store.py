@@ -35,3 +35,32 @@ def test_processes_starting_at_once_share_a_new_store(project):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [err[-1500:] for _, err in results]
     assert len({out.strip() for out, _ in results}) == 1
+
+
+def test_the_write_check_changes_nothing_and_stops_a_reader(project):
+    """On a server with users a run first checks it may write into an existing experiment
+    (rnnflow/tracking/store.py `_check_writable`; the server itself:
+    tests/flows/test_course_server.py). Against MLflow's own store: an allowed check leaves
+    the experiment's tags as they were, also where it lacks rnnflow's kind tag; the server's
+    403 is the refusal that ends the run before any work."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+    from mlflow.tracking import MlflowClient
+
+    from rnnflow.tracking.store import _check_writable, tracking_uri
+
+    uri = tracking_uri()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment(client.create_experiment("made-elsewhere"))
+    assert experiment.tags == {}
+    _check_writable(client, experiment, uri)
+    assert client.get_experiment(experiment.experiment_id).tags == {}
+
+    class Reader:  # what the authentication app answers a user with READ only
+        def __getattr__(self, name):
+            def refuse(*args, **kwargs):
+                raise MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+            return refuse
+
+    with pytest.raises(TrackingError, match="made-elsewhere .* may only read it"):
+        _check_writable(Reader(), experiment, uri)
