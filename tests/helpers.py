@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import traceback
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -221,6 +222,28 @@ def rnnflow_cli(project: Path, *args: str, api_url: str | None = None
     return subprocess.run(cmd, cwd=project, env=project_env(project, api_url=api_url,
                                                             PREFECT_LOGGING_LEVEL="INFO"),
                           capture_output=True, text=True, timeout=600)
+
+
+def rnnflow_here(project: Path, *args: str) -> subprocess.CompletedProcess:
+    """`rnnflow ARGS` in this test process (typer's CliRunner), in `project` and its tracking
+    store, for the commands whose output a test reads (predict, explain, compare) rather than
+    their process: a subprocess spends about 5 s of a core importing TensorFlow and MLflow
+    again. What only a process shows (a stdout with nothing but the predictions, exit codes,
+    the first screen) stays with rnnflow_cli in test_train_rnn.py and test_failures.py.
+    A result like a subprocess's, with the traceback of an unexpected exception in stderr."""
+    from typer.testing import CliRunner
+
+    from rnnflow.cli import app
+
+    inherited = {name: None for name in ("PREFECT_API_URL", "PREFECT_UI_URL",
+                                         "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR")}
+    with contextlib.chdir(project):
+        result = CliRunner().invoke(app, list(args), env=inherited)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["rnnflow", *args], result.exit_code, result.stdout,
+                                       stderr)
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -31,7 +31,10 @@ class RunRecord:
 def load_runs(refs: list[str]) -> list[RunRecord]:
     """Each ref is a run id, or an experiment name standing for its finished training runs
     (oldest first). A ref that is neither is a TrackingError."""
-    client = MlflowClient(tracking_uri())
+    # The process's store, not only this client's: each record's test predictions are
+    # downloaded through it (load_test_predictions), and must come from the same store.
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
     runs = []
     for ref in refs:
         try:

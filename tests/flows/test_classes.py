@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import (
     CLASS_WORDS,
-    rnnflow_cli,
+    rnnflow_here,
     run_tiny_grid,
     serve_and_post,
     synthetic_table,
@@ -92,7 +92,7 @@ def test_run_logs_classes_k_class_metrics_and_tables(class_run):
 
 
 def _predict(class_run, *args):
-    return rnnflow_cli(class_run.project, "predict", "--experiment", "tiny-grid", *args)
+    return rnnflow_here(class_run.project, "predict", "--experiment", "tiny-grid", *args)
 
 
 def test_predict_prints_a_class_name_and_all_probabilities(class_run):
@@ -132,7 +132,7 @@ def test_the_champion_serves_every_class_over_rest(class_run):
 
 def test_explain_attributes_the_class_asked_for(class_run):
     text = " ".join(CLASS_WORDS["paura"] + CLASS_WORDS["gioia"][:1])
-    out = rnnflow_cli(class_run.project, "explain", "--experiment", "tiny-grid",
+    out = rnnflow_here(class_run.project, "explain", "--experiment", "tiny-grid",
                       "--class", "rabbia", text)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = out.stdout.splitlines()[0]

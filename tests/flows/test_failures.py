@@ -69,19 +69,22 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
 
 
-def test_killed_runs_leave_nothing_the_next_run_trips_on(project, tiny_archive, http_server):
+def test_killed_runs_leave_nothing_the_next_run_trips_on(project, tiny_archive, http_server,
+                                                         prefect_api_url):
     """SIGKILLed mid-download, then (the next run) mid-way through building the ids: each kill
-    leaves half-written files; the run after each one cleans them up and goes on."""
+    leaves half-written files; the run after each one cleans them up and goes on. (On the test
+    process's Prefect server: the files are the point, and a run's own temporary server is
+    test_local_server.py's.)"""
     import shutil
 
     base, root = http_server
     shutil.copy(tiny_archive, root / "a.tar.gz")
     url = f"{base}/a.tar.gz"
-    killed = run_tiny_grid(project, url, RNNFLOW_FAULT="download")
+    killed = run_tiny_grid(project, url, api_url=prefect_api_url, RNNFLOW_FAULT="download")
     assert killed.returncode == -9
     assert list((project / "data" / "raw").glob(".tmp-download-*"))
 
-    killed = run_tiny_grid(project, url, RNNFLOW_FAULT="vectors")
+    killed = run_tiny_grid(project, url, api_url=prefect_api_url, RNNFLOW_FAULT="vectors")
     assert killed.returncode == -9
     # The download restarted cleanly before this run's kill...
     assert not list((project / "data" / "raw").glob(".tmp-download-*"))
@@ -89,7 +92,7 @@ def test_killed_runs_leave_nothing_the_next_run_trips_on(project, tiny_archive, 
     assert raw.read_bytes() == tiny_archive.read_bytes()
     assert list((project / "data").rglob(".tmp-*"))  # ...which left a half-built stage
 
-    again = run_tiny_grid(project, url, PREFECT_LOGGING_LEVEL="INFO")
+    again = run_tiny_grid(project, url, api_url=prefect_api_url, PREFECT_LOGGING_LEVEL="INFO")
     assert again.returncode == 0, again.stderr[-3000:]
     # The steps that had finished come from the cache; vectorize and pad run.
     assert again.stderr.count("Cached(type=COMPLETED)") == 4

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import rnnflow_cli, run_tiny_grid, synthetic_reviews, write_folder
+from tests.helpers import rnnflow_here, run_tiny_grid, synthetic_reviews, write_folder
 from tests.rnnflow.insight.test_explain import check_page
 
 pytestmark = pytest.mark.slow
@@ -132,7 +132,7 @@ def test_one_hot_inputs(scenario):
     assert run.data.metrics["trainable_params"] == 30 * 4 + 4 * 4 + 4 + 40 * 4 + 1
     assert run.data.metrics["oov_rate"] > 0  # the tokens past max_tokens
     assert run.data.params["embedding.source"] == "onehot"
-    predicted = rnnflow_cli(scenario.project, "predict", "--run", run.info.run_id,
+    predicted = rnnflow_here(scenario.project, "predict", "--run", run.info.run_id,
                             "A wonderful film.")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "A wonderful film." in predicted.stdout
@@ -166,7 +166,7 @@ def test_subword_vectors_give_unseen_words_a_vector_and_predict_reads_them(scena
     text_model = _text_model(scenario.project, run.info.run_id)
     _scores_do_not_depend_on_the_batch(text_model)  # the max leaves the padding out
     unseen = sorted(corpus - seen)[0]
-    predicted = rnnflow_cli(scenario.project, "predict", "--run", run.info.run_id,
+    predicted = rnnflow_here(scenario.project, "predict", "--run", run.info.run_id,
                             f"wonderful {unseen}")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert f"wonderful {unseen}" in predicted.stdout
@@ -213,7 +213,7 @@ def test_explain_command_prints_tokens_and_writes_html(scenario):
     texts = scenario.project / "texts.txt"
     texts.write_text("A dull , boring mess .\n")
     long = " ".join(["the film was wonderful"] * 5) + " and awful"
-    done = rnnflow_cli(scenario.project, "explain", "--run", "latest", "--experiment",
+    done = rnnflow_here(scenario.project, "explain", "--run", "latest", "--experiment",
                        "tiny-grid", "--file", str(texts), "--html", str(out_html),
                        "The movie was wonderful and superb .", long)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -236,7 +236,7 @@ def test_the_loss_at_every_step_trains_predicts_and_unrolls(scenario):
     card = scenario.artifact("every_step", "model_card.md").read_text()
     assert "Loss: at every step" in card
     for variant, note in (("every_step", "the loss scored"), ("truncated", "never trained")):
-        done = rnnflow_cli(scenario.project, "explain", "--unrolled", "--run",
+        done = rnnflow_here(scenario.project, "explain", "--unrolled", "--run",
                            scenario.runs[variant].info.run_id, "wonderful film , awful")
         assert done.returncode == 0, done.stderr[-3000:]
         assert "unrolled:" in done.stdout and note in done.stdout, variant

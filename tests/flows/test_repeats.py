@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TINY_GRID, rnnflow_cli, synthetic_reviews, write_tar
+from tests.helpers import TINY_GRID, rnnflow_cli, rnnflow_here, synthetic_reviews, write_tar
 
 pytestmark = pytest.mark.slow
 SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1", "baselines=none"]
@@ -114,14 +114,14 @@ def test_finished_points_are_reused_not_trained(scenario):
 
 def test_compare_prints_what_differs_and_writes_curves(scenario):
     out = scenario.project / "curves.png"
-    result = rnnflow_cli(scenario.project, "compare", "tiny-grid", "--out", str(out))
+    result = rnnflow_here(scenario.project, "compare", "tiny-grid", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     text = result.stdout
     assert "params that differ" in text and "model.num_neurons" in text and "train.seed" in text
     assert "pad.maxlen" not in text  # the same everywhere: not shown
     assert "95%" in text and "McNemar" in text and "first stage that differs: none" in text
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    missing = rnnflow_cli(scenario.project, "compare", "nope", "alsonope")
+    missing = rnnflow_here(scenario.project, "compare", "nope", "alsonope")
     assert missing.returncode == 2 and "no run with this id" in missing.stderr
 
 

@@ -21,7 +21,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import free_port, project_env, rnnflow_cli, synthetic_reviews, write_tar
+from tests.helpers import free_port, project_env, rnnflow_here, synthetic_reviews, write_tar
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +189,7 @@ def test_the_search_winner_is_the_champion_and_predicts(scenario):
     assert champion.run_id == scenario.study().best_trial.user_attrs["run_id"]
     assert scenario.client.get_model_version_by_alias("s", "challenger").version == \
         champion.version
-    result = rnnflow_cli(scenario.project, "predict", "--model", "s@champion",
+    result = rnnflow_here(scenario.project, "predict", "--model", "s@champion",
                          "A wonderful, superb film.")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "models:/s@champion" in result.stderr

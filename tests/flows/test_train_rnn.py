@@ -29,7 +29,7 @@ from prefect.client.schemas.filters import (
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from rnnflow.config import Point
-from tests.helpers import REPO, flow_run_logs, rnnflow_cli, serve_folder
+from tests.helpers import REPO, flow_run_logs, rnnflow_cli, rnnflow_here, serve_folder
 
 # Shrink the quick params file further: tiny vectors and network, 2 epochs for per-epoch steps.
 SHRINK = ["embedding.vector_size=16", "embedding.min_count=1", "embedding.epochs=1",
@@ -264,7 +264,7 @@ def test_predict_finds_the_best_run_and_scores_texts_from_a_file(tracked):
     project = tracked.project
     texts = project / "texts.txt"
     texts.write_text("What a great movie\n\nAn awful, boring film\n")
-    predicted = rnnflow_cli(project, "predict", "--run", "best", "Loved every minute",
+    predicted = rnnflow_here(project, "predict", "--run", "best", "Loved every minute",
                             "--file", str(texts))
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     lines = predicted.stdout.strip().splitlines()
