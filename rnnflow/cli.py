@@ -144,6 +144,13 @@ def run(
     _quiet_environment(debug)
     if note:
         logging.getLogger("rnnflow.cli").info(note)
+    # A tracking server that refuses this user says so before the flow's imports, not after.
+    from rnnflow.tracking import TrackingError, check_access
+
+    try:
+        check_access(plan.name)
+    except TrackingError as exc:
+        _fail(exc, debug)
     from flows.local_server import prefect_api
 
     def load_flow():

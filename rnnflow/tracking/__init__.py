@@ -72,6 +72,7 @@ from rnnflow.tracking.runs import (
 )
 from rnnflow.tracking.store import (
     TrackingError,
+    check_access,
     experiment_name,
     git_commit,
     model_name,
@@ -92,8 +93,9 @@ from rnnflow.tracking.view import (
 __all__ = [
     "BASELINE", "KIND_TAG", "WARNING_TAG", "BaselineRun", "baseline_tags", "find_baseline",
     "EPOCHS_DONE_TAG", "MLFLOW_UI", "TRAIN_KEY_TAG", "Finished", "Resume", "RunContext",
-    "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "comparison_command",
-    "find_finished", "find_resume", "git_commit", "group_run", "kill_stale_runs", "link_for",
+    "RunRecord", "TrackingError", "Version", "active_run_id", "champion_of", "check_access",
+    "comparison_command", "find_finished", "find_resume", "git_commit", "group_run",
+    "kill_stale_runs", "link_for",
     "load_baseline_runs", "load_registered_model", "load_runs", "load_test_predictions",
     "load_text_model", "load_text_model_object", "local_model_dir", "log_best_on_parent",
     "log_checkpoint", "log_epoch", "log_frame", "log_grid", "log_group", "log_inputs",

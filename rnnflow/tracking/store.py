@@ -104,24 +104,11 @@ def use_experiment(name: str) -> str:
     write (TrackingError, exit 2): credentials the server refuses, or an experiment of another
     user. Nothing is created in either case."""
     uri = tracking_uri()
-    if uri.startswith(("http://", "https://")):
-        check_server(uri)
     name = experiment_name(name)
     mlflow.set_tracking_uri(uri)
     with _sqlite_init_lock(uri):
-        try:
-            client = MlflowClient(uri)
-            experiment = client.get_experiment_by_name(name)
-        except Exception as exc:
-            if refusal(exc) == 401:
-                raise credentials_refused(uri) from exc
-            raise TrackingError(
-                f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
-                f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
-            ) from exc
+        client, experiment = _writable_experiment(uri, name)
         if experiment is not None:
-            if tracking_user() is not None:  # a server with users: is it this user's?
-                _check_writable(client, experiment, uri)
             return experiment.experiment_id
         # With the SQLite store MLflow puts artifacts in ./mlruns/<experiment id>, beside
         # mlflow.db.
@@ -134,6 +121,37 @@ def use_experiment(name: str) -> str:
             if lost_an_insert_race(exc) or exc.error_code == "RESOURCE_ALREADY_EXISTS":
                 return client.get_experiment_by_name(name).experiment_id  # made meanwhile
             raise
+
+
+def check_access(name: str) -> None:
+    """On a tracking server, the refusals of `use_experiment` asked on their own: whether the
+    server answers, takes this user's credentials, and lets this user write into the params
+    file's experiment where it exists (TrackingError otherwise). `rnnflow run` asks before it
+    imports the flow and TensorFlow, so a refused student hears it in a second or two, not
+    ten. Creates nothing; a local store has nothing to refuse, and is left to the run."""
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        _writable_experiment(uri, experiment_name(name))
+
+
+def _writable_experiment(uri: str, name: str):
+    """(client, the experiment named `name` or None) of a store that answers, once this user
+    may write into the experiment."""
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    try:
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+    except Exception as exc:
+        if refusal(exc) == 401:
+            raise credentials_refused(uri) from exc
+        raise TrackingError(
+            f"MLflow tracking store {uri} is not reachable ({exc.__class__.__name__}: "
+            f"{exc}). Start the server or fix MLFLOW_TRACKING_URI."
+        ) from exc
+    if experiment is not None and tracking_user() is not None:  # a server with users: whose?
+        _check_writable(client, experiment, uri)
+    return client, experiment
 
 
 def _check_writable(client: MlflowClient, experiment, uri: str) -> None:

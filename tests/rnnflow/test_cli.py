@@ -72,6 +72,22 @@ def test_bad_runner_options_exit_2_before_the_flow(flow_calls, args, needle):
     assert flow_calls == []
 
 
+def test_a_tracking_server_that_does_not_answer_stops_the_run_before_the_flow(flow_calls,
+                                                                               monkeypatch):
+    """The tracking server's refusals (it does not answer, wrong credentials, another user's
+    experiment: tests/rnnflow/tracking/test_store.py) end `rnnflow run` before the flow, its
+    Prefect server and TensorFlow start: exit 2, one line."""
+    started = []
+    monkeypatch.setattr("flows.local_server.prefect_api",
+                        lambda **kwargs: started.append(kwargs))  # never entered
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    result = CliRunner().invoke(app, ["run", QUICK])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "http://127.0.0.1:9 is not reachable" in result.output
+    assert "Traceback" not in result.output
+    assert started == [] and flow_calls == []
+
+
 def test_a_check_that_fails_inside_the_flow_exits_2(monkeypatch):
     """Errors a user can fix that the flow itself raises (the device check, a bad dataset)
     end the command as load_plan's do: one line, exit 2, no traceback."""

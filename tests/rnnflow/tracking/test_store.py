@@ -2,7 +2,7 @@ import socket
 
 import pytest
 
-from rnnflow.tracking import TrackingError, use_experiment
+from rnnflow.tracking import TrackingError, check_access, use_experiment
 
 
 def test_unreachable_tracking_server_fails_fast(project, monkeypatch):
@@ -12,6 +12,13 @@ def test_unreachable_tracking_server_fails_fast(project, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     with pytest.raises(TrackingError, match="not reachable"):
         use_experiment("x")
+    with pytest.raises(TrackingError, match="not reachable"):  # what `rnnflow run` asks first
+        check_access("x")
+
+
+def test_the_access_check_leaves_a_local_store_to_the_run(project):
+    check_access("x")
+    assert not (project / "mlflow.db").exists()
 
 
 def test_default_store_is_sqlite_in_the_working_folder(project):
