@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
 from rnnflow.config import ModelConfig
 
 log = logging.getLogger(__name__)
+
+# A masked Flatten network (`train.loss_steps: all`, whose last recurrent layer outputs zeros at
+# padded steps) hands its mask to Flatten on purpose: the zeros are what the head must read
+# there. Keras warns of the lost mask each time such a model is built or loaded, `rnnflow
+# explain` and `predict` included; said here once instead.
+warnings.filterwarnings("ignore", category=UserWarning,
+                        message=r"Layer '.*' \(of type Flatten\) was passed an input with a mask")
 
 
 def build_model(cfg: ModelConfig, weights: np.ndarray | None, maxlen: int | None,
