@@ -228,8 +228,8 @@ def rnnflow_here(project: Path, *args: str) -> subprocess.CompletedProcess:
     """`rnnflow ARGS` in this test process (typer's CliRunner), in `project` and its tracking
     store, for the commands whose output a test reads (predict, explain, compare) rather than
     their process: a subprocess spends about 5 s of a core importing TensorFlow and MLflow
-    again. What only a process shows (a stdout with nothing but the predictions, exit codes,
-    the first screen) stays with rnnflow_cli in test_train_rnn.py and test_failures.py.
+    again. What only a process shows (a stdout with nothing but the predictions, what a run
+    prints on its first screen) stays with rnnflow_cli and run_tiny_grid.
     A result like a subprocess's, with the traceback of an unexpected exception in stderr."""
     from typer.testing import CliRunner
 
