@@ -42,10 +42,13 @@ def task_runner(address: str | None, cluster: DaskClusterConfig | None = None
         return DaskTaskRunner(cluster_class=cluster.cluster_class,
                               cluster_kwargs=dict(cluster.options), adapt_kwargs=adapt)
     # One thread per worker: TensorFlow in each worker is held to it too (tasks/workers.py),
-    # so the cores are shared out rather than oversubscribed. No dashboard: its port would
-    # clash between flows, and it needs bokeh.
+    # so the cores are shared out rather than oversubscribed. The scheduler, the workers and
+    # the dashboard listen on 127.0.0.1 only. distributed serves the dashboard even when told
+    # `dashboard_address: None` (on 8787, seen with `ss -ltnp`); a free port keeps two flows'
+    # clusters from clashing over it.
     return DaskTaskRunner(cluster_kwargs={"n_workers": cores(), "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "host": "127.0.0.1",
+                                          "dashboard_address": "127.0.0.1:0"})
 
 
 @contextlib.contextmanager

@@ -42,6 +42,23 @@ def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monk
     assert task_runner("tcp://10.0.0.1:8786").address == "tcp://10.0.0.1:8786"
 
 
+def test_the_local_cluster_listens_on_loopback_only():
+    """The runner's LocalCluster (scheduler, nannies, workers, dashboard) accepts connections
+    on 127.0.0.1 only: a scheduler runs whatever it is sent."""
+    import psutil
+    from distributed import LocalCluster
+
+    from flows.on_dask import task_runner
+
+    kwargs = {**task_runner(None).cluster_kwargs, "n_workers": 1}
+    with LocalCluster(**kwargs) as cluster:
+        cluster.wait_for_workers(1, timeout=120)
+        me = psutil.Process()
+        listening = {c.laddr.ip for p in [me, *me.children(recursive=True)]
+                     for c in p.net_connections("tcp") if c.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}
+
+
 @task
 def _point(i: int, done: str) -> int:
     """Point 0 fails at once; the others wait until it has, then leave a mark."""
@@ -66,9 +83,11 @@ def test_a_failed_point_waits_for_the_others_then_raises(tmp_path, monkeypatch):
     from flows.on_dask import run_on_dask
 
     # Threads, not processes: what is tested is the waiting, and threads start in no time.
+    # Over TCP on loopback: a threads cluster's own defaults listen on every interface.
     monkeypatch.setattr("flows.on_dask.task_runner", lambda address, cluster=None: DaskTaskRunner(
         cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "processes": False,
-                        "dashboard_address": None}))
+                        "protocol": "tcp://", "host": "127.0.0.1",
+                        "dashboard_address": "127.0.0.1:0"}))
     with pytest.raises(ValueError, match="point 0 failed"):
         run_on_dask(_point, [{"i": i, "done": str(tmp_path)} for i in range(3)], None)
     # Both finished after point 0 had failed, and before the error reached the caller.
@@ -91,8 +110,8 @@ def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cu
     url, _ = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     grid = {"model.num_neurons": [2, 4]}  # one point per worker
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
         # Its own name: Prefect artifacts of other tests' tiny-grid runs share this session.
         state = train_rnn(GRID, {"name": "dask-grid", "dataset.url": str(sample_cut),
                                  "grid": grid, "baselines": "none",
