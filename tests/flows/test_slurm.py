@@ -63,7 +63,9 @@ def _cluster(project: Path, jobs: int | None = 2, **extra) -> dict:
                         "interface": "lo", "python": sys.executable,
                         "job_name": "rnnflow-test", "log_directory": str(project / "slurm"),
                         "job_script_prologue": [f"export PYTHONPATH={REPO}",
-                                                f"cd {project}"]},
+                                                f"cd {project}"],
+                        # The scheduler's dashboard, like its comms, on loopback only.
+                        "scheduler_options": {"dashboard_address": "127.0.0.1:0"}},
             **({"jobs": jobs} if jobs else {}), **extra}
 
 
