@@ -110,6 +110,11 @@ def migrated_prefect_home() -> Path:
     return home
 
 
+# What a command in a test's project must not take from the test process: the servers and the
+# store an earlier test pointed this process at.
+_NOT_INHERITED = ("PREFECT_API_URL", "PREFECT_UI_URL", "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR")
+
+
 def project_env(project: Path, fresh_prefect: bool = False, api_url: str | None = None,
                 **extra: str) -> dict[str, str]:
     """The environment of an `rnnflow` subprocess working in `project`: Prefect state, data and
@@ -123,8 +128,7 @@ def project_env(project: Path, fresh_prefect: bool = False, api_url: str | None 
             if not home.exists():
                 shutil.copytree(migrated_prefect_home(), home)
     env = {**os.environ, "PREFECT_HOME": str(home)}
-    for inherited in ("PREFECT_API_URL", "PREFECT_UI_URL", "MLFLOW_TRACKING_URI",
-                      "RNNFLOW_DATA_DIR"):
+    for inherited in _NOT_INHERITED:
         env.pop(inherited, None)
     if api_url:
         env["PREFECT_API_URL"] = api_url
@@ -235,10 +239,8 @@ def rnnflow_here(project: Path, *args: str) -> subprocess.CompletedProcess:
 
     from rnnflow.cli import app
 
-    inherited = {name: None for name in ("PREFECT_API_URL", "PREFECT_UI_URL",
-                                         "MLFLOW_TRACKING_URI", "RNNFLOW_DATA_DIR")}
     with contextlib.chdir(project):
-        result = CliRunner().invoke(app, list(args), env=inherited)
+        result = CliRunner().invoke(app, list(args), env=dict.fromkeys(_NOT_INHERITED))
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
