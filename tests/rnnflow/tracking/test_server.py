@@ -1,4 +1,5 @@
-"""Concurrent child runs against one SQLite-backed `mlflow server`, as from Dask workers."""
+"""Concurrent runs against one SQLite-backed `mlflow server`, as from Dask workers; `rnnflow
+predict` of a model whose artifacts the server serves."""
 
 import multiprocessing
 import os
@@ -13,32 +14,76 @@ from rnnflow import tracking
 POINTS, EPOCHS = 6, 30
 
 
-def _log_point(uri: str, experiment_id: str, parent_id: str, i: int, start, errors) -> None:
+def _log_point(uri: str, experiment_id: str, parent_id: str, i: int) -> None:
     """One worker's share of a grid: params, a metric series with a tag per epoch, a table."""
+    ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)}, parent_id=parent_id)
+    with tracking.start_run(ctx, f"point-{i}"):
+        tracking.log_params({f"section.key{k}": k * i for k in range(60)}, f"point: {i}\n")
+        for epoch in range(1, EPOCHS + 1):
+            tracking.log_epoch(epoch, {"loss": 1 / epoch, "accuracy": epoch / EPOCHS,
+                                       "val_loss": 1 / epoch, "val_accuracy": 0.5})
+            tracking.set_tags({tracking.EPOCHS_DONE_TAG: str(epoch)})
+        tracking.log_frame(pd.DataFrame({"epoch": range(EPOCHS)}), "table.csv")
+
+
+def _first_writes(uri: str, experiment_id: str, reviews: str, i: int) -> None:
+    """A run's first writes in a new experiment, as a grid point on Dask makes them (the tags,
+    every param, the reviews as inputs)."""
+    ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)})
+    with tracking.start_run(ctx, f"point-{i}"):
+        tracking.log_params({"model.num_neurons": i}, f"point: {i}\n")
+        tracking.log_inputs({"reviews": "k"}, Path(reviews), "race")
+
+
+def _worker(uri: str, experiments: list[str], reviews: str, parent: tuple[str, str], i: int,
+            start, errors) -> None:
+    """Worker `i` of POINTS processes: each round of first writes, then a grid point's run, each
+    step begun by all at once (the barrier `start`)."""
     # A "database is locked" answer must fail the test, not be retried away by the client.
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     try:
         tracking.use_tracking_uri(uri)
-        start.wait(timeout=120)  # every process imported and connected: now all at once
-        ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)}, parent_id=parent_id)
-        with tracking.start_run(ctx, f"point-{i}"):
-            tracking.log_params({f"section.key{k}": k * i for k in range(60)}, f"point: {i}\n")
-            for epoch in range(1, EPOCHS + 1):
-                tracking.log_epoch(epoch, {"loss": 1 / epoch, "accuracy": epoch / EPOCHS,
-                                           "val_loss": 1 / epoch, "val_accuracy": 0.5})
-                tracking.set_tags({tracking.EPOCHS_DONE_TAG: str(epoch)})
-            tracking.log_frame(pd.DataFrame({"epoch": range(EPOCHS)}), "table.csv")
+        for experiment_id in experiments:
+            start.wait(timeout=120)  # every process imported and connected: now all at once
+            _first_writes(uri, experiment_id, reviews, i)
+        start.wait(timeout=120)
+        _log_point(uri, *parent, i)
     except Exception as exc:  # reported to the test, which names it
         errors.put(f"point {i}: {exc.__class__.__name__}: {exc}")
         raise
 
 
-def _run_at_once(target, *args) -> None:
-    """POINTS processes of `target(*args, i, start, errors)`, which wait at the barrier
-    `start` so that their writes meet; none may fail."""
+ROUNDS = 8  # experiments, each new: the first writes of its runs are the ones that race
+
+
+@pytest.mark.slow
+def test_concurrent_writes_all_reach_a_sqlite_backed_server(mlflow_server, tmp_path,
+                                                            monkeypatch):
+    """POINTS processes at once against one server, as the workers of a Dask grid (one set of
+    processes for both races: each starts in about 3 s of a core, importing MLflow).
+
+    First writes to a new experiment: every point of a grid logs the same reviews as its
+    inputs; the first of them in an experiment makes the dataset records, and MLflow's store
+    checks for them before it inserts them, so two runs at once both insert and one hits the
+    unique key (the IntegrityError a Dask grid against a server once ended with).
+
+    Then child runs of one parent, each logging params, 30 epochs of metrics with a tag per
+    epoch, and a table: none may meet a locked SQLite database."""
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    url, server_log = mlflow_server
+    client = MlflowClient(url)
+    reviews = tmp_path / "reviews.parquet"
+    pd.DataFrame({"id": [f"r{i}" for i in range(30)], "split": ["train", "val", "test"] * 10,
+                  "label": [0, 1] * 15, "rating": [1, 8] * 15}).to_parquet(reviews)
+    experiments = [client.create_experiment(f"first-writes-{i}") for i in range(ROUNDS)]
+    experiment_id = client.create_experiment("concurrent-points")
+    parent = client.create_run(experiment_id, run_name="grid")  # RUNNING, as during a grid
+
     ctx = multiprocessing.get_context("spawn")
     start, errors = ctx.Barrier(POINTS), ctx.Queue()
-    procs = [ctx.Process(target=target, args=(*args, i, start, errors)) for i in range(POINTS)]
+    procs = [ctx.Process(target=_worker, args=(url, experiments, str(reviews),
+                                               (experiment_id, parent.info.run_id), i,
+                                               start, errors)) for i in range(POINTS)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -47,15 +92,10 @@ def _run_at_once(target, *args) -> None:
     assert not failures, failures
     assert [p.exitcode for p in procs] == [0] * POINTS
 
-
-@pytest.mark.slow
-def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
-    url, server_log = mlflow_server
-    client = MlflowClient(url)
-    experiment_id = client.create_experiment("concurrent-points")
-    parent = client.create_run(experiment_id, run_name="grid")  # RUNNING, as during a grid
-
-    _run_at_once(_log_point, url, experiment_id, parent.info.run_id)
+    for first in experiments:
+        runs = client.search_runs([first])
+        assert len(runs) == POINTS and all(r.info.status == "FINISHED" for r in runs)
+        assert all(len(r.inputs.dataset_inputs) == 3 for r in runs)  # train, val, test
 
     runs = client.search_runs([experiment_id],
                               f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
@@ -70,48 +110,6 @@ def test_concurrent_child_runs_all_reach_a_sqlite_backed_server(mlflow_server):
         assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
             "config.yaml", "table.csv"}
     assert "database is locked" not in server_log.read_text()
-
-
-ROUNDS = 8  # experiments, each new: the first writes of its runs are the ones that race
-
-
-def _first_writes(uri: str, experiments: list[str], reviews: str, i: int, start,
-                  errors) -> None:
-    """In each new experiment, at the same moment as the other workers: a run's first writes,
-    as a grid point on Dask makes them (the tags, every param, the reviews as inputs)."""
-    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"  # no retry hides a failure
-    try:
-        tracking.use_tracking_uri(uri)
-        for experiment_id in experiments:
-            start.wait(timeout=120)
-            ctx = tracking.RunContext(experiment_id, uri, tags={"point": str(i)})
-            with tracking.start_run(ctx, f"point-{i}"):
-                tracking.log_params({"model.num_neurons": i}, f"point: {i}\n")
-                tracking.log_inputs({"reviews": "k"}, Path(reviews), "race")
-    except Exception as exc:
-        errors.put(f"point {i}: {exc.__class__.__name__}: {exc}")
-        raise
-
-
-@pytest.mark.slow
-def test_concurrent_first_writes_to_a_new_experiment_all_succeed(mlflow_server, tmp_path,
-                                                                 monkeypatch):
-    """Every point of a grid logs the same reviews as its inputs: the first of them in an
-    experiment makes the dataset records, and MLflow's store checks for them before it inserts
-    them, so two runs at once both insert and one hits the unique key (the IntegrityError a
-    Dask grid against a server once ended with)."""
-    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
-    url, _ = mlflow_server
-    client = MlflowClient(url)
-    reviews = tmp_path / "reviews.parquet"
-    pd.DataFrame({"id": [f"r{i}" for i in range(30)], "split": ["train", "val", "test"] * 10,
-                  "label": [0, 1] * 15, "rating": [1, 8] * 15}).to_parquet(reviews)
-    experiments = [client.create_experiment(f"first-writes-{i}") for i in range(ROUNDS)]
-    _run_at_once(_first_writes, url, experiments, str(reviews))
-    for experiment_id in experiments:
-        runs = client.search_runs([experiment_id])
-        assert len(runs) == POINTS and all(r.info.status == "FINISHED" for r in runs)
-        assert all(len(r.inputs.dataset_inputs) == 3 for r in runs)  # train, val, test
 
 
 @pytest.mark.slow
