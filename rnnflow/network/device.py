@@ -3,9 +3,11 @@
 - **Memory growth** on every GPU TensorFlow sees, so several processes (two Dask workers, a
   search's trials) can share one GPU instead of the first taking all its memory. A process that
   should have a GPU of its own gets it from `CUDA_VISIBLE_DEVICES` (SLURM sets it per job).
-- **Tags**: `device` (gpu or cpu), `device_name` (the GPU's, or the CPU's model name) and
+- **Tags**: `device` (gpu or cpu), `device_name` (the GPU's, or the CPU's model name),
   `device_memory_mb` (the GPU's memory, where nvidia-ml-py can read it; the machine's RAM on a
-  CPU).
+  CPU) and `tensorflow_threads` (the threads TensorFlow's ops run on: `1` on a Dask worker,
+  which holds it to its one thread; `auto` where TensorFlow picks, as many as the cores), without
+  which two runs' `train_seconds` cannot be compared.
 - **Mixed precision** (`train.mixed_precision`): float16 compute needs a GPU; on a CPU it is
   refused (a ConfigError, exit 2) before any work of a local run, and on a Dask worker before
   its point trains.
@@ -18,7 +20,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rnnflow.config import ConfigError
 
@@ -38,9 +40,11 @@ class Device:
     memory_mb: int | None = None
     compute_capability: tuple[int, int] | None = None
     count: int = 1  # GPUs visible (Keras trains on the first unless told otherwise)
+    threads: int = 0  # TensorFlow's intra-op threads; 0: TensorFlow picks
 
     def tags(self) -> dict[str, str]:
-        tags = {"device": self.kind, "device_name": self.name}
+        tags = {"device": self.kind, "device_name": self.name,
+                "tensorflow_threads": str(self.threads) if self.threads else "auto"}
         if self.memory_mb:
             tags["device_memory_mb"] = str(self.memory_mb)
         if self.kind == "gpu" and self.count > 1:
@@ -53,6 +57,7 @@ def setup() -> Device:
     is left as it is) and return the device this process trains on."""
     import tensorflow as tf
 
+    threads = tf.config.threading.get_intra_op_parallelism_threads()  # limit_threads' limit
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:
@@ -60,10 +65,10 @@ def setup() -> Device:
         except RuntimeError:  # already initialised here: an earlier point in this process
             pass
     if not gpus:
-        return cpu()
+        return replace(cpu(), threads=threads)
     details = tf.config.experimental.get_device_details(gpus[0])
     return Device("gpu", details.get("device_name") or gpus[0].name, _gpu_memory_mb(),
-                  details.get("compute_capability"), len(gpus))
+                  details.get("compute_capability"), len(gpus), threads)
 
 
 def cpu() -> Device:

@@ -19,6 +19,7 @@ def test_the_device_is_found_and_named_in_tags():
     if here.kind == "cpu":
         assert here.memory_mb == psutil.virtual_memory().total // 2**20
         assert tags["device_memory_mb"] == str(here.memory_mb)
+    assert tags["tensorflow_threads"] == "auto"  # nothing held this process's TensorFlow
 
 
 def test_mixed_precision_is_refused_on_a_cpu_and_allowed_on_a_gpu():

@@ -29,8 +29,8 @@ def test_checkpoint_each_epoch(stages, tmp_path):
 
 
 def test_limit_threads_holds_tensorflow_before_its_first_op():
-    """In a fresh process, as in a Dask worker: the limit holds for the ops that follow, and a
-    later, different limit cannot take effect and says so."""
+    """In a fresh process, as in a Dask worker: the limit holds for the ops that follow, the
+    run's tags say it, and a later, different limit cannot take effect and says so."""
     import os
     import subprocess
     import sys
@@ -38,7 +38,9 @@ def test_limit_threads_holds_tensorflow_before_its_first_op():
     code = (
         "import tensorflow as tf\n"
         "from rnnflow.network.train import limit_threads\n"
+        "from rnnflow.network import device\n"
         "assert limit_threads(1)\n"
+        "print(device.setup().tags()['tensorflow_threads'])\n"
         "tf.reduce_sum(tf.ones((64, 64)) @ tf.ones((64, 64))).numpy()\n"
         "t = tf.config.threading\n"
         "print(t.get_intra_op_parallelism_threads(), t.get_inter_op_parallelism_threads())\n"
@@ -47,7 +49,7 @@ def test_limit_threads_holds_tensorflow_before_its_first_op():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["1", "1", "True", "False"]
+    assert out.stdout.split() == ["1", "1", "1", "True", "False"]
 
 
 @pytest.mark.parametrize("maxlen", [20, None])  # fixed length, and bucketed with a mask
