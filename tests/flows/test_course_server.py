@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,11 +218,21 @@ def all_runs(client) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
+PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
+                 "vectorize_tokens", "pad_sequences")
+
+
 def test_the_page_runs_end_to_end_a_students_grid_on_dask(course, sample_cut, tmp_path,
                                                           monkeypatch):
-    """The page's last block as Alice, narrowed to a 2-point grid on the small sample, on a
-    Dask LocalCluster: every point reaches the PostgreSQL-backed server, with its artifacts
-    served by it, and the flow run is the PostgreSQL-backed Prefect server's."""
+    """The page's last block as Alice, narrowed to a 2-point grid on the small sample, on the
+    Dask runner's own LocalCluster (the suite's one grid on Dask end to end; without
+    PostgreSQL it skips, as the module does): every point reaches the PostgreSQL-backed server,
+    with its artifacts served by it, and the flow run is the PostgreSQL-backed Prefect
+    server's. Preprocessing ran once, in the flow, before the fan-out; each worker held
+    TensorFlow to its one thread; the model a worker logged loads back from the server."""
+    import mlflow
+    import pandas as pd
+
     assert set(course.passwords) == {"alice", "bob", "carol"}
     narrowed = (f"{STUDENT_RUN} --set dataset.url={sample_cut} --set baselines=none "
                 "--set 'grid={model.num_neurons: [2, 4]}' --runner dask")
@@ -240,23 +251,46 @@ def test_the_page_runs_end_to_end_a_students_grid_on_dask(course, sample_cut, tm
     experiment = client.get_experiment_by_name("alice/tiny-grid")
     assert experiment is not None and experiment.artifact_location.startswith("mlflow-artifacts:")
     runs = client.search_runs([experiment.experiment_id])
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(runs) == 3 and len(children) == 2
+    assert sorted(int(c.data.params["model.num_neurons"]) for c in children) == [2, 4]
     for child in children:
+        run_id = child.info.run_id
         assert child.info.status == "FINISHED" and child.data.tags["dask_worker"]
-        assert [m.step for m in client.get_metric_history(child.info.run_id, "loss")] == [1]
-        assert "test_predictions.parquet" in {a.path for a in client.list_artifacts(
-            child.info.run_id)}
+        assert child.data.tags["tensorflow_threads"] == "1"
+        assert {"val_accuracy", "test_accuracy", "test_auc", "train_seconds"} <= set(
+            child.data.metrics)
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1]
+        assert {"config.yaml", "plots", "checkpoint", "test_predictions.parquet",
+                "examples.csv"} <= {a.path for a in client.list_artifacts(run_id)}
+        png = client.download_artifacts(run_id, "plots/learning_curves.png", str(tmp_path))
+        assert Path(png).read_bytes()[:4] == b"\x89PNG"
+    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "results.csv",
+                                                  str(tmp_path)))
+    assert sorted(table["model.num_neurons"]) == [2, 4]
+    assert set(table.run_id) == {c.info.run_id for c in children}
     (version,) = client.search_model_versions("name = 'alice.tiny-grid'")
     assert version.run_id in {c.info.run_id for c in children}
+    best = parent.data.tags["best_run_id"]
+    assert best in set(table.run_id)
+    mlflow.set_tracking_uri(course.mlflow_url)  # the teacher's credentials, from the env
+    model = mlflow.pyfunc.load_model(f"runs:/{best}/text_model")
+    assert len(model.predict(pd.DataFrame({"text": ["A fine film."]}))) == 1
 
     # The Prefect server kept its state in PostgreSQL: no SQLite file in its home.
     assert not list((course.root / "prefect-home").glob("*.db"))
-    flow_runs = prefect_post(course, "flow_runs/filter", {})
-    assert [r["state_type"] for r in flow_runs if r["name"] == "tiny-grid"] == ["COMPLETED"]
-    task_runs = prefect_post(course, "task_runs/filter", {})
-    assert sorted(r["state_type"] for r in task_runs
-                  if r["name"].startswith("train_point")) == ["COMPLETED", "COMPLETED"]
+    (flow_run,) = [r for r in prefect_post(course, "flow_runs/filter", {})
+                   if r["name"] == "tiny-grid"]
+    assert flow_run["state_type"] == "COMPLETED"
+    task_runs = prefect_post(course, "task_runs/filter",
+                             {"flow_runs": {"id": {"any_": [flow_run["id"]]}}})
+    states = Counter((r["name"].rsplit("-", 1)[0], r["state_name"]) for r in task_runs)
+    assert states[("train_point", "Completed")] == 2
+    # Each stage built once, in the flow; the second point's and both workers' chains found
+    # it Cached.
+    for step in PREPROCESSING:
+        assert states[(step, "Completed")] == 1 and states[(step, "Cached")] == 3, (step, states)
 
 
 def _one_error_line(done: subprocess.CompletedProcess) -> str:

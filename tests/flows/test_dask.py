@@ -1,34 +1,16 @@
-"""A grid on Dask, with real processes on loopback: an `mlflow server` (SQLite, artifacts
-served), a 2-worker LocalCluster joined by address, and the flow in this process."""
+"""The Dask runner (flows/on_dask.py): its LocalCluster, on loopback only; a failed point
+that waits for the others; a scheduler's address joined, and one that nothing answers. A grid
+on Dask end to end, every point logged to a tracking server, is the course server's
+(tests/flows/test_course_server.py, on the runner's own LocalCluster): one such grid in the
+suite, as each starts two worker processes that import TensorFlow."""
 
-import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 from prefect import task
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.train_rnn import train_rnn
 from rnnflow.config import ConfigError
-from tests.helpers import REPO
-
-GRID = str(REPO / "params" / "tiny-grid.yaml")
-PREPROCESSING = ("download_dataset", "read_reviews", "tokenize_reviews", "build_embeddings",
-                 "vectorize_tokens", "pad_sequences")
-
-
-def _tensorflow_threads() -> tuple[int, int] | None:
-    """In a worker: TensorFlow's thread pools, if this worker trained a point."""
-    if "tensorflow" not in sys.modules:
-        return None
-    threading = sys.modules["tensorflow"].config.threading
-    return (threading.get_intra_op_parallelism_threads(),
-            threading.get_inter_op_parallelism_threads())
 
 
 def test_task_runner_without_address_is_one_single_threaded_worker_per_core(monkeypatch):
@@ -102,69 +84,24 @@ def test_no_scheduler_at_the_address_is_a_clear_error(monkeypatch):
         run_on_dask(_point, [{"i": 1, "done": "/nonexistent"}], "tcp://127.0.0.1:9")
 
 
-@pytest.mark.slow
-def test_grid_on_dask_logs_every_point_to_the_tracking_server(project, sample_cut,
-                                                              mlflow_server, monkeypatch):
-    from distributed import Client, LocalCluster
+@task
+def _where(i: int) -> tuple[int, str]:
+    from distributed import get_worker
 
-    url, _ = mlflow_server
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    grid = {"model.num_neurons": [2, 4]}  # one point per worker
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address="127.0.0.1:0") as cluster:
-        # Its own name: Prefect artifacts of other tests' tiny-grid runs share this session.
-        state = train_rnn(GRID, {"name": "dask-grid", "dataset.url": str(sample_cut),
-                                 "grid": grid, "baselines": "none",
-                                 "runner": "dask", "dask_address": cluster.scheduler_address},
-                          return_state=True)
-        rows = state.result()
-        with Client(cluster.scheduler_address, set_as_default=False) as client:
-            threads = client.run(_tensorflow_threads)
-    assert len(rows) == 2
+    return i, get_worker().address
 
-    # Preprocessing ran once, here, before the fan-out: the second point and both workers'
-    # chains found every stage Cached.
-    with get_client(sync_client=True) as prefect:
-        task_runs = prefect.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    counts = Counter((r.name.rsplit("-", 1)[0], r.state.name) for r in task_runs)
-    for step in PREPROCESSING:
-        assert counts[(step, "Completed")] == 1 and counts[(step, "Cached")] == 3, step
-    assert counts[("train_point", "Completed")] == 2
-    assert counts[("train_model", "Completed")] == 2
-    # Every worker that trained held TensorFlow to its one thread.
-    trained = [t for t in threads.values() if t is not None]
-    assert trained and all(t == (1, 1) for t in trained), threads
 
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("dask-grid")
-    assert experiment.artifact_location.startswith("mlflow-artifacts:")  # served by the server
-    runs = client.search_runs([experiment.experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(runs) == 3 and len(children) == 2
-    assert sorted(int(c.data.params["model.num_neurons"]) for c in children) == [2, 4]
-    for child in children:
-        run_id = child.info.run_id
-        assert child.info.status == "FINISHED"
-        assert {"val_accuracy", "test_accuracy", "test_auc", "train_seconds"} <= set(
-            child.data.metrics)
-        assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1]
-        assert {"config.yaml", "plots", "checkpoint", "test_predictions.parquet",
-                "examples.csv"} <= {a.path for a in client.list_artifacts(run_id)}
-        png = client.download_artifacts(run_id, "plots/learning_curves.png", str(project))
-        assert Path(png).read_bytes()[:4] == b"\x89PNG"
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
+def test_a_scheduler_at_the_address_is_joined():
+    """`dask_address`: the points go to that scheduler's workers (a threads cluster on
+    loopback here; what is tested is the joining), their results in order."""
+    from distributed import LocalCluster
 
-    table = pd.read_csv(client.download_artifacts(parent.info.run_id, "results.csv",
-                                                  str(project)))
-    assert sorted(table["model.num_neurons"]) == [2, 4]
-    assert set(table.run_id) == {c.info.run_id for c in children}
-    assert sorted(r["run_id"] for r in rows) == sorted(table.run_id)
-    best = parent.data.tags["best_run_id"]
-    assert best in set(table.run_id)
-    # The model a worker logged loads back from the server, raw text in.
-    import mlflow
+    from flows.on_dask import run_on_dask
 
-    mlflow.set_tracking_uri(url)
-    model = mlflow.pyfunc.load_model(f"runs:/{best}/text_model")
-    assert len(model.predict(pd.DataFrame({"text": ["A fine film."]}))) == 1
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
+        results = run_on_dask(_where, [{"i": i} for i in range(4)], cluster.scheduler_address)
+        workers = set(cluster.scheduler_info["workers"])
+    assert [i for i, _ in results] == [0, 1, 2, 3]
+    assert {address for _, address in results} <= workers

@@ -89,7 +89,7 @@ def test_a_search_trains_its_trials_as_slurm_jobs_two_at_a_time(slurm, project, 
     """3 trials on two single-core SLURM jobs: each trial a batch job's run, logged through
     the server, never more than two at once, the jobs ended with the flow's cluster; the same
     point trained locally matches its trial metric for metric. (A grid's fan-out to Dask workers is
-    the search's, proven on a LocalCluster in test_dask.py.)"""
+    the search's, proven on a LocalCluster in test_course_server.py.)"""
     url, _ = mlflow_server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     base = {"dataset.url": str(tiny_archive), "name": "slurm-search", "grid": {},
