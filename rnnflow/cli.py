@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import shlex
@@ -18,6 +17,7 @@ import typer
 
 from rnnflow.comparisons.plan import data_overrides, load_plan, parse_override
 from rnnflow.config import ConfigError
+from rnnflow.memory import freeze_long_lived
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Run the NLP-in-Action RNN sentiment experiment as tracked Prefect flows.")
@@ -160,12 +160,9 @@ def run(
 
     # Without PREFECT_API_URL a temporary Prefect server boots while the flow is imported.
     with prefect_api(meanwhile=load_flow) as train_rnn:
-        # The flow's modules (Prefect, MLflow, TensorFlow, pandas) and the temporary server's
-        # leave ~1M objects that live as long as the process. Frozen, the collector skips them:
-        # each of the run's full collections (rnnflow.memory.release_memory, about ten a run)
-        # then took 0.05-0.10 s instead of about 0.3 s (measured). No model exists yet, so nothing
-        # frozen here is a cycle that would need the collector later.
-        gc.freeze()
+        # The flow's modules and the temporary server's objects live as long as the process:
+        # out of the collector's way before the run's first model (rnnflow/memory.py).
+        freeze_long_lived()
         try:
             results = train_rnn(str(params_file), overrides, fresh=fresh)
         except _user_errors() as exc:

@@ -17,6 +17,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
+from rnnflow.memory import freeze_long_lived
 from rnnflow.network.train import limit_threads
 from rnnflow.tracking import RunContext, use_tracking_uri
 from tasks.logs import run_logs
@@ -68,7 +69,9 @@ def worker_tags() -> dict[str, str]:
 
 def on_worker(ctx: RunContext) -> RunContext:
     """Set this worker up for a run of `ctx` (before TensorFlow's first op here), and the
-    context its run is logged with."""
+    context its run is logged with. The worker's imports are frozen out of the collector's way
+    at its first point, as the `rnnflow` command's are (rnnflow/memory.py)."""
+    freeze_long_lived()
     limit_threads(worker_threads())
     use_tracking_uri(ctx.tracking_uri)  # a worker has no experiment set up of its own
     return dataclasses.replace(ctx, tags={**ctx.tags, **worker_tags()})
