@@ -149,6 +149,10 @@ def prefect_api_url() -> Iterator[str]:
     test_local_server."""
     with prefect_server() as url:
         yield url
+        # Flow runs of this process (rnnflow_here's runs) hand their logs to Prefect's
+        # background worker; sent now, not at exit to a server stopped by then.
+        if "prefect.logging.handlers" in sys.modules:
+            sys.modules["prefect.logging.handlers"].APILogWorker.drain_all(timeout=30)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import functools
 import http.server
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -191,6 +192,15 @@ def flow_run_logs(flow_run_id: str, until, timeout: float = 60.0) -> list:
             time.sleep(0.2)
 
 
+def tiny_grid_args(archive: Path | str, *sets: str) -> list[str]:
+    """`run params/tiny-grid.yaml` on `archive` as one point, without baselines, and `sets`."""
+    args = ["run", str(TINY_GRID), "--set", f"dataset.url={archive}", "--set", "grid={}",
+            "--set", "baselines=none"]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
 def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect: bool = False,
                   api_url: str | None = None, **env: str) -> subprocess.CompletedProcess:
     """`rnnflow run params/tiny-grid.yaml` on `archive` as one point, in its own session, on
@@ -200,13 +210,10 @@ def run_tiny_grid(project: Path, archive: Path | str, *sets: str, fresh_prefect:
     to what a test counts.
     Output goes to a file, not a pipe: a killed run's Prefect server child would hold a pipe
     open; the session is cleaned up afterwards."""
-    args = ["--set", f"dataset.url={archive}", "--set", "grid={}", "--set", "baselines=none"]
-    for s in sets:
-        args += ["--set", s]
     out = project / f"run-{time.monotonic_ns()}.log"
     with out.open("w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli", "run", str(TINY_GRID),
-                                 *args], cwd=project,
+        proc = subprocess.Popen([sys.executable, "-m", "rnnflow.cli",
+                                 *tiny_grid_args(archive, *sets)], cwd=project,
                                 env=project_env(project, fresh_prefect, api_url, **env),
                                 stdout=fh,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -228,24 +235,60 @@ def rnnflow_cli(project: Path, *args: str, api_url: str | None = None
                           capture_output=True, text=True, timeout=600)
 
 
-def rnnflow_here(project: Path, *args: str) -> subprocess.CompletedProcess:
+def rnnflow_here(project: Path, *args: str, api_url: str | None = None
+                 ) -> subprocess.CompletedProcess:
     """`rnnflow ARGS` in this test process (typer's CliRunner), in `project` and its tracking
-    store, for the commands whose output a test reads (predict, explain, compare) rather than
-    their process: a subprocess spends about 5 s of a core importing TensorFlow and MLflow
-    again. What only a process shows (a stdout with nothing but the predictions, what a run
-    prints on its first screen) stays with rnnflow_cli and run_tiny_grid.
+    store, for the commands whose output and results a test reads (predict, explain, compare,
+    and the runs whose point is what they log) rather than their process: a subprocess spends
+    about 7 s of a core importing TensorFlow, Prefect and MLflow again. A run goes to the
+    Prefect API `api_url` (the test process's server, prefect_api_url), never to a temporary
+    server of its own, which would boot in this process and stop with it. What only a
+    process shows (a stdout with nothing but the predictions, what a run prints on its first
+    screen, a run killed or two at once) stays with rnnflow_cli and run_tiny_grid.
     A result like a subprocess's, with the traceback of an unexpected exception in stderr."""
     from typer.testing import CliRunner
 
     from rnnflow.cli import app
 
+    assert api_url or args[:1] != ("run",), "a run in this process needs api_url"
+    env = {**dict.fromkeys(_NOT_INHERITED), "PREFECT_API_URL": api_url}
     with contextlib.chdir(project):
-        result = CliRunner().invoke(app, list(args), env=dict.fromkeys(_NOT_INHERITED))
+        result = CliRunner().invoke(app, list(args), env=env)
+    _prefect_console_follows_stderr()
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
     return subprocess.CompletedProcess(["rnnflow", *args], result.exit_code, result.stdout,
                                        stderr)
+
+
+class _CurrentStderr:
+    """sys.stderr as it is at each write, not as it was when a handler was made."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _prefect_console_follows_stderr() -> None:
+    """Prefect sets its console handlers up in the first flow run of a process, on the
+    sys.stderr of that moment: inside rnnflow_here, the CliRunner's stream, closed once the
+    command returns. Pointed at whatever sys.stderr is when they write, a later command's log
+    lines reach its own result, not a closed stream ("I/O operation on closed file")."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict
+                                      .values() if isinstance(logger, logging.Logger))]
+    for handler in {h for logger in loggers for h in logger.handlers}:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.stream,
+                                                                         _CurrentStderr):
+            handler.stream = handler.console.file = _CurrentStderr()  # not setStream: it
+            # flushes the closed stream first
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -1,8 +1,9 @@
 """End to end: a 5-class table in Italian (words as labels, a given dev split, rows without a
-label) through the real CLI, one run: k-class metrics, the per-class table and the k x k plot,
-predict and explain by class name, and the champion served over REST by its alias (the one
-end-to-end proof of `mlflow models serve`). (Bad label sets are errors of the read step:
-tests/rnnflow/data/test_labels.py; a dataset error's exit 2 end to end: test_failures.py.)"""
+label) through the CLI (in the test process: what the run logs is the point), one run: k-class
+metrics, the per-class table and the k x k plot, predict and explain by class name, and the
+champion served over REST by its alias (the one end-to-end proof of `mlflow models serve`).
+(Bad label sets are errors of the read step: tests/rnnflow/data/test_labels.py; a dataset
+error's exit 2 end to end: test_failures.py.)"""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from mlflow.tracking import MlflowClient
 from tests.helpers import (
     CLASS_WORDS,
     rnnflow_here,
-    run_tiny_grid,
     serve_and_post,
     synthetic_table,
+    tiny_grid_args,
 )
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ class ClassRun:
 def class_run(tmp_path_factory, prefect_api_url) -> Iterator[ClassRun]:
     project = tmp_path_factory.mktemp("classes")
     table = synthetic_table(project / "emozioni.csv", CLASSES, 8, empty_labels=2)
-    done = run_tiny_grid(project, table, *SETS, api_url=prefect_api_url)
+    done = rnnflow_here(project, *tiny_grid_args(table, *SETS), api_url=prefect_api_url)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "dropped 3 rows whose label or text is empty" in done.stderr
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

@@ -1,16 +1,16 @@
-"""The lesson's free parameters through the real `rnnflow` command: one `rnnflow run` of seven
-variants on an extracted aclImdb folder (the folder above aclImdb/, not an archive). What it
-proves end to end: a run reads an extracted folder; one-hot inputs (the lookup as the RNN's
-input weights, tokens past max_tokens out of vocabulary); FastText vectors for every corpus
-token and vectors learned from scratch, each pooled over time; `maxlen: null` keeps whole reviews
-and masks the padding; bucketed batches with a fixed maxlen; with either, a text scores the
-same alone as in a batch; the loss at every step (`train.loss_steps: all`) trains, predicts
-and is explained unrolled, as the vanilla way is. A maxlen that truncates most reviews shows
-in what the run reports (report.html, model_card.md, the behavioural checks, the traced
-mistakes) and in `rnnflow explain`. (The refusal of a Flatten head without a fixed length is
-a check of the params: tests/rnnflow/comparisons/test_plan.py, and its exit code
-tests/rnnflow/test_cli.py;
-the folder's three spellings: tests/rnnflow/data/test_download.py; explain of an unknown run:
+"""The lesson's free parameters through the `rnnflow` command (in the test process: what the run
+logs is the point): one `rnnflow run` of seven variants on an extracted aclImdb folder (the
+folder above aclImdb/, not an archive). What it proves end to end: a run reads an extracted
+folder; one-hot inputs (the lookup as the RNN's input weights, tokens past max_tokens out of
+vocabulary); FastText vectors for every corpus token and vectors learned from scratch, each
+pooled over time; `maxlen: null` keeps whole reviews and masks the padding; bucketed batches
+with a fixed maxlen; with either, a text scores the same alone as in a batch; the loss at every
+step (`train.loss_steps: all`) trains, predicts and is explained unrolled, as the vanilla way
+is. A maxlen that truncates most reviews shows in what the run reports (report.html,
+model_card.md, the behavioural checks, the traced mistakes) and in `rnnflow explain`. (The
+refusal of a Flatten head without a fixed length is a check of the params:
+tests/rnnflow/comparisons/test_plan.py, and its exit code tests/rnnflow/test_cli.py; the
+folder's three spellings: tests/rnnflow/data/test_download.py; explain of an unknown run:
 tests/rnnflow/test_cli.py.)"""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import rnnflow_here, run_tiny_grid, synthetic_reviews, write_folder
+from tests.helpers import rnnflow_here, synthetic_reviews, tiny_grid_args, write_folder
 from tests.rnnflow.insight.test_explain import check_page
 
 pytestmark = pytest.mark.slow
@@ -89,8 +89,8 @@ def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
     project = tmp_path_factory.mktemp("inputs")
     # The folder that holds aclImdb/, as a user who extracted the archive there names it.
     folder = write_folder(tmp_path_factory.mktemp("extracted"), synthetic_reviews(20))
-    done = run_tiny_grid(project, folder, f"variants=[{', '.join(VARIANTS.values())}]",
-                         api_url=prefect_api_url)
+    done = rnnflow_here(project, *tiny_grid_args(
+        folder, f"variants=[{', '.join(VARIANTS.values())}]"), api_url=prefect_api_url)
     assert done.returncode == 0, done.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id],

@@ -1,9 +1,9 @@
-"""Repeats, paired verdicts, reuse of finished runs and `rnnflow compare`, through the real
-`rnnflow` command on a tiny archive: a 2-point grid of 2 repeats each, then the same command
-again. What it proves end to end: each repeat is a child of its point's group run, which logs
-their mean and spread; the results table's paired verdicts; a finished point is reused, not
-trained again (the one end-to-end proof of reuse; `--fresh` is proven in test_train_rnn.py);
-`rnnflow compare` on the runs."""
+"""Repeats, paired verdicts, reuse of finished runs and `rnnflow compare`, through the `rnnflow`
+command (in the test process) on a tiny archive: a 2-point grid of 2 repeats each, then the
+same command again. What it proves end to end: each repeat is a child of its point's group run,
+which logs their mean and spread; the results table's paired verdicts; a finished point is
+reused, not trained again (the one end-to-end proof of reuse; `--fresh` is proven in
+test_train_rnn.py); `rnnflow compare` on the runs."""
 
 from __future__ import annotations
 
@@ -14,17 +14,18 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TINY_GRID, rnnflow_cli, rnnflow_here, synthetic_reviews, write_tar
+from tests.helpers import TINY_GRID, rnnflow_here, synthetic_reviews, write_tar
 
 pytestmark = pytest.mark.slow
 SETS = ["grid={model.num_neurons: [2, 3]}", "repeats=2", "train.epochs=1", "baselines=none"]
 
 
 def _run(project: Path, archive: Path, api_url: str):
+    """The command in this process: what the runs log is the point here, not the process."""
     args = ["run", str(TINY_GRID), "--set", f"dataset.url={archive}"]
     for s in SETS:
         args += ["--set", s]
-    return rnnflow_cli(project, *args, api_url=api_url)
+    return rnnflow_here(project, *args, api_url=api_url)
 
 
 @dataclass(frozen=True)

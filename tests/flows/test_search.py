@@ -1,6 +1,7 @@
 """A pruned search, killed and resumed, its winner registered and served as NAME@champion;
-system metrics on every run. Through the real `rnnflow` command on a tiny archive: a search
-killed after its second trial, resumed, then given a fifth trial. What it proves end to end:
+system metrics on every run. Through the `rnnflow` command on a tiny archive: a search killed
+after its second trial (its own process), resumed, then given a fifth trial (in the test
+process). What it proves end to end:
 a killed search resumes where it stopped; trials are children of one parent and a pruned
 trial's run is KILLED; every training run logs system metrics and its peak RSS; the search's
 winner is the champion and predicts by its alias; an unreachable registry exits 2. (The
@@ -98,11 +99,13 @@ def scenario(tmp_path_factory, prefect_api_url) -> Scenario:
     storage = f"sqlite:///{project / 'optuna.db'}"
     trials_after_kill = _counted(optuna.load_study(study_name="s", storage=storage))
     # Resumed with a space of learning rates that explode as trial 1 did, so its trials are
-    # pruned too (a resumed study keeps its trials; the grid only seeds a new one).
-    resumed = _cli(project, "run", "s.yaml", "--set", "grid={}", "--set",
-                   "search.space.train.learning_rate={float: [50.0, 100.0], log: true}",
-                   api_url=prefect_api_url)
-    more = _cli(project, "run", "s.yaml", "--set", "search.trials=5", api_url=prefect_api_url)
+    # pruned too (a resumed study keeps its trials; the grid only seeds a new one). The kill
+    # needs a process of its own; the runs after it are read for what they log, and run here.
+    resumed = rnnflow_here(project, "run", "s.yaml", "--set", "grid={}", "--set",
+                           "search.space.train.learning_rate={float: [50.0, 100.0], log: true}",
+                           api_url=prefect_api_url)
+    more = rnnflow_here(project, "run", "s.yaml", "--set", "search.trials=5",
+                        api_url=prefect_api_url)
     return Scenario(project, MlflowClient(f"sqlite:///{project / 'mlflow.db'}"), killed,
                     trials_after_kill, resumed, more)
 
