@@ -252,9 +252,10 @@ def rnnflow_here(project: Path, *args: str, api_url: str | None = None
 
     assert api_url or args[:1] != ("run",), "a run in this process needs api_url"
     env = {**dict.fromkeys(_NOT_INHERITED), "PREFECT_API_URL": api_url}
+    _prefect_console_follows_stderr()  # those set up before this command
     with contextlib.chdir(project):
         result = CliRunner().invoke(app, list(args), env=env)
-    _prefect_console_follows_stderr()
+    _prefect_console_follows_stderr()  # those it set up
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(result.exception))
@@ -276,10 +277,11 @@ class _CurrentStderr:
 
 
 def _prefect_console_follows_stderr() -> None:
-    """Prefect sets its console handlers up in the first flow run of a process, on the
-    sys.stderr of that moment: inside rnnflow_here, the CliRunner's stream, closed once the
-    command returns. Pointed at whatever sys.stderr is when they write, a later command's log
-    lines reach its own result, not a closed stream ("I/O operation on closed file")."""
+    """Prefect's console handlers write to the sys.stderr of the moment they were set up: at
+    import (pytest's capture, and a command's log lines never reach its result), or in a
+    command's first flow run (that CliRunner's stream, closed once it returns: "I/O operation
+    on closed file" for the next). Pointed at whatever sys.stderr is when they write, each
+    command's log lines reach its own result."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict
