@@ -1,11 +1,11 @@
-"""What a user sees when input is bad or a process dies, through the real `rnnflow` command
+"""What a user sees when input is bad or two runs meet, through the real `rnnflow` command
 (docs/reliability.md). What it proves end to end: a bad dataset exits 2 and leaves a FAILED run
-with the error; without a network, the download ends the run at once in one line that says
-how to go on; a run SIGKILLed while downloading, then one SIGKILLed while building a stage,
-leave half-written files that the next run cleans up, reusing the steps that had finished; two
-runs at once on one data folder build each stage once. (An unreachable tracking server and a
-missing download are checks of the flow and of the download step, whose exit 2 is the bad
-dataset's: tests/flows/test_flow_checks.py, tests/tasks/test_stages.py.)"""
+with the error; without a network, the download ends the run at once in one line that says how
+to go on; two runs at once on one data folder build each stage once. (Runs SIGKILLed while
+downloading and while building a stage, and the runs after them: test_processes.py.) (An
+unreachable tracking server and a missing download are checks of the flow and of the download
+step, whose exit 2 is the bad dataset's: tests/flows/test_flow_checks.py,
+tests/tasks/test_stages.py.)"""
 
 import threading
 
@@ -67,33 +67,3 @@ def test_two_runs_at_once_on_one_data_folder(project, tiny_archive):
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-grid").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
-
-
-def test_killed_runs_leave_nothing_the_next_run_trips_on(project, tiny_archive, http_server,
-                                                         prefect_api_url):
-    """SIGKILLed mid-download, then (the next run) mid-way through building the ids: each kill
-    leaves half-written files; the run after each one cleans them up and goes on. (On the test
-    process's Prefect server: the files are the point, and a run's own temporary server is
-    test_local_server.py's.)"""
-    import shutil
-
-    base, root = http_server
-    shutil.copy(tiny_archive, root / "a.tar.gz")
-    url = f"{base}/a.tar.gz"
-    killed = run_tiny_grid(project, url, api_url=prefect_api_url, RNNFLOW_FAULT="download")
-    assert killed.returncode == -9
-    assert list((project / "data" / "raw").glob(".tmp-download-*"))
-
-    killed = run_tiny_grid(project, url, api_url=prefect_api_url, RNNFLOW_FAULT="vectors")
-    assert killed.returncode == -9
-    # The download restarted cleanly before this run's kill...
-    assert not list((project / "data" / "raw").glob(".tmp-download-*"))
-    (raw,) = (project / "data" / "raw").iterdir()
-    assert raw.read_bytes() == tiny_archive.read_bytes()
-    assert list((project / "data").rglob(".tmp-*"))  # ...which left a half-built stage
-
-    again = run_tiny_grid(project, url, api_url=prefect_api_url, PREFECT_LOGGING_LEVEL="INFO")
-    assert again.returncode == 0, again.stderr[-3000:]
-    # The steps that had finished come from the cache; vectorize and pad run.
-    assert again.stderr.count("Cached(type=COMPLETED)") == 4
-    assert not list((project / "data").rglob(".tmp-*"))

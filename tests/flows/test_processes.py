@@ -1,8 +1,11 @@
-"""Real processes, one scenario: a run SIGKILLed after its first epoch of three, then the
-same point as a served deployment, triggered with `prefect deployment run` from another
-process. What it proves end to end: a served deployment runs when triggered; a run killed
-mid-training is continued from its last epoch by the next run of the same point, whichever
-process runs it (the one end-to-end proof of continued training)."""
+"""Real processes and real SIGKILLs, one scenario on an archive served over loopback HTTP: a
+run killed while downloading, the next killed while building the ids, the next killed after
+its first epoch of three, then the same point as a served deployment, triggered with `prefect
+deployment run` from another process. What it proves end to end: each kill leaves
+half-written files that the next run cleans up, reusing the steps that had finished; a served
+deployment runs when triggered; a run killed mid-training is continued from its last epoch by
+the next run of the same point, whichever process runs it (the one end-to-end proof of
+continued training)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from tests.helpers import (
     TINY_GRID,
     project_env,
     run_tiny_grid,
+    serve_folder,
     stop_group,
     synthetic_reviews,
     write_tar,
@@ -62,12 +66,23 @@ def _wait_for_deployment(api_url: str, name: str, serve: subprocess.Popen, log: 
 
 
 @dataclass(frozen=True)
+class Killed:
+    """A run SIGKILLed at one point, and the leftovers of the data folder after it."""
+
+    run: subprocess.CompletedProcess
+    leftovers: list[Path]  # .tmp-* anywhere under data/
+
+
+@dataclass(frozen=True)
 class Scenario:
     project: Path
-    archive: Path
+    archive: Path  # as served
+    url: str
     client: MlflowClient
-    killed: subprocess.CompletedProcess
-    left: list  # the runs the kill left, as it left them
+    in_download: Killed
+    in_vectors: Killed
+    killed: Killed  # after its first epoch
+    left: list  # the runs the last kill left, as it left them
     trigger: subprocess.CompletedProcess  # `prefect deployment run --watch`
 
     def runs(self) -> dict[str, object]:
@@ -105,17 +120,47 @@ def _serve_and_trigger(project: Path, overrides: dict) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory, prefect_api_url) -> Iterator[Scenario]:
+    """The kills run on the test process's Prefect server: the files and runs they leave are
+    the point (a run's own temporary server is test_local_server.py's)."""
     project = tmp_path_factory.mktemp("processes")
-    archive = write_tar(project / "tiny.tar.gz", synthetic_reviews(20))
-    killed = run_tiny_grid(project, archive, "train.epochs=3", api_url=prefect_api_url,
-                           RNNFLOW_FAULT="after_epoch:1")
-    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("tiny-grid")
-    left = client.search_runs([experiment.experiment_id]) if experiment else []
-    # The same point, from the served deployment: its run goes on from the killed one.
-    trigger = _serve_and_trigger(project, {"dataset.url": str(archive), "grid": {},
-                                           "baselines": "none", "train.epochs": 3})
-    yield Scenario(project, archive, client, killed, left, trigger)
+    with serve_folder(tmp_path_factory.mktemp("www")) as (base, root):
+        archive = write_tar(root / "tiny.tar.gz", synthetic_reviews(20))
+        url = f"{base}/{archive.name}"
+
+        def kill(fault: str, *sets: str, **env: str) -> Killed:
+            run = run_tiny_grid(project, url, *sets, api_url=prefect_api_url,
+                                RNNFLOW_FAULT=fault, **env)
+            return Killed(run, sorted((project / "data").rglob(".tmp-*")))
+
+        in_download = kill("download")
+        in_vectors = kill("vectors")
+        # The same point as the served deployment's below; its Prefect lines show the cache.
+        killed = kill("after_epoch:1", "train.epochs=3", PREFECT_LOGGING_LEVEL="INFO")
+        client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("tiny-grid")
+        left = client.search_runs([experiment.experiment_id]) if experiment else []
+        # The same point, from the served deployment: its run goes on from the killed one.
+        trigger = _serve_and_trigger(project, {"dataset.url": url, "grid": {},
+                                               "baselines": "none", "train.epochs": 3})
+    yield Scenario(project, archive, url, client, in_download, in_vectors, killed, left,
+                   trigger)
+
+
+def test_killed_runs_leave_nothing_the_next_run_trips_on(scenario):
+    """SIGKILLed mid-download, then (the next run) mid-way through building the ids: each kill
+    leaves half-written files; the run after each one cleans them up and goes on."""
+    raw = scenario.project / "data" / "raw"
+    download, vectors = scenario.in_download, scenario.in_vectors
+    assert download.run.returncode == vectors.run.returncode == -signal.SIGKILL
+    assert download.leftovers and all(p.parent == raw and p.name.startswith(".tmp-download-")
+                                      for p in download.leftovers)
+    # The download restarted cleanly before the second kill, which left a half-built stage.
+    assert not set(download.leftovers) & set(vectors.leftovers) and vectors.leftovers
+    (archive,) = raw.iterdir()
+    assert archive.read_bytes() == scenario.archive.read_bytes()
+    # The run after it reused the four steps that had finished (Cached) and cleaned up.
+    assert scenario.killed.run.stderr.count("Cached(type=COMPLETED)") == 4
+    assert not set(vectors.leftovers) & set(scenario.killed.leftovers)
 
 
 def test_served_deployment_runs_when_triggered(scenario):
@@ -125,11 +170,11 @@ def test_served_deployment_runs_when_triggered(scenario):
     before = {r.info.run_id for r in scenario.left}
     (run,) = [r for r in scenario.runs().values() if r.info.run_id not in before]
     assert run.info.status == "FINISHED"
-    assert run.data.params["dataset.url"] == str(scenario.archive)
+    assert run.data.params["dataset.url"] == scenario.url
 
 
 def test_killed_training_resumes_from_its_last_epoch(scenario):
-    killed = scenario.killed
+    killed = scenario.killed.run
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     (dead,) = scenario.left
     assert dead.info.status == "RUNNING" and dead.data.tags["rnnflow_epochs_done"] == "1"
