@@ -11,6 +11,17 @@ from rnnflow.network.predict import TextModel
 from rnnflow.network.train import Fit
 
 
+@pytest.fixture(autouse=True)
+def _figures_closed():
+    """summarize hands its figures to the caller, which closes them once logged
+    (tracking.log_report); here the test is the caller. Left open, they pile up in pyplot's
+    registry for the rest of the test process."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture
 def model():
     import keras
