@@ -336,6 +336,9 @@ def compare(
         out.parent.mkdir(parents=True, exist_ok=True)
     fig = comparing.plot_curves(records)
     fig.savefig(out, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # else pyplot keeps it as long as a process that calls the command lives
     typer.echo(f"learning curves: {out}")
 
 
