@@ -11,10 +11,9 @@ STAMP := $(VENV)/.installed-$(TF_BUILD)
 PARAMS ?= params/lesson16.yaml
 ARGS ?=
 PYTEST_ARGS ?=
-# Test processes (pytest-xdist; a file's tests stay in one). Most of a test's time is one
-# `rnnflow run` starting up on one core, so two processes on two cores take about 10 minutes
-# (`make test`: the smoke tests apart); they keep both cores about 95% busy (vmstat over a
-# whole run), so a third process gains nothing.
+# Test processes (pytest-xdist; a file's tests stay in one). The suite is CPU-bound: two
+# processes keep both cores about 95% busy (vmstat over a whole run), so a third gains nothing;
+# on 2 cores `make test` (the smoke tests apart) takes about 7.5 minutes.
 # --no-loadscope-reorder keeps tests/conftest.py's order (the long end-to-end modules first);
 # xdist would otherwise sort the modules by their number of tests, and a long module taken
 # last leaves the other process idle.
