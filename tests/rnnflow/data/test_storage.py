@@ -81,3 +81,26 @@ def test_load_sequences_streams_whole_reviews_across_batches(tmp_path):
     np.testing.assert_array_equal(seqs.values, expected.values)
     assert seqs.values.dtype == np.int32 and y.dtype == np.float32
     np.testing.assert_array_equal(y, labels)
+
+
+def test_a_dead_writers_temporary_folder_is_swept_and_a_live_ones_kept(tmp_path):
+    """What a stage killed mid-write leaves (`.tmp-<key>-<pid>-*`) is removed before the next
+    writer starts; a writer that is still at work keeps its folder. (End to end, with real
+    kills: tests/flows/test_processes.py, whose sweeping run is itself killed, so coverage
+    never sees it there.)"""
+    import os
+    import subprocess
+    import sys
+
+    from rnnflow.data.storage import sweep_abandoned
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead = tmp_path / f".tmp-k1-{int(gone.stdout)}-abc"
+    alive = tmp_path / f".tmp-k2-{os.getpid()}-def"
+    unnamed = tmp_path / ".tmp-download-x"  # no pid where one would be: not this sweep's
+    for folder in (dead, alive, unnamed):
+        folder.mkdir()
+        (folder / "part").write_text("half")
+    sweep_abandoned(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unnamed.name])
