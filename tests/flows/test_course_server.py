@@ -274,8 +274,15 @@ def test_the_page_runs_end_to_end_a_students_grid_on_dask(course, sample_cut, tm
     assert version.run_id in {c.info.run_id for c in children}
     best = parent.data.tags["best_run_id"]
     assert best in set(table.run_id)
-    mlflow.set_tracking_uri(course.mlflow_url)  # the teacher's credentials, from the env
-    model = mlflow.pyfunc.load_model(f"runs:/{best}/text_model")
+    # The teacher's credentials come from the env. The process's store is put back after: this
+    # server stops with the module, and a later test's command in this process would find it.
+    before = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", course.mlflow_url)  # set_tracking_uri sets it too
+    mlflow.set_tracking_uri(course.mlflow_url)
+    try:
+        model = mlflow.pyfunc.load_model(f"runs:/{best}/text_model")
+    finally:
+        mlflow.set_tracking_uri(before)
     assert len(model.predict(pd.DataFrame({"text": ["A fine film."]}))) == 1
 
     # The Prefect server kept its state in PostgreSQL: no SQLite file in its home.
