@@ -56,4 +56,3 @@ def freeze_long_lived() -> None:
     gc.collect()
     gc.freeze()
     _frozen = True
-

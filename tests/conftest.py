@@ -49,25 +49,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
 
 
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """Freeze what collection imported (TensorFlow, Prefect, MLflow, the test modules: about
-    a million objects that live as long as the test process), as `rnnflow run` does once its
-    flow is loaded: the collector then skips them on every full collection. Each training
-    ends in one (rnnflow.memory.release_memory), and there are hundreds in a test process;
-    measured on tests/rnnflow/network alone, 148 s of CPU became 126 s."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _frozen_heap() -> None:
-    """What earlier modules left alive (servers' clients, in-process flows' caches, traced
-    functions), frozen as collection's imports are, after a collection that frees what they
-    left dead. Without it the heap grows module by module and each full collection walks it
-    all: after the end-to-end modules, 0.26 s a collection, most of a unit test's time
-    (tests/rnnflow/network/test_baselines.py: 26 s of CPU, 3 s alone)."""
+    """Freeze what is alive as each module starts, after a collection that frees what is
+    dead, as `rnnflow run` does once its flow is loaded (rnnflow/memory.py): before the first
+    module, what collection imported (TensorFlow, Prefect, MLflow, the test modules: about a
+    million objects); before each later one, what the modules before it left alive (servers'
+    clients, in-process flows' caches, traced functions). Each training ends in a full
+    collection (rnnflow.memory.release_memory), and there are hundreds in a test process; one
+    that walked it all took 0.26 s after the end-to-end modules, most of a unit test's time
+    (tests/rnnflow/network/test_baselines.py: 26 s of CPU in the suite, 3 s alone)."""
     import gc
 
     gc.collect()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import (
     TINY_GRID,
+    free_port,
     project_env,
     run_tiny_grid,
     serve_folder,
@@ -34,12 +34,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_deployment(api_url: str, name: str, serve: subprocess.Popen, log: Path,
@@ -97,7 +91,7 @@ def _serve_and_trigger(project: Path, overrides: dict) -> subprocess.CompletedPr
     params = project / "params"
     params.mkdir()
     shutil.copy(TINY_GRID, params)
-    port = _free_port()
+    port = free_port()
     log = (project / "serve.log").open("w")
     serve = subprocess.Popen(
         [sys.executable, "-m", "rnnflow.cli", "serve", str(params), "--port", str(port)],
